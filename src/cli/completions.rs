@@ -1,0 +1,22 @@
+//! `ezflt completions <shell>`: prints a shell completion script (clap_complete).
+
+use anyhow::Result;
+use clap::{Arg, ArgMatches, Command};
+use clap_complete::Shell;
+
+pub fn cli() -> Command {
+    Command::new("completions")
+        .about("Print a shell completion script (bash, zsh, fish, elvish, powershell)")
+        .arg(
+            Arg::new("shell")
+                .required(true)
+                .value_parser(clap::value_parser!(Shell)),
+        )
+}
+
+pub fn exec(m: &ArgMatches) -> Result<i32> {
+    let shell = *m.get_one::<Shell>("shell").expect("required");
+    let mut app = super::app();
+    clap_complete::generate(shell, &mut app, "ezflt", &mut std::io::stdout());
+    Ok(0)
+}

@@ -1,0 +1,357 @@
+//! `ezflt [train]`: compose the config, then print it (`--cfg`, `--info`, `--help`),
+//! plan the jobs (single run or sweep), create their directories and run them.
+
+use crate::config::compose::{hydra_config, job_config};
+use crate::config::interp::Resolver;
+use crate::config::node::{py_str, split_path};
+use crate::config::overrides::{self, Override};
+use crate::config::sources::SearchPath;
+use crate::config::{compose, yaml, Composed, Mode, Node, Request, Value};
+use crate::plan::{rundir, sweep};
+use anyhow::{bail, Context, Result};
+use chrono::Local;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use std::path::PathBuf;
+
+pub fn cli() -> Command {
+    Command::new("train")
+        .about("Compose the config and train (the default subcommand)")
+        .disable_help_flag(true)
+        .arg(Arg::new("help").short('h').long("help").action(ArgAction::SetTrue).help("Config groups, the composed config and the override syntax"))
+        .arg(Arg::new("config-path").long("config-path").value_name("DIR").help("Primary config directory (-cp); default ./conf, else the built-in one"))
+        .arg(Arg::new("config-name").long("config-name").value_name("NAME").default_value("config").help("Primary config file name without .yaml (-cn)"))
+        .arg(Arg::new("config-dir").long("config-dir").value_name("DIR").action(ArgAction::Append).help("Add a directory to the config search path (-cd)"))
+        .arg(Arg::new("cfg").short('c').long("cfg").value_name("WHICH").value_parser(["job", "hydra", "all"]).help("Print the composed config and exit"))
+        .arg(Arg::new("resolve").long("resolve").action(ArgAction::SetTrue).help("With --cfg: resolve interpolations first"))
+        .arg(Arg::new("package").short('p').long("package").value_name("PKG").help("With --cfg: print only this subtree"))
+        .arg(
+            Arg::new("info")
+                .short('i')
+                .long("info")
+                .value_name("WHAT")
+                .num_args(0..=1)
+                .default_missing_value("all")
+                .value_parser(["all", "config", "defaults", "defaults-tree", "searchpath"])
+                .help("Print information about the composition and exit"),
+        )
+        .arg(Arg::new("multirun").short('m').long("multirun").action(ArgAction::SetTrue).help("Run a sweep: one job per combination of values"))
+        .arg(Arg::new("run").short('r').long("run").action(ArgAction::SetTrue).help("Run a single job (the default)"))
+        .arg(Arg::new("dry-run").long("dry-run").action(ArgAction::SetTrue).help("Compose every job, create its directory and .hydra/ files, list the jobs, run nothing"))
+        .arg(Arg::new("overrides").value_name("OVERRIDES").num_args(0..).help("key=value, +key=value, ++key=value, ~key, group=option"))
+}
+
+struct Opts {
+    config_name: String,
+    config_path: Option<PathBuf>,
+    config_dirs: Vec<PathBuf>,
+    overrides: Vec<Override>,
+}
+
+impl Opts {
+    fn search_path(&self) -> Result<SearchPath> {
+        SearchPath::new(self.config_path.as_deref(), &self.config_dirs)
+    }
+    fn compose(&self, mode: Mode) -> Result<Composed> {
+        compose(Request {
+            search_path: self.search_path()?,
+            config_name: &self.config_name,
+            overrides: &self.overrides,
+            mode,
+        })
+    }
+}
+
+pub fn exec(m: &ArgMatches) -> Result<i32> {
+    let now = Local::now();
+    let raw: Vec<String> = m
+        .get_many::<String>("overrides")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    let mut parsed = Vec::with_capacity(raw.len());
+    for r in &raw {
+        parsed.push(overrides::parse(r)?);
+    }
+    let opts = Opts {
+        config_name: m
+            .get_one::<String>("config-name")
+            .cloned()
+            .unwrap_or_else(|| "config".into()),
+        config_path: m.get_one::<String>("config-path").map(PathBuf::from),
+        config_dirs: m
+            .get_many::<String>("config-dir")
+            .map(|v| v.map(PathBuf::from).collect())
+            .unwrap_or_default(),
+        overrides: parsed,
+    };
+    let multirun = m.get_flag("multirun");
+    if m.get_flag("help") {
+        print_help(&opts)?;
+        return Ok(0);
+    }
+    let exclusive = [
+        m.get_flag("run"),
+        multirun,
+        m.contains_id("cfg"),
+        m.contains_id("info"),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if exclusive > 1 {
+        bail!("Only one of --run, --multirun, --cfg and --info can be specified");
+    }
+    if let Some(what) = m.get_one::<String>("info") {
+        let c = opts.compose(Mode::Run)?;
+        print!("{}", info(&c, what, &opts));
+        return Ok(0);
+    }
+    if let Some(which) = m.get_one::<String>("cfg") {
+        let c = opts.compose(Mode::Run)?;
+        print!(
+            "{}",
+            print_cfg(
+                &c.cfg,
+                which,
+                m.get_flag("resolve"),
+                m.get_one::<String>("package").map(|s| s.as_str()),
+                now
+            )?
+        );
+        return Ok(0);
+    }
+    let dry = m.get_flag("dry-run");
+    let mode_from_cfg = !multirun
+        && !m.get_flag("run")
+        && {
+            let c = opts.compose(Mode::Multirun);
+            matches!(c, Ok(ref c) if c.cfg.get_path("hydra.mode").and_then(|n| n.as_str()) == Some("MULTIRUN"))
+        };
+    if multirun || mode_from_cfg {
+        return multirun_exec(&opts, &raw, dry, now);
+    }
+    single_run(&opts, &raw, dry, now)
+}
+
+fn not_built_yet() -> Result<i32> {
+    bail!(
+        "training is not built yet in this version of ezflt: the config composed and the run directory was planned, but no task ran.\n  Use --cfg job to see the config, or --dry-run to create the run directory and its .hydra/ files."
+    )
+}
+
+fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Local>) -> Result<i32> {
+    let c = opts.compose(Mode::Run)?;
+    if !dry {
+        return not_built_yet();
+    }
+    let mut cfg = c.cfg;
+    let want = rundir::resolve_setting(&cfg, "hydra.run.dir", now)?;
+    let dir = rundir::create_unique_dir(&PathBuf::from(&want))?;
+    rundir::set_job_runtime(&mut cfg, &dir, "RUN", None);
+    let log = format!(
+        "[{}] composed config '{}' with overrides {:?}; dry run, no task was run\n",
+        now.format("%Y-%m-%d %H:%M:%S"),
+        opts.config_name,
+        raw
+    );
+    rundir::write_job_records(&cfg, &dir, raw, &log)?;
+    println!("Dry run: 1 job");
+    println!(
+        "#0 : {}  ->  {}",
+        if raw.is_empty() {
+            "(no overrides)".to_string()
+        } else {
+            raw.join(" ")
+        },
+        dir.display()
+    );
+    Ok(0)
+}
+
+fn multirun_exec(
+    opts: &Opts,
+    raw: &[String],
+    dry: bool,
+    now: chrono::DateTime<Local>,
+) -> Result<i32> {
+    let master = opts.compose(Mode::Multirun)?;
+    let params = master.cfg.get_path("hydra.sweeper.params").cloned();
+    let jobs = sweep::expand(&opts.overrides, params.as_ref(), &master.search_path)?;
+    // Compose every job before launching any, so a bad value launches nothing.
+    let mut composed = Vec::with_capacity(jobs.len());
+    for (i, lines) in jobs.iter().enumerate() {
+        let parsed = lines
+            .iter()
+            .map(|l| overrides::parse(l))
+            .collect::<Result<Vec<_>>>()?;
+        let job_opts = Opts {
+            config_name: opts.config_name.clone(),
+            config_path: opts.config_path.clone(),
+            config_dirs: opts.config_dirs.clone(),
+            overrides: parsed,
+        };
+        let c = job_opts
+            .compose(Mode::Run)
+            .with_context(|| format!("composing job #{i} ({})", lines.join(" ")))?;
+        composed.push(c);
+    }
+    if !dry {
+        return not_built_yet();
+    }
+    let mut master_cfg = master.cfg;
+    master_cfg.set_path_create("hydra.mode", Node::str("MULTIRUN"));
+    let root_want = rundir::resolve_setting(&master_cfg, "hydra.sweep.dir", now)?;
+    let root = rundir::create_unique_dir(&PathBuf::from(&root_want))?;
+    rundir::write_atomic(&root.join("multirun.yaml"), &yaml::dump(&master_cfg))?;
+    println!("Dry run: {} job(s) in {}", jobs.len(), root.display());
+    let _ = raw;
+    for (i, (lines, c)) in jobs.iter().zip(composed).enumerate() {
+        let mut cfg = c.cfg;
+        cfg.set_path_create("hydra.job.num", Node::bare(Value::Int(i as i64)));
+        cfg.set_path_create("hydra.job.id", Node::str(i.to_string()));
+        cfg.set_path_create("hydra.sweep.dir", Node::str(root.display().to_string()));
+        let sub = rundir::resolve_setting(&cfg, "hydra.sweep.subdir", now)?;
+        let dir = rundir::create_unique_dir(&root.join(sub))?;
+        rundir::set_job_runtime(&mut cfg, &dir, "MULTIRUN", Some(i));
+        let log = format!(
+            "[{}] job #{i}: {}; dry run, no task was run\n",
+            now.format("%Y-%m-%d %H:%M:%S"),
+            lines.join(" ")
+        );
+        rundir::write_job_records(&cfg, &dir, lines, &log)?;
+        println!(
+            "#{i} : {}  ->  {}",
+            if lines.is_empty() {
+                "(no overrides)".to_string()
+            } else {
+                lines.join(" ")
+            },
+            dir.display()
+        );
+    }
+    Ok(0)
+}
+
+/// `--cfg job|hydra|all`, optionally resolved and restricted to a package.
+pub fn print_cfg(
+    cfg: &Node,
+    which: &str,
+    resolve: bool,
+    package: Option<&str>,
+    now: chrono::DateTime<Local>,
+) -> Result<String> {
+    let full = if resolve {
+        let r = Resolver::new(cfg, now, true);
+        r.resolve_path(&[])?
+    } else {
+        cfg.clone()
+    };
+    let view = match which {
+        "job" => job_config(&full),
+        "hydra" => hydra_config(&full),
+        _ => full.clone(),
+    };
+    let Some(pkg) = package.filter(|p| !p.is_empty() && *p != "_global_") else {
+        return Ok(yaml::dump(&view));
+    };
+    let sub = view
+        .get_path(pkg)
+        .filter(|n| !matches!(n.v, Value::Null | Value::Missing));
+    let Some(sub) = sub else {
+        bail!("package '{pkg}' not found in config\n  Check the path with --cfg {which} (without --package).");
+    };
+    if sub.is_container() {
+        Ok(format!("# @package {pkg}\n{}", yaml::dump(sub)))
+    } else {
+        // Scalars print bare and resolved, as Hydra does.
+        let r = Resolver::new(cfg, now, true);
+        let v = r.resolve_path(&split_path(pkg))?;
+        Ok(format!("{}\n", py_str(&v)))
+    }
+}
+
+fn info(c: &Composed, what: &str, opts: &Opts) -> String {
+    let mut s = String::new();
+    let all = what == "all";
+    if all || what == "searchpath" {
+        s.push_str("Config search path\n******************\n");
+        s.push_str(&format!("{:<16} | {}\n", "Provider", "Search path"));
+        for src in &c.search_path.sources {
+            s.push_str(&format!("{:<16} | {}\n", src.provider, src.url()));
+        }
+        s.push('\n');
+    }
+    if all || what == "defaults-tree" {
+        s.push_str("Defaults Tree\n*************\n");
+        s.push_str(&crate::config::defaults::tree_text(&c.defaults.tree));
+        s.push('\n');
+    }
+    if all || what == "defaults" {
+        s.push_str("Defaults List\n*************\n");
+        s.push_str(&format!(
+            "| {:<28} | {:<28} | {:<6} | {:<20} |\n",
+            "Config path", "Package", "_self_", "Parent"
+        ));
+        for d in &c.defaults.defaults {
+            s.push_str(&format!(
+                "| {:<28} | {:<28} | {:<6} | {:<20} |\n",
+                d.config_path,
+                d.package,
+                if d.is_self { "True" } else { "False" },
+                d.parent.clone().unwrap_or_default()
+            ));
+        }
+        s.push('\n');
+    }
+    if all || what == "config" {
+        s.push_str(&format!(
+            "Config\n******\nOverrides: {:?}\n",
+            opts.overrides
+                .iter()
+                .map(|o| o.input_line.clone())
+                .collect::<Vec<_>>()
+        ));
+        s.push_str(&yaml::dump(&job_config(&c.cfg)));
+        s.push('\n');
+    }
+    s
+}
+
+fn print_help(opts: &Opts) -> Result<()> {
+    let sp = opts.search_path()?;
+    let mut out = String::new();
+    out.push_str("ezflt: feature-learning experiments with Hydra-compatible configs\n\n");
+    out.push_str(
+        "Usage: ezflt [train] [FLAGS] [OVERRIDES...]\n       ezflt completions <bash|zsh|fish>\n\n",
+    );
+    out.push_str("== Configuration groups ==\nCompose your configuration from those groups (group=option)\n\n");
+    for g in sp.all_groups(false) {
+        out.push_str(&format!("{g}: {}\n", sp.options(&g).join(", ")));
+    }
+    out.push_str("\n== Config ==\nOverride anything in the config (foo.bar=value)\n\n");
+    match opts.compose(Mode::Run) {
+        Ok(c) => out.push_str(&yaml::dump(&job_config(&c.cfg))),
+        Err(e) => out.push_str(&format!("(could not compose the config: {e})\n")),
+    }
+    out.push_str(
+        "\n== Overrides ==\n\
+  key=value           change an existing value (lr=1e-3, model.width=64)\n\
+  group=option        pick a config group option (model=mlp)\n\
+  +key=value          add a new key; +group=option appends a default\n\
+  ++key=value         add or change\n\
+  ~key  ~key=value    delete a key (only if it equals value)\n\
+  group@pkg=option    put a group option at another package\n\
+  values: 1e-3 (float) 10 (int) true/false null 'quoted str' [a,b] {k:v}\n\
+  interpolation: ${a.b} ${..x} run_${seed} ${oc.env:VAR,default} ${now:%H-%M}\n\
+  sweeps (with -m): a,b,c  range(0,10,2)  choice(x,y)  glob(m*)  sort(..) shuffle(..) tag(t,..)\n\
+  casts: int() float() str() bool()\n",
+    );
+    out.push_str(
+        "\n== Flags ==\n\
+  --cfg/-c job|hydra|all  print the composed config and exit (--resolve, --package/-p PKG)\n\
+  --info/-i [all|config|defaults|defaults-tree|searchpath]\n\
+  --config-path/-cp DIR   --config-name/-cn NAME   --config-dir/-cd DIR\n\
+  --multirun/-m  --run/-r  --dry-run  --version\n",
+    );
+    print!("{out}");
+    Ok(())
+}
