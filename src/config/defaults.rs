@@ -737,7 +737,7 @@ pub fn create(
         if !r.is_self {
             if let Some(k) = &r.override_key {
                 if !seen.insert(k.clone()) {
-                    bail!("{k} appears more than once in the final defaults list");
+                    bail!("{k} appears more than once in the final defaults list\n  To change the option of a group already in the defaults list use {k}=OPTION, without +.");
                 }
             }
         }
