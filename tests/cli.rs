@@ -37,16 +37,22 @@ fn builtin_config_works_from_any_directory() {
         .stdout("0.001\n");
 }
 
+/// A dry run whose directory name comes from the config (`runs/two_layer_cnn_3`).
+fn dry_run_cnn(dir: &Path) -> Command {
+    let mut c = ezflt(dir);
+    c.args([
+        "--dry-run",
+        "model=two_layer_cnn",
+        "seed=3",
+        "hydra.run.dir=runs/${model.name}_${seed}",
+    ]);
+    c
+}
+
 #[test]
 fn dry_run_writes_hydra_records_and_runs_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    ezflt(tmp.path())
-        .args([
-            "--dry-run",
-            "model=two_layer_cnn",
-            "seed=3",
-            "hydra.run.dir=runs/${model.name}_${seed}",
-        ])
+    dry_run_cnn(tmp.path())
         .assert()
         .success()
         .stdout(predicate::str::contains("runs/two_layer_cnn_3"));
@@ -66,15 +72,7 @@ fn dry_run_writes_hydra_records_and_runs_nothing() {
     assert_eq!(ov, "- model=two_layer_cnn\n- seed=3\n");
     assert!(d.join("train.log").exists());
     // Same directory again (as two runs in the same second would get): a new, suffixed one.
-    ezflt(tmp.path())
-        .args([
-            "--dry-run",
-            "model=two_layer_cnn",
-            "seed=3",
-            "hydra.run.dir=runs/${model.name}_${seed}",
-        ])
-        .assert()
-        .success();
+    dry_run_cnn(tmp.path()).assert().success();
     assert!(tmp
         .path()
         .join("runs/two_layer_cnn_3_1/.hydra/config.yaml")

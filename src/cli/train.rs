@@ -127,7 +127,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             matches!(c, Ok(ref c) if c.cfg.get_path("hydra.mode").and_then(|n| n.as_str()) == Some("MULTIRUN"))
         };
     if multirun || mode_from_cfg {
-        return multirun_exec(&opts, &raw, dry, now);
+        return multirun_exec(&opts, dry, now);
     }
     single_run(&opts, &raw, dry, now)
 }
@@ -167,12 +167,7 @@ fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Loca
     Ok(0)
 }
 
-fn multirun_exec(
-    opts: &Opts,
-    raw: &[String],
-    dry: bool,
-    now: chrono::DateTime<Local>,
-) -> Result<i32> {
+fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result<i32> {
     let master = opts.compose(Mode::Multirun)?;
     let params = master.cfg.get_path("hydra.sweeper.params").cloned();
     let jobs = sweep::expand(&opts.overrides, params.as_ref(), &master.search_path)?;
@@ -203,7 +198,6 @@ fn multirun_exec(
     let root = rundir::create_unique_dir(&PathBuf::from(&root_want))?;
     rundir::write_atomic(&root.join("multirun.yaml"), &yaml::dump(&master_cfg))?;
     println!("Dry run: {} job(s) in {}", jobs.len(), root.display());
-    let _ = raw;
     for (i, (lines, c)) in jobs.iter().zip(composed).enumerate() {
         let mut cfg = c.cfg;
         cfg.set_path_create("hydra.job.num", Node::bare(Value::Int(i as i64)));
