@@ -1,9 +1,18 @@
 //! ezflt: Hydra-style experiment runner for feature-learning-theory research.
 //! Entry point: normalises argv, dispatches a subcommand, turns errors into clean messages.
 
+mod backend;
 mod cli;
 mod config;
+mod data;
+mod model;
 mod plan;
+mod run;
+mod train;
+
+/// burn-flex allocates an output buffer per op; mimalloc makes steps 1.3-2.8x faster.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let code = match cli::run(std::env::args().collect()) {

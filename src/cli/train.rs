@@ -8,6 +8,7 @@ use crate::config::overrides::{self, Override};
 use crate::config::sources::SearchPath;
 use crate::config::{compose, yaml, Composed, Mode, Node, Request, Value};
 use crate::plan::{rundir, sweep};
+use crate::run;
 use anyhow::{bail, Context, Result};
 use chrono::Local;
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -132,46 +133,187 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     single_run(&opts, &raw, dry, now)
 }
 
-fn not_built_yet() -> Result<i32> {
-    bail!(
-        "training is not built yet in this version of ezflt: the config composed and the run directory was planned, but no task ran.\n  Use --cfg job to see the config, or --dry-run to create the run directory and its .hydra/ files."
-    )
+/// The job config (no `hydra` node) with every interpolation resolved; `???` is an error.
+fn resolved_job(cfg: &Node, now: chrono::DateTime<Local>) -> Result<Node> {
+    let r = Resolver::new(cfg, now, false);
+    let mut out = Node::map();
+    if let (Some(src), Some(dst)) = (cfg.as_map(), out.as_map_mut()) {
+        for k in src.keys().filter(|k| *k != "hydra") {
+            dst.insert(k.clone(), r.resolve_path(std::slice::from_ref(k))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves and checks a job's settings before any directory exists, so a bad value
+/// (unknown model, negative lr) creates nothing.
+fn validate(cfg: &Node, now: chrono::DateTime<Local>) -> Result<()> {
+    let job = resolved_job(cfg, now)?;
+    let spec = run::specs::read(&run::settings::Cfg::new(&job, ""))?;
+    if let Some((sample_shape, task)) = spec.data.shape_and_task() {
+        crate::model::check(&spec.model, &crate::model::ModelIo { sample_shape, task })?;
+        crate::train::loss::resolve(spec.loss, task)?;
+    }
+    crate::backend::check(&spec.backend, &spec.device)?;
+    Ok(())
+}
+
+fn log_path(cfg: &Node, dir: &std::path::Path) -> Option<PathBuf> {
+    if matches!(
+        cfg.get_path("hydra.job_logging.file").map(|n| &n.v),
+        Some(Value::Null)
+    ) {
+        return None;
+    }
+    let name = cfg
+        .get_path("hydra.job.name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("train");
+    Some(dir.join(format!("{name}.log")))
+}
+
+/// Trains one prepared job and reports how it ended; errors are logged to its log file.
+fn train_job(
+    cfg: &Node,
+    dir: &std::path::Path,
+    now: chrono::DateTime<Local>,
+    resume: Option<crate::train::trainer::ResumePoint>,
+) -> Result<i32> {
+    let log = log_path(cfg, dir);
+    let result =
+        resolved_job(cfg, now).and_then(|job| run::run(&job, dir, log.clone(), false, resume));
+    match result {
+        Ok(r) => {
+            if let Some(e) = r.summary.get("error").and_then(|e| e.as_str()) {
+                eprintln!("Error: {e}");
+            }
+            Ok(r.exit_code())
+        }
+        Err(e) => {
+            if let Some(l) = &log {
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(l)
+                {
+                    use std::io::Write;
+                    let _ = writeln!(
+                        f,
+                        "[{}] error: {e:#}",
+                        Local::now().format("%Y-%m-%d %H:%M:%S")
+                    );
+                }
+            }
+            Err(e)
+        }
+    }
 }
 
 fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Local>) -> Result<i32> {
     let c = opts.compose(Mode::Run)?;
-    if !dry {
-        return not_built_yet();
-    }
     let mut cfg = c.cfg;
+    if let Some(dir) = cfg
+        .get_path("resume")
+        .and_then(|n| n.as_str())
+        .map(PathBuf::from)
+    {
+        return resume_run(&dir, opts, dry, now);
+    }
     let want = rundir::resolve_setting(&cfg, "hydra.run.dir", now)?;
+    if !dry {
+        let mut probe = cfg.clone();
+        rundir::set_job_runtime(&mut probe, std::path::Path::new(&want), "RUN", None);
+        validate(&probe, now)?;
+    }
     let dir = rundir::create_unique_dir(&PathBuf::from(&want))?;
     rundir::set_job_runtime(&mut cfg, &dir, "RUN", None);
     let log = format!(
-        "[{}] composed config '{}' with overrides {:?}; dry run, no task was run\n",
+        "[{}] composed config '{}' with overrides {:?}{}\n",
         now.format("%Y-%m-%d %H:%M:%S"),
         opts.config_name,
-        raw
+        raw,
+        if dry {
+            "; dry run, no task was run"
+        } else {
+            ""
+        }
     );
     rundir::write_job_records(&cfg, &dir, raw, &log)?;
-    println!("Dry run: 1 job");
+    let what = if raw.is_empty() {
+        "(no overrides)".to_string()
+    } else {
+        raw.join(" ")
+    };
+    if dry {
+        println!("Dry run: 1 job");
+        println!("#0 : {what}  ->  {}", dir.display());
+        return Ok(0);
+    }
+    println!("Run: {what}  ->  {}", dir.display());
+    train_job(&cfg, &dir, now, None)
+}
+
+/// `resume=<run dir>`: continue that run from its last checkpoint with its saved config;
+/// only `epochs` and `max_steps` may change (to train longer).
+fn resume_run(
+    dir: &std::path::Path,
+    opts: &Opts,
+    dry: bool,
+    now: chrono::DateTime<Local>,
+) -> Result<i32> {
+    let cfg_path = dir.join(".hydra").join("config.yaml");
+    let text = std::fs::read_to_string(&cfg_path).with_context(|| {
+        format!(
+            "resume={}: not an ezflt run directory (no {})",
+            dir.display(),
+            cfg_path.display()
+        )
+    })?;
+    let mut job = yaml::load(&text, &cfg_path.display().to_string())?;
+    for o in &opts.overrides {
+        let key = o.key_element();
+        match key.as_str() {
+            "resume" => {}
+            "epochs" | "max_steps" => match o.value_node() {
+                Some(v) => job.set_path_create(&key, v),
+                None => bail!("resume: '{}' needs a value", o.input_line),
+            },
+            _ => bail!(
+                "resume continues a run with its saved config ({}); only epochs=N and max_steps=N may change, not '{}'",
+                cfg_path.display(),
+                o.input_line
+            ),
+        }
+    }
+    job.set_path_create("resume", Node::bare(Value::Null));
+    validate(&job, now)?;
+    let point = run::resume_point(dir)?;
+    if dry {
+        println!(
+            "Dry run: would resume {} at epoch {} (step {})",
+            dir.display(),
+            point.epoch,
+            point.step
+        );
+        return Ok(0);
+    }
+    rundir::write_atomic(&cfg_path, &yaml::dump(&job))?;
     println!(
-        "#0 : {}  ->  {}",
-        if raw.is_empty() {
-            "(no overrides)".to_string()
-        } else {
-            raw.join(" ")
-        },
-        dir.display()
+        "Resume: {} at epoch {} (step {})",
+        dir.display(),
+        point.epoch,
+        point.step
     );
-    Ok(0)
+    let mut full = job.clone();
+    full.set_path_create("hydra.job.name", Node::str("train"));
+    train_job(&full, dir, now, Some(point))
 }
 
 fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result<i32> {
     let master = opts.compose(Mode::Multirun)?;
     let params = master.cfg.get_path("hydra.sweeper.params").cloned();
     let jobs = sweep::expand(&opts.overrides, params.as_ref(), &master.search_path)?;
-    // Compose every job before launching any, so a bad value launches nothing.
+    // Compose (and check) every job before launching any, so a bad value launches nothing.
     let mut composed = Vec::with_capacity(jobs.len());
     for (i, lines) in jobs.iter().enumerate() {
         let parsed = lines
@@ -187,17 +329,22 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         let c = job_opts
             .compose(Mode::Run)
             .with_context(|| format!("composing job #{i} ({})", lines.join(" ")))?;
+        if !dry {
+            validate(&c.cfg, now).with_context(|| format!("job #{i} ({})", lines.join(" ")))?;
+        }
         composed.push(c);
-    }
-    if !dry {
-        return not_built_yet();
     }
     let mut master_cfg = master.cfg;
     master_cfg.set_path_create("hydra.mode", Node::str("MULTIRUN"));
     let root_want = rundir::resolve_setting(&master_cfg, "hydra.sweep.dir", now)?;
     let root = rundir::create_unique_dir(&PathBuf::from(&root_want))?;
     rundir::write_atomic(&root.join("multirun.yaml"), &yaml::dump(&master_cfg))?;
-    println!("Dry run: {} job(s) in {}", jobs.len(), root.display());
+    if dry {
+        println!("Dry run: {} job(s) in {}", jobs.len(), root.display());
+    } else {
+        println!("Sweep: {} job(s) in {}", jobs.len(), root.display());
+    }
+    let mut failed = vec![];
     for (i, (lines, c)) in jobs.iter().zip(composed).enumerate() {
         let mut cfg = c.cfg;
         cfg.set_path_create("hydra.job.num", Node::bare(Value::Int(i as i64)));
@@ -207,9 +354,14 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         let dir = rundir::create_unique_dir(&root.join(sub))?;
         rundir::set_job_runtime(&mut cfg, &dir, "MULTIRUN", Some(i));
         let log = format!(
-            "[{}] job #{i}: {}; dry run, no task was run\n",
+            "[{}] job #{i}: {}{}\n",
             now.format("%Y-%m-%d %H:%M:%S"),
-            lines.join(" ")
+            lines.join(" "),
+            if dry {
+                "; dry run, no task was run"
+            } else {
+                ""
+            }
         );
         rundir::write_job_records(&cfg, &dir, lines, &log)?;
         println!(
@@ -221,8 +373,35 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
             },
             dir.display()
         );
+        if dry {
+            continue;
+        }
+        // One failing job does not stop the others (Hydra's basic launcher would stop).
+        match train_job(&cfg, &dir, now, None) {
+            Ok(0) => {}
+            Ok(130) => {
+                failed.push((i, "interrupted".to_string()));
+                break;
+            }
+            Ok(_) => failed.push((i, "failed (see summary.json)".to_string())),
+            Err(e) => {
+                eprintln!("Error in job #{i}: {e:#}");
+                failed.push((i, format!("{e:#}")));
+            }
+        }
     }
-    Ok(0)
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    eprintln!(
+        "{} of {} job(s) did not complete:",
+        failed.len(),
+        jobs.len()
+    );
+    for (i, why) in &failed {
+        eprintln!("  #{i}: {why}");
+    }
+    Ok(1)
 }
 
 /// `--cfg job|hydra|all`, optionally resolved and restricted to a package.

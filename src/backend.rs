@@ -1,0 +1,129 @@
+//! Picks the burn `Device` from `backend` and `device` settings at run time, sizes the
+//! thread pools, and says how to rebuild when a backend was not compiled in.
+
+use anyhow::{bail, Result};
+use burn::prelude::Device;
+
+/// The chosen device, and how to describe it in summaries and logs.
+pub struct Chosen {
+    pub device: Device,
+    pub backend: &'static str,
+    pub name: String,
+}
+
+const TCH_HOWTO: &str = "this ezflt was built without LibTorch. Build it with \
+`bash scripts/setup-torch.sh && scripts/cargo-tch build --release` (PyTorch 2.9.0 from PyPI), \
+or use backend=flex device=cpu";
+
+/// Requested CUDA ordinal: `cuda` = 0, `cuda:N` = N; None for cpu/auto.
+fn cuda_index(device: &str) -> Result<Option<usize>> {
+    match device {
+        "cuda" => Ok(Some(0)),
+        d if d.starts_with("cuda:") => match d[5..].parse() {
+            Ok(i) => Ok(Some(i)),
+            Err(_) => bail!("device '{d}': expected cuda:N with N a GPU index, e.g. cuda:0"),
+        },
+        "cpu" | "auto" => Ok(None),
+        d => bail!("device '{d}': expected cpu, cuda, cuda:N or auto"),
+    }
+}
+
+/// Flex (pure Rust) is the default backend and runs on the CPU only.
+fn flex(threads: Option<usize>) -> Chosen {
+    if let Some(n) = threads {
+        // Only the first call sizes rayon's global pool; later ones are no-ops.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    Chosen {
+        device: Device::flex(),
+        backend: "flex",
+        name: "cpu".into(),
+    }
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)]
+fn libtorch(cuda: Option<usize>, threads: Option<usize>) -> Result<Chosen> {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    tch::set_num_threads(n as i32);
+    match cuda {
+        None => Ok(Chosen {
+            device: Device::libtorch(),
+            backend: "tch",
+            name: "cpu".into(),
+        }),
+        Some(i) => {
+            let count = tch::Cuda::device_count() as usize;
+            if i >= count {
+                bail!(
+                    "device cuda:{i} requested, but LibTorch sees {count} CUDA device(s); \
+                     use device=cpu, or check the driver and CUDA_VISIBLE_DEVICES"
+                );
+            }
+            Ok(Chosen {
+                device: Device::libtorch_cuda(i),
+                backend: "tch",
+                name: format!("cuda:{i}"),
+            })
+        }
+    }
+}
+
+#[cfg(feature = "tch")]
+fn cuda_visible() -> bool {
+    tch::Cuda::device_count() > 0
+}
+
+#[cfg(not(feature = "tch"))]
+fn libtorch(_cuda: Option<usize>, _threads: Option<usize>) -> Result<Chosen> {
+    bail!("backend=tch: {TCH_HOWTO}")
+}
+
+#[cfg(not(feature = "tch"))]
+fn cuda_visible() -> bool {
+    false
+}
+
+/// The choice errors that need no device: run before any directory is created.
+pub fn check(backend: &str, device: &str) -> Result<()> {
+    let cuda = cuda_index(device)?;
+    match (backend, cuda) {
+        ("flex", Some(i)) => bail!(
+            "device=cuda:{i} with backend=flex: Flex runs on the CPU only; \
+             use backend=tch for CUDA (or device=cpu)"
+        ),
+        ("tch", _) if !cfg!(feature = "tch") => bail!("backend=tch: {TCH_HOWTO}"),
+        ("auto", Some(_)) if !cfg!(feature = "tch") => {
+            bail!("device={device}: CUDA needs the LibTorch backend, and {TCH_HOWTO}")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `backend`: flex | tch | auto; `device`: cpu | cuda | cuda:N | auto.
+/// auto = LibTorch on CUDA when built with tch and a GPU is visible, else Flex on the CPU.
+pub fn choose(backend: &str, device: &str, threads: Option<usize>) -> Result<Chosen> {
+    check(backend, device)?;
+    let cuda = cuda_index(device)?;
+    match backend {
+        "flex" => Ok(flex(threads)),
+        "tch" => {
+            if device == "auto" && cuda_visible() {
+                return libtorch(Some(0), threads);
+            }
+            libtorch(cuda, threads)
+        }
+        "auto" => {
+            if cuda.is_some() {
+                return libtorch(cuda, threads);
+            }
+            if device == "auto" && cuda_visible() {
+                return libtorch(Some(0), threads);
+            }
+            Ok(flex(threads))
+        }
+        other => bail!("backend '{other}': expected flex, tch or auto"),
+    }
+}

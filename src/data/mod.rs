@@ -1,0 +1,169 @@
+//! Datasets as plain host arrays: synthetic generators from theory papers (with their
+//! ground-truth features) and real data from files. No burn here; the trainer uploads.
+
+pub mod files;
+pub mod synthetic;
+
+use anyhow::Result;
+
+/// What the labels mean, which fixes the model's output width and the natural loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Task {
+    /// `classes` labels 0..classes; one logit per class.
+    Classify { classes: usize },
+    /// Labels 0/1 read as -1/+1 (theory papers' convention); one output `f(x)`.
+    Binary,
+    /// No labels: the model reconstructs its input (autoencoders).
+    Reconstruct,
+}
+
+impl Task {
+    /// The model's output width for this task on samples of `features` values.
+    pub fn outputs(&self, features: usize) -> usize {
+        match self {
+            Task::Classify { classes } => *classes,
+            Task::Binary => 1,
+            Task::Reconstruct => features,
+        }
+    }
+}
+
+/// One split: `n` samples of `features` values each, row-major, plus integer labels.
+#[derive(Clone, Debug, Default)]
+pub struct Split {
+    pub x: Vec<f32>,
+    pub y: Vec<i64>,
+    pub n: usize,
+}
+
+impl Split {
+    pub fn new(x: Vec<f32>, y: Vec<i64>, n: usize) -> Split {
+        Split { x, y, n }
+    }
+}
+
+/// A ground-truth feature matrix the generator planted: `rows` unit vectors of length
+/// `dim` (dictionary atoms, the signal, training noise vectors...). Tracking aligns to it.
+#[derive(Clone, Debug)]
+pub struct Feature {
+    pub name: String,
+    pub rows: usize,
+    pub dim: usize,
+    /// Row-major `[rows, dim]`; read by the feature tracker for alignments.
+    #[allow(dead_code)]
+    pub values: Vec<f32>,
+}
+
+/// Everything one run needs from its data source.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub name: String,
+    /// Shape of one sample, e.g. `[20]`, `[2, 400]` (patches x dim), `[1, 8, 8]` (image).
+    pub sample_shape: Vec<usize>,
+    pub task: Task,
+    pub train: Split,
+    pub test: Split,
+    /// Extra evaluation sets (e.g. anomalies), evaluated like `test` and reported by name.
+    pub extra: Vec<(String, Split)>,
+    pub features: Vec<Feature>,
+}
+
+impl Dataset {
+    /// Values per sample (the flattened sample shape).
+    pub fn features(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+}
+
+/// What the user asked for, as plain values (parsed from the `data` config node).
+#[derive(Clone, Debug)]
+pub enum DataSpec {
+    GaussianMixture {
+        dim: usize,
+        classes: usize,
+        n_train: usize,
+        n_test: usize,
+        noise: f64,
+    },
+    Xor {
+        dim: usize,
+        n_train: usize,
+        n_test: usize,
+        noise: f64,
+    },
+    SignalNoise {
+        patches: usize,
+        dim: usize,
+        n_train: usize,
+        n_test: usize,
+        snr: f64,
+        sigma_p: f64,
+        flip: f64,
+    },
+    SparseCoding {
+        dim: usize,
+        atoms: usize,
+        k: usize,
+        sigma: f64,
+        n_train: usize,
+        n_test: usize,
+    },
+    OrthonormalPatches {
+        patches: usize,
+        n_train: usize,
+        n_test: usize,
+        noise: f64,
+    },
+    ModularAddition {
+        p: usize,
+        frac_train: f64,
+    },
+    Digits {
+        test_fraction: f64,
+    },
+    Mnist {
+        path: String,
+        n_train: Option<usize>,
+        n_test: Option<usize>,
+    },
+    Numpy {
+        path: String,
+        x_key: String,
+        y_key: String,
+        test_path: Option<String>,
+        test_fraction: f64,
+        task: Option<String>,
+    },
+}
+
+impl DataSpec {
+    /// Sample shape and task known without generating or reading anything (synthetic
+    /// sources), so model/data mismatches are caught before a run starts.
+    pub fn shape_and_task(&self) -> Option<(Vec<usize>, Task)> {
+        use DataSpec::*;
+        Some(match *self {
+            GaussianMixture { dim, classes, .. } => (vec![dim], Task::Classify { classes }),
+            Xor { dim, .. } | SparseCoding { dim, .. } => (vec![dim], Task::Binary),
+            SignalNoise { patches, dim, .. } => (vec![patches, dim], Task::Binary),
+            OrthonormalPatches { patches, .. } => (
+                vec![patches, (1.2 * patches as f64).floor() as usize],
+                Task::Reconstruct,
+            ),
+            ModularAddition { p, .. } => (vec![p], Task::Classify { classes: p }),
+            Digits { .. } => (vec![1, 8, 8], Task::Classify { classes: 10 }),
+            Mnist { .. } | Numpy { .. } => return None,
+        })
+    }
+}
+
+/// Builds the dataset; `seed` drives every random draw (generation, split, ground truth).
+pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
+    use DataSpec::*;
+    match spec {
+        GaussianMixture { .. } | Xor { .. } | SignalNoise { .. } | SparseCoding { .. } => {
+            synthetic::generate(spec, seed)
+        }
+        OrthonormalPatches { .. } | ModularAddition { .. } => synthetic::generate(spec, seed),
+        Digits { .. } | Mnist { .. } | Numpy { .. } => files::load(spec, seed),
+    }
+}

@@ -1,0 +1,252 @@
+//! Models built from config, each knowing only the `Device` it is given (burn 0.22 has no
+//! backend type parameter). Parameters are named by module path (`layers.0.weight`).
+
+pub mod activation;
+pub mod autoencoder;
+pub mod cnn;
+pub mod mlp;
+pub mod patch_cnn;
+
+pub use activation::Activation;
+
+use crate::data::Task;
+use anyhow::{bail, Result};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+/// What every model does: flat samples `[batch, features]` in, `[batch, outputs]` out.
+/// Models reshape to their own view (patches, images) inside.
+pub trait Net: Module + Clone + Send + core::fmt::Debug + 'static {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2>;
+}
+
+/// The model the user asked for, as plain values.
+#[derive(Clone, Debug)]
+pub enum ModelSpec {
+    Mlp {
+        widths: Vec<usize>,
+        act: Activation,
+        bias: bool,
+        init_scale: Option<f64>,
+        fixed_last_layer: bool,
+    },
+    TwoLayerCnn {
+        filters: usize,
+        act: Activation,
+        init_scale: f64,
+    },
+    Cnn {
+        channels: Vec<usize>,
+        kernel: usize,
+        hidden: usize,
+        act: Activation,
+    },
+    ConvAutoencoder {
+        kernels: Option<usize>,
+        init_scale: f64,
+    },
+}
+
+impl ModelSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelSpec::Mlp { .. } => "mlp",
+            ModelSpec::TwoLayerCnn { .. } => "two_layer_cnn",
+            ModelSpec::Cnn { .. } => "cnn",
+            ModelSpec::ConvAutoencoder { .. } => "conv_autoencoder",
+        }
+    }
+}
+
+/// What the data says the model must accept and produce.
+#[derive(Clone, Debug)]
+pub struct ModelIo {
+    pub sample_shape: Vec<usize>,
+    pub task: Task,
+}
+
+/// Something to do with the concrete model type (training is generic over it).
+pub trait WithNet {
+    type Out;
+    fn run<M: Net>(self, model: M) -> Self::Out;
+}
+
+/// Checks that the model fits the data (shape and task) without building anything.
+pub fn check(spec: &ModelSpec, io: &ModelIo) -> Result<()> {
+    let shape = &io.sample_shape;
+    let hint = |what: &str| {
+        format!(
+            "model={} needs {what}, but data gives samples of shape {:?}",
+            spec.name(),
+            shape
+        )
+    };
+    let labelled = io.task != Task::Reconstruct;
+    match spec {
+        ModelSpec::Mlp { .. } if !labelled => bail!(
+            "model=mlp predicts labels, but this data has none (task: reconstruct); use model=conv_autoencoder"
+        ),
+        ModelSpec::TwoLayerCnn { .. } if shape.len() != 2 => bail!(
+            "{}; use data with patches (data=signal_noise) or model=mlp",
+            hint("samples of shape [patches, dim]")
+        ),
+        ModelSpec::TwoLayerCnn { .. } if !labelled => bail!(
+            "model=two_layer_cnn predicts labels, but this data has none; use model=conv_autoencoder"
+        ),
+        ModelSpec::Cnn { .. } if shape.len() != 3 => bail!(
+            "{}; use image data (data=digits or data=mnist)",
+            hint("images of shape [channels, height, width]")
+        ),
+        ModelSpec::Cnn { .. } if !labelled => {
+            bail!("model=cnn predicts labels, but this data has none")
+        }
+        ModelSpec::ConvAutoencoder { .. } if shape.len() != 2 => bail!(
+            "{}; use data=orthonormal_patches",
+            hint("samples of shape [patches, dim]")
+        ),
+        ModelSpec::ConvAutoencoder { .. } if labelled => bail!(
+            "model=conv_autoencoder reconstructs its input; use it with unlabelled patch data (data=orthonormal_patches)"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Builds the model on `device` (seed the device first) and hands it to `w`.
+pub fn build<W: WithNet>(spec: &ModelSpec, io: &ModelIo, device: &Device, w: W) -> Result<W::Out> {
+    check(spec, io)?;
+    let shape = &io.sample_shape;
+    let features: usize = shape.iter().product();
+    let outputs = io.task.outputs(features);
+    Ok(match spec {
+        ModelSpec::Mlp {
+            widths,
+            act,
+            bias,
+            init_scale,
+            fixed_last_layer,
+        } => {
+            let m = mlp::Mlp::new(
+                features,
+                widths,
+                outputs,
+                *act,
+                *bias,
+                *init_scale,
+                *fixed_last_layer,
+                device,
+            );
+            w.run(touch(m))
+        }
+        ModelSpec::TwoLayerCnn {
+            filters,
+            act,
+            init_scale,
+        } => {
+            let binary = io.task == Task::Binary;
+            let groups = if binary { 2 } else { outputs };
+            let m = patch_cnn::PatchCnn::new(
+                shape[0],
+                shape[1],
+                groups,
+                *filters,
+                *act,
+                *init_scale,
+                binary,
+                device,
+            );
+            w.run(touch(m))
+        }
+        ModelSpec::Cnn {
+            channels,
+            kernel,
+            hidden,
+            act,
+        } => {
+            let m = cnn::Cnn::new(
+                [shape[0], shape[1], shape[2]],
+                channels,
+                *kernel,
+                *hidden,
+                outputs,
+                *act,
+                device,
+            );
+            w.run(touch(m))
+        }
+        ModelSpec::ConvAutoencoder {
+            kernels,
+            init_scale,
+        } => {
+            let c = kernels
+                .unwrap_or((1.2 * shape[1] as f64).floor() as usize)
+                .max(1);
+            let m = autoencoder::ConvAutoencoder::new(shape[0], shape[1], c, *init_scale, device);
+            w.run(touch(m))
+        }
+    })
+}
+
+/// A parameter drawn from `N(0, std^2)` (theory papers' small initialisation).
+pub fn normal_param<const D: usize>(
+    shape: [usize; D],
+    std: f64,
+    device: &Device,
+) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::random(
+        shape,
+        Distribution::Normal(0.0, std),
+        device,
+    ))
+}
+
+/// A parameter drawn from `U(-bound, bound)` (PyTorch's default for linear layers).
+pub fn uniform_param<const D: usize>(
+    shape: [usize; D],
+    bound: f64,
+    device: &Device,
+) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::random(
+        shape,
+        Distribution::Uniform(-bound, bound),
+        device,
+    ))
+}
+
+/// Runs every lazy initialiser now, in module order, so a seed fixes the weights.
+fn touch<M: Net>(m: M) -> M {
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let _ = p.val();
+        }
+    }
+    m.visit(&mut Touch);
+    m
+}
+
+/// Dotted names and shapes of a model's float parameters, in module order.
+pub fn param_names<M: Module>(m: &M) -> Vec<(String, Vec<usize>)> {
+    struct Names {
+        path: Vec<String>,
+        out: Vec<(String, Vec<usize>)>,
+    }
+    impl ModuleVisitor for Names {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.out
+                .push((self.path.join("."), p.val().dims().to_vec()));
+        }
+    }
+    let mut v = Names {
+        path: vec![],
+        out: vec![],
+    };
+    m.visit(&mut v);
+    v.out
+}

@@ -1,0 +1,278 @@
+//! One run, start to finish: resolved job config -> specs -> device -> data -> model ->
+//! trainer with callbacks -> `summary.json`. The launcher calls this once per job.
+
+pub mod settings;
+pub mod specs;
+
+use crate::backend;
+use crate::config::Node;
+use crate::data;
+use crate::model::{self, ModelIo, Net, WithNet};
+use crate::train::callbacks::{checkpoint, Checkpointer, MetricsWriter, Progress};
+use crate::train::trainer::{Callback, EpochInfo, ResumePoint};
+use crate::train::{loss, Status, Trainer};
+use anyhow::{Context, Result};
+use settings::Cfg;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// Set by Ctrl-C; the trainer stops at the next batch and the run is marked interrupted.
+fn stop_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let f = Arc::new(AtomicBool::new(false));
+        let g = f.clone();
+        // If a handler is already installed (embedding), training just can't be interrupted softly.
+        let _ = ctrlc::set_handler(move || {
+            if g.swap(true, Ordering::SeqCst) {
+                // Second Ctrl-C: the user really wants out.
+                std::process::exit(130);
+            }
+            eprintln!("\nInterrupted: stopping after this batch (Ctrl-C again to quit now)");
+        });
+        f
+    })
+    .clone()
+}
+
+/// How a run ended, for the launcher's exit code.
+pub struct RunResult {
+    pub status: String,
+    pub summary: serde_json::Value,
+}
+
+impl RunResult {
+    pub fn exit_code(&self) -> i32 {
+        match self.status.as_str() {
+            "completed" => 0,
+            "interrupted" => 130,
+            _ => 1,
+        }
+    }
+}
+
+/// Collects what the summary reports: parameter shapes, best metrics (min losses, max accuracies).
+#[derive(Default)]
+struct Best {
+    values: serde_json::Map<String, serde_json::Value>,
+    params: serde_json::Map<String, serde_json::Value>,
+    params_total: usize,
+}
+
+impl Callback for Best {
+    fn on_train_start(&mut self, info: &crate::train::trainer::StartInfo) -> Result<()> {
+        for (name, shape) in &info.params {
+            self.params.insert(name.clone(), serde_json::json!(shape));
+        }
+        self.params_total = info.num_params;
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, e: &EpochInfo) -> Result<()> {
+        let mut items = vec![("train_loss".to_string(), e.train_loss)];
+        if let Some(a) = e.train_acc {
+            items.push(("train_acc".into(), a));
+        }
+        items.extend(e.eval.iter().cloned());
+        for (k, v) in items {
+            if !v.is_finite() {
+                continue;
+            }
+            let better = match self.values.get(&k).and_then(|x| x.as_f64()) {
+                None => true,
+                Some(old) if k.ends_with("_acc") => v > old,
+                Some(old) => v < old,
+            };
+            if better {
+                self.values.insert(k, serde_json::json!(v));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Job<'a> {
+    train: crate::train::TrainSpec,
+    data: &'a data::Dataset,
+    device: burn::prelude::Device,
+    dir: &'a Path,
+    log: Option<PathBuf>,
+    quiet: bool,
+    resume: Option<ResumePoint>,
+    time_offset: f64,
+    best: &'a mut Best,
+}
+
+impl WithNet for Job<'_> {
+    type Out = Result<crate::train::Outcome>;
+    fn run<M: Net>(self, model: M) -> Self::Out {
+        let callbacks: Vec<Box<dyn Callback + '_>> = vec![
+            Box::new(MetricsWriter::new(
+                self.dir,
+                self.train.log_every,
+                self.time_offset,
+            )),
+            Box::new(Progress::new(self.log.as_deref(), self.quiet)),
+            Box::new(Checkpointer::new(self.dir, self.train.checkpoint_every)),
+            Box::new(self.best),
+        ];
+        Trainer {
+            spec: &self.train,
+            data: self.data,
+            device: self.device,
+            callbacks,
+            stop: stop_flag(),
+            resume: self.resume,
+        }
+        .run(model)
+    }
+}
+
+impl<T: Callback + ?Sized> Callback for &mut T {
+    fn on_train_start(&mut self, i: &crate::train::trainer::StartInfo) -> Result<()> {
+        (**self).on_train_start(i)
+    }
+    fn on_batch_end(&mut self, s: &crate::train::StepInfo) -> Result<()> {
+        (**self).on_batch_end(s)
+    }
+    fn on_epoch_end(&mut self, e: &EpochInfo) -> Result<()> {
+        (**self).on_epoch_end(e)
+    }
+    fn on_train_end(&mut self, o: &crate::train::Outcome) -> Result<()> {
+        (**self).on_train_end(o)
+    }
+}
+
+/// Where a run directory's last checkpoint says to continue, if it has one.
+pub fn resume_point(dir: &Path) -> Result<ResumePoint> {
+    let ck = dir.join("checkpoint");
+    let state_path = ck.join(checkpoint::STATE);
+    let text = std::fs::read_to_string(&state_path).with_context(|| {
+        format!(
+            "resume: no checkpoint in {} (expected {}); the run saved none, so it cannot be resumed",
+            dir.display(),
+            state_path.display()
+        )
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("resume: {} is not valid JSON", state_path.display()))?;
+    let get = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_u64())
+            .map(|x| x as usize)
+            .with_context(|| format!("resume: {} has no '{k}'", state_path.display()))
+    };
+    Ok(ResumePoint {
+        model: ck.join(checkpoint::MODEL),
+        optim: ck.join(checkpoint::OPTIM),
+        epoch: get("epoch")?,
+        step: get("step")?,
+    })
+}
+
+/// Trains one job whose resolved config is `job` into `dir`. Writes `summary.json`
+/// however it ends; errors in the config are returned before anything trains.
+pub fn run(
+    job: &Node,
+    dir: &Path,
+    log: Option<PathBuf>,
+    quiet: bool,
+    resume: Option<ResumePoint>,
+) -> Result<RunResult> {
+    let root = Cfg::new(job, "");
+    let spec = specs::read(&root)?;
+    let chosen = backend::choose(&spec.backend, &spec.device, spec.threads)?;
+    let ds = data::load(&spec.data, spec.data_seed)?;
+    let mut train = spec.train.clone();
+    train.loss = loss::resolve(spec.loss, ds.task)?;
+    chosen.device.seed(spec.seed);
+    let ad = chosen.device.clone().autodiff();
+    let io = ModelIo {
+        sample_shape: ds.sample_shape.clone(),
+        task: ds.task,
+    };
+    let previous = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let time_offset = previous
+        .as_ref()
+        .filter(|_| resume.is_some())
+        .and_then(|p| p.get("duration_s").and_then(|d| d.as_f64()))
+        .unwrap_or(0.0);
+    let started = Instant::now();
+    let started_at = chrono::Local::now();
+    let mut best = Best::default();
+    let job_run = Job {
+        train: train.clone(),
+        data: &ds,
+        device: chosen.device.clone(),
+        dir,
+        log,
+        quiet,
+        resume,
+        time_offset,
+        best: &mut best,
+    };
+    let outcome = model::build(&spec.model, &io, &ad, job_run)?;
+    let duration = time_offset + started.elapsed().as_secs_f64();
+    let mut summary = serde_json::json!({
+        "backend": chosen.backend,
+        "device": chosen.name,
+        "seed": spec.seed,
+        "model": spec.model.name(),
+        "data": ds.name,
+        "loss": loss::name(train.loss),
+        "started_at": started_at.to_rfc3339(),
+        "finished_at": chrono::Local::now().to_rfc3339(),
+        "duration_s": duration,
+    });
+    let result = match outcome {
+        Err(e) => {
+            summary["status"] = "failed".into();
+            summary["error"] = format!("{e:#}").into();
+            write_summary(dir, &summary)?;
+            return Err(e);
+        }
+        Ok(o) => o,
+    };
+    summary["status"] = result.status.name().into();
+    summary["steps"] = result.steps.into();
+    summary["epochs"] = result.epochs.into();
+    let mut fin = serde_json::Map::new();
+    for (k, v) in result.last_train.iter().chain(&result.last_eval) {
+        fin.insert(k.clone(), serde_json::json!(v));
+    }
+    summary["final"] = fin.into();
+    summary["best"] = serde_json::Value::Object(best.values);
+    summary["num_params"] = best.params_total.into();
+    summary["params"] = serde_json::Value::Object(best.params);
+    summary["ground_truth"] = ds
+        .features
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name, "shape": [f.rows, f.dim]}))
+        .collect::<Vec<_>>()
+        .into();
+    if !result.step_ms.is_empty() {
+        let mut ms = result.step_ms.clone();
+        ms.sort_by(|a, b| a.total_cmp(b));
+        summary["step_ms_median"] = ms[ms.len() / 2].into();
+    }
+    if let Status::Diverged { step, loss } = result.status {
+        summary["error"] = format!(
+            "the training loss became {loss} at step {step}; lower the learning rate (lr=...) or check the data scale"
+        )
+        .into();
+    }
+    write_summary(dir, &summary)?;
+    Ok(RunResult {
+        status: result.status.name().to_string(),
+        summary,
+    })
+}
+
+fn write_summary(dir: &Path, v: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(v)? + "\n";
+    crate::plan::rundir::write_atomic(&dir.join("summary.json"), &text)
+}

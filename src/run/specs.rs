@@ -1,0 +1,300 @@
+//! Reads the resolved job config into the plain specs each layer takes (data, model,
+//! training, backend), so every bad value is reported before any work starts.
+
+use super::settings::Cfg;
+use crate::data::DataSpec;
+use crate::model::{Activation, ModelSpec};
+use crate::train::{
+    AdvSpec, Attack, BatchSize, LossKind, Norm, OptimKind, OptimSpec, ScheduleKind, ScheduleSpec,
+    TrainSpec,
+};
+use anyhow::Result;
+
+pub struct RunSpec {
+    pub seed: u64,
+    pub backend: String,
+    pub device: String,
+    pub threads: Option<usize>,
+    pub data: DataSpec,
+    pub data_seed: u64,
+    pub model: ModelSpec,
+    /// `None` = the data's natural loss.
+    pub loss: Option<LossKind>,
+    pub train: TrainSpec,
+}
+
+pub fn read(root: &Cfg) -> Result<RunSpec> {
+    let seed = root.seed("seed", 0)?;
+    let data = root.sub("data")?;
+    let data_seed = data.seed("seed", seed)?;
+    let loss = match root
+        .choice(
+            "loss",
+            "auto",
+            &["auto", "cross_entropy", "logistic", "mse", "hinge"],
+        )?
+        .as_str()
+    {
+        "cross_entropy" => Some(LossKind::CrossEntropy),
+        "logistic" => Some(LossKind::Logistic),
+        "mse" => Some(LossKind::Mse),
+        "hinge" => Some(LossKind::Hinge),
+        _ => None,
+    };
+    Ok(RunSpec {
+        seed,
+        backend: root.choice("backend", "auto", &["auto", "flex", "tch"])?,
+        device: root.str("device", "auto")?,
+        threads: match root.opt_usize("threads")? {
+            Some(0) => None,
+            t => t,
+        },
+        data: data_spec(&data)?,
+        data_seed,
+        model: model_spec(&root.sub("model")?)?,
+        loss,
+        train: train_spec(root, seed)?,
+    })
+}
+
+fn data_spec(c: &Cfg) -> Result<DataSpec> {
+    const NAMES: &[&str] = &[
+        "gaussian_mixture",
+        "xor",
+        "signal_noise",
+        "sparse_coding",
+        "orthonormal_patches",
+        "modular_addition",
+        "digits",
+        "mnist",
+        "numpy",
+    ];
+    let name = c.choice("name", "gaussian_mixture", NAMES)?;
+    let path = |key: &str| -> Result<String> {
+        c.opt_str(key)?.ok_or_else(|| {
+            c.err(key, "is required: the path of the data file or folder. Try e.g. `data.path=/data/mnist`")
+        })
+    };
+    Ok(match name.as_str() {
+        "gaussian_mixture" => DataSpec::GaussianMixture {
+            dim: c.count("dim", 20)?,
+            classes: c.count("classes", 3)?,
+            n_train: c.count("n_train", 512)?,
+            n_test: c.count("n_test", 512)?,
+            noise: c.non_negative("noise", 1.0)?,
+        },
+        "xor" => DataSpec::Xor {
+            dim: c.count("dim", 2)?,
+            n_train: c.count("n_train", 512)?,
+            n_test: c.count("n_test", 512)?,
+            noise: c.non_negative("noise", 0.3)?,
+        },
+        "signal_noise" => DataSpec::SignalNoise {
+            patches: c.count("patches", 2)?,
+            dim: c.count("dim", 400)?,
+            n_train: c.count("n_train", 40)?,
+            n_test: c.count("n_test", 2000)?,
+            snr: c.non_negative("snr", 0.5)?,
+            sigma_p: c.positive("sigma_p", 1.0)?,
+            flip: c.fraction("flip", 0.0)?,
+        },
+        "sparse_coding" => {
+            let dim = c.count("dim", 64)?;
+            DataSpec::SparseCoding {
+                dim,
+                atoms: c.count("atoms", dim)?,
+                k: c.count("k", 3)?,
+                sigma: c.non_negative("sigma", 0.02)?,
+                n_train: c.count("n_train", 4000)?,
+                n_test: c.count("n_test", 2000)?,
+            }
+        }
+        "orthonormal_patches" => DataSpec::OrthonormalPatches {
+            patches: c.count("patches", 20)?,
+            n_train: c.count("n_train", 1000)?,
+            n_test: c.count("n_test", 1000)?,
+            noise: c.non_negative("noise", 0.01)?,
+        },
+        "modular_addition" => DataSpec::ModularAddition {
+            p: c.count("p", 31)?,
+            frac_train: c.fraction("frac_train", 0.5)?,
+        },
+        "digits" => DataSpec::Digits {
+            test_fraction: c.fraction("test_fraction", 0.2)?,
+        },
+        "mnist" => DataSpec::Mnist {
+            path: path("path")?,
+            n_train: c.opt_usize("n_train")?,
+            n_test: c.opt_usize("n_test")?,
+        },
+        _ => DataSpec::Numpy {
+            path: path("path")?,
+            x_key: c.str("x_key", "x")?,
+            y_key: c.str("y_key", "y")?,
+            test_path: c.opt_str("test_path")?,
+            test_fraction: c.fraction("test_fraction", 0.2)?,
+            task: match c.opt_str("task")? {
+                None => None,
+                Some(_) => {
+                    Some(c.choice("task", "classify", &["classify", "binary", "reconstruct"])?)
+                }
+            },
+        },
+    })
+}
+
+fn activation(c: &Cfg, default: &str) -> Result<Activation> {
+    let name = c.str("activation", default)?;
+    let q = c.positive("q", 3.0)?;
+    let rho = c.positive("rho", 1.0)?;
+    Activation::parse(&name, q, rho).map_err(|e| c.err("activation", &e))
+}
+
+fn model_spec(c: &Cfg) -> Result<ModelSpec> {
+    let name = c.choice(
+        "name",
+        "mlp",
+        &["mlp", "two_layer_cnn", "cnn", "conv_autoencoder"],
+    )?;
+    Ok(match name.as_str() {
+        "mlp" => ModelSpec::Mlp {
+            widths: c.sizes("widths", &[64])?,
+            act: activation(c, "relu")?,
+            bias: c.bool("bias", true)?,
+            init_scale: match c.opt_f64("init_scale")? {
+                None => None,
+                Some(_) => Some(c.positive("init_scale", 0.01)?),
+            },
+            fixed_last_layer: c.bool("fixed_last_layer", false)?,
+        },
+        "two_layer_cnn" => ModelSpec::TwoLayerCnn {
+            filters: c.count("filters", 10)?,
+            act: activation(c, "relu^q")?,
+            init_scale: c.positive("init_scale", 0.01)?,
+        },
+        "cnn" => ModelSpec::Cnn {
+            channels: c.sizes("channels", &[8, 16])?,
+            kernel: c.count("kernel", 3)?,
+            hidden: c.count("hidden", 64)?,
+            act: activation(c, "relu")?,
+        },
+        _ => ModelSpec::ConvAutoencoder {
+            kernels: c.opt_usize("kernels")?,
+            init_scale: c.positive("init_scale", 0.001)?,
+        },
+    })
+}
+
+fn train_spec(root: &Cfg, seed: u64) -> Result<TrainSpec> {
+    let o = root.sub("optimizer")?;
+    let opt_name = o.choice("name", "sgd", &["sgd", "adam", "adamw"])?;
+    let betas = || -> Result<(f64, f64)> {
+        let b = o.floats("betas", &[0.9, 0.999])?;
+        match b.as_slice() {
+            [b1, b2] if (0.0..1.0).contains(b1) && (0.0..1.0).contains(b2) => Ok((*b1, *b2)),
+            _ => Err(o.err("betas", "expected two numbers in [0, 1), e.g. [0.9,0.999]")),
+        }
+    };
+    let kind = match opt_name.as_str() {
+        "sgd" => OptimKind::Sgd {
+            momentum: o.non_negative("momentum", 0.0)?,
+            dampening: o.non_negative("dampening", 0.0)?,
+            nesterov: o.bool("nesterov", false)?,
+        },
+        "adam" => OptimKind::Adam {
+            betas: betas()?,
+            eps: o.positive("eps", 1e-8)?,
+        },
+        _ => OptimKind::AdamW {
+            betas: betas()?,
+            eps: o.positive("eps", 1e-8)?,
+        },
+    };
+    let lr_default = root.positive("lr", 0.1)?;
+    let optim = OptimSpec {
+        kind,
+        lr: o.positive("lr", lr_default)?,
+        weight_decay: o.non_negative("weight_decay", 0.0)?,
+    };
+
+    let s = root.sub("schedule")?;
+    let schedule = ScheduleSpec {
+        kind: match s
+            .choice("name", "constant", &["constant", "step", "cosine"])?
+            .as_str()
+        {
+            "step" => ScheduleKind::Step {
+                step_size: s.count("step_size", 10)?,
+                gamma: s.positive("gamma", 0.1)?,
+            },
+            "cosine" => ScheduleKind::Cosine {
+                min_lr: s.non_negative("min_lr", 0.0)?,
+            },
+            _ => ScheduleKind::Constant,
+        },
+        warmup_steps: s.usize("warmup_steps", 0)?,
+    };
+
+    let a = root.sub("adv")?;
+    let adv = match a
+        .choice("attack", "none", &["none", "fgsm", "pgd"])?
+        .as_str()
+    {
+        "none" => None,
+        attack => {
+            let eps = a.non_negative("eps", 0.3)?;
+            let steps = a.count("steps", 5)?;
+            Some(AdvSpec {
+                attack: if attack == "fgsm" {
+                    Attack::Fgsm
+                } else {
+                    Attack::Pgd
+                },
+                norm: if a.choice("norm", "l2", &["l2", "linf"])? == "l2" {
+                    Norm::L2
+                } else {
+                    Norm::Linf
+                },
+                eps,
+                steps,
+                step_size: match a.opt_f64("step_size")? {
+                    Some(_) => a.positive("step_size", 0.1)?,
+                    None => 2.5 * eps / steps as f64,
+                },
+                eval_steps: a.usize("eval_steps", 10)?,
+            })
+        }
+    };
+    // An eps of 0 is clean training (handy in sweeps over eps).
+    let adv = adv.filter(|a| a.eps > 0.0);
+
+    let batch = match root.raw("batch_size").map(|n| &n.v) {
+        Some(crate::config::Value::Str(s)) if s == "full" => BatchSize::Full,
+        Some(crate::config::Value::Str(_)) => return Err(root.err(
+            "batch_size",
+            "expected a positive integer or 'full'. Try e.g. `batch_size=64` or `batch_size=full`",
+        )),
+        _ => BatchSize::N(root.count("batch_size", 64)?),
+    };
+    Ok(TrainSpec {
+        seed,
+        epochs: root.count("epochs", 10)?,
+        max_steps: match root.opt_usize("max_steps")? {
+            Some(0) => {
+                return Err(root.err(
+                    "max_steps",
+                    "expected an integer >= 1 (or null for epochs only)",
+                ))
+            }
+            m => m,
+        },
+        batch,
+        loss: LossKind::Mse, // replaced once the data's task is known
+        optim,
+        schedule,
+        adv,
+        eval_every: root.count("eval_every", 1)?,
+        log_every: root.count("log_every", 10)?,
+        checkpoint_every: root.usize("checkpoint_every", 1)?,
+    })
+}

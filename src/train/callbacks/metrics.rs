@@ -1,0 +1,155 @@
+//! `metrics.jsonl` and `metrics.csv`: one row per logged training step (window means)
+//! and one per evaluated epoch, the same columns in both; appended and flushed per row.
+
+use crate::train::trainer::{Callback, EpochInfo, StartInfo, StepInfo};
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct MetricsWriter {
+    dir: PathBuf,
+    log_every: usize,
+    columns: Vec<String>,
+    jsonl: Option<File>,
+    csv: Option<File>,
+    started: Instant,
+    /// Wall time already spent before a resume, so `time_s` keeps increasing.
+    offset_s: f64,
+    window: (f64, f64, usize, usize),
+}
+
+impl MetricsWriter {
+    pub fn new(dir: &Path, log_every: usize, offset_s: f64) -> MetricsWriter {
+        MetricsWriter {
+            dir: dir.to_path_buf(),
+            log_every: log_every.max(1),
+            columns: vec![],
+            jsonl: None,
+            csv: None,
+            started: Instant::now(),
+            offset_s,
+            window: (0.0, 0.0, 0, 0),
+        }
+    }
+
+    fn write_row(&mut self, values: &[(String, f64)]) -> Result<()> {
+        let mut obj = serde_json::Map::new();
+        for (k, v) in values {
+            let val = if *v == v.trunc() && (k == "step" || k == "epoch") {
+                serde_json::json!(*v as i64)
+            } else if v.is_finite() {
+                serde_json::json!(v)
+            } else {
+                serde_json::Value::String(v.to_string())
+            };
+            obj.insert(k.clone(), val);
+        }
+        let line = serde_json::Value::Object(obj).to_string();
+        let csv_line = self
+            .columns
+            .iter()
+            .map(|c| {
+                values
+                    .iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(k, v)| {
+                        if k == "step" || k == "epoch" {
+                            format!("{}", *v as i64)
+                        } else {
+                            format!("{v}")
+                        }
+                    })
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        if let Some(f) = self.jsonl.as_mut() {
+            writeln!(f, "{line}").context("writing metrics.jsonl")?;
+            f.flush()?;
+        }
+        if let Some(f) = self.csv.as_mut() {
+            writeln!(f, "{csv_line}").context("writing metrics.csv")?;
+            f.flush()?;
+        }
+        Ok(())
+    }
+
+    fn elapsed(&self) -> f64 {
+        self.offset_s + self.started.elapsed().as_secs_f64()
+    }
+}
+
+impl Callback for MetricsWriter {
+    fn on_train_start(&mut self, info: &StartInfo) -> Result<()> {
+        self.columns = ["step", "epoch", "lr", "train_loss", "train_acc"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(info.eval_names.iter().cloned())
+            .chain(std::iter::once("time_s".to_string()))
+            .collect();
+        let open = |name: &str| {
+            let p = self.dir.join(name);
+            let existed = p.exists();
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .with_context(|| format!("opening {}", p.display()))
+                .map(|f| (f, existed))
+        };
+        let (jsonl, _) = open("metrics.jsonl")?;
+        let (mut csv, existed) = open("metrics.csv")?;
+        if !existed {
+            writeln!(csv, "{}", self.columns.join(","))?;
+        }
+        self.jsonl = Some(jsonl);
+        self.csv = Some(csv);
+        Ok(())
+    }
+
+    fn on_batch_end(&mut self, s: &StepInfo) -> Result<()> {
+        let w = &mut self.window;
+        w.0 += s.loss;
+        if let Some(a) = s.acc {
+            w.1 += a;
+            w.3 += 1;
+        }
+        w.2 += 1;
+        if s.step.is_multiple_of(self.log_every) {
+            let (l, a, n, na) = std::mem::take(&mut self.window);
+            let mut row = vec![
+                ("step".to_string(), s.step as f64),
+                ("epoch".into(), s.epoch as f64),
+                ("lr".into(), s.lr),
+                ("train_loss".into(), l / n.max(1) as f64),
+            ];
+            if na > 0 {
+                row.push(("train_acc".into(), a / na as f64));
+            }
+            row.push(("time_s".into(), self.elapsed()));
+            self.write_row(&row)?;
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, e: &EpochInfo) -> Result<()> {
+        if e.eval.is_empty() {
+            return Ok(());
+        }
+        let mut row = vec![
+            ("step".to_string(), e.step as f64),
+            // 0-based, like the training rows: the epoch this evaluation closes.
+            ("epoch".into(), (e.epoch - 1) as f64),
+            ("lr".into(), e.lr),
+            ("train_loss".into(), e.train_loss),
+        ];
+        if let Some(a) = e.train_acc {
+            row.push(("train_acc".into(), a));
+        }
+        row.extend(e.eval.iter().cloned());
+        row.push(("time_s".into(), self.elapsed()));
+        self.write_row(&row)
+    }
+}

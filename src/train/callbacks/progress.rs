@@ -1,0 +1,128 @@
+//! Progress: an indicatif bar with ETA, loss and accuracy on a terminal; plain log lines
+//! per epoch otherwise. Every epoch line also goes to the run's log file.
+
+use crate::train::trainer::{Callback, EpochInfo, Outcome, StartInfo, Status, StepInfo};
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    log: Option<File>,
+    quiet: bool,
+    epochs: usize,
+}
+
+impl Progress {
+    /// `log_path`: the job's log file (appended). `quiet`: nothing on stdout.
+    pub fn new(log_path: Option<&Path>, quiet: bool) -> Progress {
+        let log = log_path.and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok());
+        Progress {
+            bar: None,
+            log,
+            quiet,
+            epochs: 0,
+        }
+    }
+
+    fn line(&mut self, s: &str) {
+        let stamp = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
+        if let Some(f) = self.log.as_mut() {
+            let _ = writeln!(f, "[{stamp}] {s}");
+            let _ = f.flush();
+        }
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => println!("{s}"),
+        }
+    }
+}
+
+fn fmt_metrics(items: &[(String, f64)]) -> String {
+    items
+        .iter()
+        .map(|(k, v)| format!("{k}={v:.4}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Callback for Progress {
+    fn on_train_start(&mut self, info: &StartInfo) -> Result<()> {
+        self.epochs = info.epochs;
+        if !self.quiet && std::io::stdout().is_terminal() {
+            let bar = ProgressBar::new(info.total_steps as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_position(info.start_step as u64);
+            self.bar = Some(bar);
+        }
+        self.line(&format!(
+            "training {} parameters for {} epochs ({} steps, {} per epoch){}",
+            info.num_params,
+            info.epochs,
+            info.total_steps,
+            info.steps_per_epoch,
+            if info.start_step > 0 {
+                format!(
+                    ", resuming after epoch {} (step {})",
+                    info.start_epoch, info.start_step
+                )
+            } else {
+                String::new()
+            }
+        ));
+        Ok(())
+    }
+
+    fn on_batch_end(&mut self, s: &StepInfo) -> Result<()> {
+        if let Some(b) = &self.bar {
+            b.set_position(s.step as u64);
+            if s.step.is_multiple_of(10) || s.step == 1 {
+                let acc = s.acc.map(|a| format!(" acc {a:.3}")).unwrap_or_default();
+                b.set_message(format!("epoch {} loss {:.4}{acc}", s.epoch + 1, s.loss));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, e: &EpochInfo) -> Result<()> {
+        let mut items = vec![("train_loss".to_string(), e.train_loss)];
+        if let Some(a) = e.train_acc {
+            items.push(("train_acc".into(), a));
+        }
+        items.extend(e.eval.iter().cloned());
+        let msg = format!(
+            "epoch {}/{} step {}: {}",
+            e.epoch,
+            self.epochs,
+            e.step,
+            fmt_metrics(&items)
+        );
+        self.line(&msg);
+        Ok(())
+    }
+
+    fn on_train_end(&mut self, o: &Outcome) -> Result<()> {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        let msg = match &o.status {
+            Status::Completed => format!("finished: {} steps", o.steps),
+            Status::Diverged { step, loss } => {
+                format!("stopped: the loss became {loss} at step {step}")
+            }
+            Status::Interrupted => format!("interrupted at step {}", o.steps),
+        };
+        self.line(&msg);
+        Ok(())
+    }
+}

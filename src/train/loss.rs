@@ -1,0 +1,103 @@
+//! Losses on model outputs: cross-entropy, logistic (labels -1/+1), MSE and hinge, plus
+//! the correct-prediction count used for accuracy. Reconstruction compares with the input.
+
+use super::LossKind;
+use crate::data::Task;
+use anyhow::{bail, Result};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, relu};
+
+/// Checks that `kind` fits `task`, or picks the natural loss when `kind` is `None`.
+pub fn resolve(kind: Option<LossKind>, task: Task) -> Result<LossKind> {
+    Ok(match (kind, task) {
+        (None, Task::Classify { .. }) => LossKind::CrossEntropy,
+        (None, Task::Binary) => LossKind::Logistic,
+        (None, Task::Reconstruct) | (Some(LossKind::Mse), _) => LossKind::Mse,
+        (Some(LossKind::CrossEntropy), Task::Classify { .. }) => LossKind::CrossEntropy,
+        (Some(LossKind::Logistic), Task::Binary) => LossKind::Logistic,
+        (Some(LossKind::Hinge), Task::Binary | Task::Classify { .. }) => LossKind::Hinge,
+        (Some(k), t) => bail!(
+            "loss={} does not fit this data (task: {}); use {}",
+            name(k),
+            match t {
+                Task::Classify { .. } => "multi-class labels",
+                Task::Binary => "binary labels -1/+1",
+                Task::Reconstruct => "reconstruction",
+            },
+            match t {
+                Task::Classify { .. } => "loss=cross_entropy, mse or hinge",
+                Task::Binary => "loss=logistic, mse or hinge",
+                Task::Reconstruct => "loss=mse",
+            }
+        ),
+    })
+}
+
+pub fn name(k: LossKind) -> &'static str {
+    match k {
+        LossKind::CrossEntropy => "cross_entropy",
+        LossKind::Logistic => "logistic",
+        LossKind::Mse => "mse",
+        LossKind::Hinge => "hinge",
+    }
+}
+
+/// `log(1 + exp(z))` without overflow: `relu(z) + log1p(exp(-|z|))`.
+fn softplus(z: Tensor<2>) -> Tensor<2> {
+    relu(z.clone()) + z.abs().neg().exp().log1p()
+}
+
+/// Labels as the loss needs them: -1/+1 column for binary, one-hot for classes.
+fn signed(y: Tensor<1, Int>) -> Tensor<2> {
+    let [b] = y.dims();
+    (y.float() * 2.0 - 1.0).reshape([b, 1])
+}
+
+/// Mean loss of `out` against labels `y` (or against the input `x` when reconstructing).
+pub fn loss(
+    kind: LossKind,
+    task: Task,
+    out: Tensor<2>,
+    y: Tensor<1, Int>,
+    x: Tensor<2>,
+) -> Tensor<1> {
+    match (kind, task) {
+        (_, Task::Reconstruct) => (out - x).powf_scalar(2.0).mean(),
+        (LossKind::Logistic, _) => softplus(-(out * signed(y))).mean(),
+        (LossKind::Hinge, Task::Binary) => relu(-(out * signed(y)) + 1.0).mean(),
+        (LossKind::Mse, Task::Binary) => (out - signed(y)).powf_scalar(2.0).mean(),
+        (LossKind::Mse, Task::Classify { classes }) => (out - y.one_hot::<2>(classes).float())
+            .powf_scalar(2.0)
+            .mean(),
+        (LossKind::Hinge, Task::Classify { classes }) => {
+            // PyTorch's MultiMarginLoss: sum_{j != y} max(0, 1 - f_y + f_j) / C.
+            let onehot = y.one_hot::<2>(classes).float();
+            let fy = (out.clone() * onehot.clone()).sum_dim(1);
+            let m = relu(out - fy + 1.0) * (onehot.neg() + 1.0);
+            m.sum_dim(1).mean() / classes as f32
+        }
+        (_, Task::Classify { .. }) => {
+            let [b, c] = out.dims();
+            let onehot = y.one_hot::<2>(c).float();
+            (log_softmax(out, 1) * onehot).sum().neg() / b as f32
+        }
+        (_, Task::Binary) => softplus(-(out * signed(y))).mean(),
+    }
+}
+
+/// Number of correct predictions in the batch (None for reconstruction).
+pub fn correct(task: Task, out: Tensor<2>, y: Tensor<1, Int>) -> Option<Tensor<1>> {
+    match task {
+        Task::Reconstruct => None,
+        Task::Binary => {
+            let [b] = y.dims();
+            let pred = out.greater_elem(0.0).int().reshape([b]);
+            Some(pred.equal(y).float().sum())
+        }
+        Task::Classify { .. } => {
+            let [b] = y.dims();
+            let pred = out.argmax(1).reshape([b]);
+            Some(pred.equal(y).float().sum())
+        }
+    }
+}

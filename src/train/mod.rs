@@ -1,0 +1,160 @@
+//! Training: losses, optimizers, LR schedules, adversarial attacks, and the `Trainer`
+//! that runs epochs and calls `Callback`s (metrics, progress, checkpoints, tracking).
+
+pub mod adversarial;
+pub mod callbacks;
+pub mod loss;
+pub mod optim;
+pub mod trainer;
+
+pub use trainer::{Outcome, Status, StepInfo, Trainer};
+
+/// Mini-batch size, or the whole training set per step (full-batch gradient descent).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BatchSize {
+    Full,
+    N(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LossKind {
+    CrossEntropy,
+    Logistic,
+    Mse,
+    Hinge,
+}
+
+#[derive(Clone, Debug)]
+pub enum OptimKind {
+    Sgd {
+        momentum: f64,
+        dampening: f64,
+        nesterov: bool,
+    },
+    Adam {
+        betas: (f64, f64),
+        eps: f64,
+    },
+    AdamW {
+        betas: (f64, f64),
+        eps: f64,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct OptimSpec {
+    pub kind: OptimKind,
+    pub lr: f64,
+    pub weight_decay: f64,
+}
+
+#[derive(Clone, Debug)]
+pub enum ScheduleKind {
+    Constant,
+    /// Multiply by `gamma` every `step_size` epochs (PyTorch's StepLR).
+    Step {
+        step_size: usize,
+        gamma: f64,
+    },
+    /// Cosine from `lr` down to `min_lr` over the whole run (per step).
+    Cosine {
+        min_lr: f64,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct ScheduleSpec {
+    pub kind: ScheduleKind,
+    /// Linear warm-up over the first steps: factor `min(1, (step + 1) / warmup_steps)`.
+    pub warmup_steps: usize,
+}
+
+impl ScheduleSpec {
+    /// Learning rate for optimizer step `step` (0-based) in `epoch`, of `total` steps.
+    pub fn lr(&self, base: f64, step: usize, epoch: usize, total: usize) -> f64 {
+        let lr = match self.kind {
+            ScheduleKind::Constant => base,
+            ScheduleKind::Step { step_size, gamma } => {
+                base * gamma.powi((epoch / step_size.max(1)) as i32)
+            }
+            ScheduleKind::Cosine { min_lr } => {
+                let t = (step as f64 / total.max(1) as f64).min(1.0);
+                min_lr + (base - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        };
+        if self.warmup_steps > 0 {
+            lr * ((step + 1) as f64 / self.warmup_steps as f64).min(1.0)
+        } else {
+            lr
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Attack {
+    Fgsm,
+    Pgd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Norm {
+    L2,
+    Linf,
+}
+
+/// Adversarial training: every training batch is replaced by its attacked version.
+#[derive(Clone, Debug)]
+pub struct AdvSpec {
+    pub attack: Attack,
+    pub norm: Norm,
+    pub eps: f64,
+    pub steps: usize,
+    pub step_size: f64,
+    /// PGD steps for robust evaluation on the test split (0 = no robust evaluation).
+    pub eval_steps: usize,
+}
+
+/// Everything the trainer needs to know, as plain values.
+#[derive(Clone, Debug)]
+pub struct TrainSpec {
+    pub seed: u64,
+    pub epochs: usize,
+    pub max_steps: Option<usize>,
+    pub batch: BatchSize,
+    pub loss: LossKind,
+    pub optim: OptimSpec,
+    pub schedule: ScheduleSpec,
+    pub adv: Option<AdvSpec>,
+    /// Evaluate on the test split every this many epochs (and always after the last).
+    pub eval_every: usize,
+    /// Write a training metrics row every this many steps.
+    pub log_every: usize,
+    /// Save a checkpoint every this many epochs (0 = only at the end).
+    pub checkpoint_every: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules() {
+        let c = ScheduleSpec {
+            kind: ScheduleKind::Cosine { min_lr: 0.0 },
+            warmup_steps: 0,
+        };
+        assert_eq!(c.lr(1.0, 0, 0, 100), 1.0);
+        assert!((c.lr(1.0, 50, 0, 100) - 0.5).abs() < 1e-12);
+        assert!(c.lr(1.0, 100, 0, 100).abs() < 1e-12);
+        let s = ScheduleSpec {
+            kind: ScheduleKind::Step {
+                step_size: 2,
+                gamma: 0.1,
+            },
+            warmup_steps: 10,
+        };
+        assert!((s.lr(1.0, 0, 0, 100) - 0.1).abs() < 1e-12);
+        assert!((s.lr(1.0, 20, 3, 100) - 0.1).abs() < 1e-12);
+        assert!((s.lr(1.0, 20, 4, 100) - 0.01).abs() < 1e-12);
+    }
+}

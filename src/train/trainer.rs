@@ -1,0 +1,415 @@
+//! The training loop: epochs of (optionally adversarial) mini-batch or full-batch steps,
+//! test evaluation, NaN and Ctrl-C handling. Everything observable goes to `Callback`s.
+
+use super::{adversarial, loss, optim, BatchSize, TrainSpec};
+use crate::data::{Dataset, Split, Task};
+use crate::model::{param_names, Net};
+use anyhow::{Context, Result};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// After each optimizer step.
+pub struct StepInfo {
+    /// Steps done so far (1 after the first step).
+    pub step: usize,
+    /// 0-based epoch this step belongs to.
+    pub epoch: usize,
+    pub loss: f64,
+    pub acc: Option<f64>,
+    pub lr: f64,
+}
+
+/// What a model offers callbacks without exposing its type.
+pub trait ModelView {
+    /// Saves the parameters as a burnpack file.
+    fn save(&self, path: &Path) -> Result<()>;
+}
+
+impl<M: Net> ModelView for M {
+    fn save(&self, path: &Path) -> Result<()> {
+        self.clone()
+            .save_file(path)
+            .map_err(|e| anyhow::anyhow!("saving the model to {}: {e:?}", path.display()))
+    }
+}
+
+/// After each epoch (and its evaluation, if any).
+pub struct EpochInfo<'a> {
+    /// Epochs done so far (1 after the first).
+    pub epoch: usize,
+    pub step: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: Option<f64>,
+    /// `(name, value)` pairs: test_loss, test_acc, robust_acc, <extra>_loss ...; empty when
+    /// this epoch was not evaluated.
+    pub eval: Vec<(String, f64)>,
+    pub last: bool,
+    pub model: &'a dyn ModelView,
+    pub optim: &'a ModuleOptimizer,
+}
+
+pub struct StartInfo {
+    pub epochs: usize,
+    pub total_steps: usize,
+    pub steps_per_epoch: usize,
+    pub start_epoch: usize,
+    pub start_step: usize,
+    /// Evaluation metric names, in the order `EpochInfo::eval` reports them.
+    pub eval_names: Vec<String>,
+    pub params: Vec<(String, Vec<usize>)>,
+    pub num_params: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    Completed,
+    /// Loss became NaN or infinite at this step.
+    Diverged {
+        step: usize,
+        loss: f64,
+    },
+    /// Ctrl-C: stopped at the next batch boundary.
+    Interrupted,
+}
+
+impl Status {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Completed => "completed",
+            Status::Diverged { .. } => "diverged",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+pub struct Outcome {
+    pub status: Status,
+    pub steps: usize,
+    pub epochs: usize,
+    pub last_train: Vec<(String, f64)>,
+    pub last_eval: Vec<(String, f64)>,
+    /// Wall time of each step, in milliseconds (forward, backward, update, synced).
+    pub step_ms: Vec<f64>,
+}
+
+pub trait Callback {
+    fn on_train_start(&mut self, _info: &StartInfo) -> Result<()> {
+        Ok(())
+    }
+    fn on_batch_end(&mut self, _s: &StepInfo) -> Result<()> {
+        Ok(())
+    }
+    fn on_epoch_end(&mut self, _e: &EpochInfo) -> Result<()> {
+        Ok(())
+    }
+    /// Called however training ended, so callbacks flush what they hold.
+    fn on_train_end(&mut self, _o: &Outcome) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a resumed run picks up: weights, optimizer state, and the counters.
+pub struct ResumePoint {
+    pub model: PathBuf,
+    pub optim: PathBuf,
+    pub epoch: usize,
+    pub step: usize,
+}
+
+pub struct Trainer<'a> {
+    pub spec: &'a TrainSpec,
+    pub data: &'a Dataset,
+    /// The plain device; training runs on its autodiff twin.
+    pub device: Device,
+    pub callbacks: Vec<Box<dyn Callback + 'a>>,
+    pub stop: Arc<AtomicBool>,
+    pub resume: Option<ResumePoint>,
+}
+
+/// A split on a device: `[n, features]` floats and `[n]` labels.
+struct OnDevice {
+    x: Tensor<2>,
+    y: Tensor<1, Int>,
+    n: usize,
+}
+
+fn upload(s: &Split, features: usize, device: &Device) -> OnDevice {
+    let x = Tensor::<2>::from_data(TensorData::new(s.x.clone(), [s.n, features]), device);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(s.y.clone(), [s.n]), device);
+    OnDevice { x, y, n: s.n }
+}
+
+impl<'a> Trainer<'a> {
+    fn steps_per_epoch(&self) -> usize {
+        match self.spec.batch {
+            BatchSize::Full => 1,
+            BatchSize::N(b) => self.data.train.n.div_ceil(b.max(1)),
+        }
+    }
+
+    fn eval_names(&self) -> Vec<String> {
+        let labelled = self.data.task != Task::Reconstruct;
+        let mut v = vec!["test_loss".to_string()];
+        if labelled {
+            v.push("test_acc".into());
+            if self.spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
+                v.push("robust_acc".into());
+            }
+        }
+        for (name, _) in &self.data.extra {
+            v.push(format!("{name}_loss"));
+            if labelled {
+                v.push(format!("{name}_acc"));
+            }
+        }
+        v
+    }
+
+    /// Mean loss (and accuracy) over a split, in chunks, without autodiff.
+    fn evaluate<M: Net>(&self, model: &M, d: &OnDevice) -> (f64, Option<f64>) {
+        let valid = model.valid();
+        let task = self.data.task;
+        let (mut loss_sum, mut correct, chunk) = (0.0, 0.0, 2048);
+        let mut start = 0;
+        while start < d.n {
+            let len = chunk.min(d.n - start);
+            let x = d.x.clone().narrow(0, start, len);
+            let y = d.y.clone().narrow(0, start, len);
+            let out = valid.forward(x.clone());
+            let l = loss::loss(self.spec.loss, task, out.clone(), y.clone(), x);
+            loss_sum += l.into_scalar::<f32>() as f64 * len as f64;
+            if let Some(c) = loss::correct(task, out, y) {
+                correct += c.into_scalar::<f32>() as f64;
+            }
+            start += len;
+        }
+        let n = d.n.max(1) as f64;
+        (
+            loss_sum / n,
+            (task != Task::Reconstruct).then_some(correct / n),
+        )
+    }
+
+    /// Accuracy under the configured attack (PGD with `eval_steps`), on the test split.
+    fn robust_accuracy<M: Net>(&self, model: &M, d: &OnDevice) -> f64 {
+        let Some(adv) = &self.spec.adv else {
+            return 0.0;
+        };
+        let valid = model.valid();
+        let (mut correct, chunk, mut start) = (0.0, 1024, 0);
+        while start < d.n {
+            let len = chunk.min(d.n - start);
+            let x = d.x.clone().narrow(0, start, len).autodiff();
+            let y = d.y.clone().narrow(0, start, len);
+            let xa = adversarial::perturb(
+                model,
+                x,
+                y.clone(),
+                adv,
+                adv.eval_steps,
+                self.spec.loss,
+                self.data.task,
+            );
+            let out = valid.forward(xa.without_autodiff());
+            if let Some(c) = loss::correct(self.data.task, out, y) {
+                correct += c.into_scalar::<f32>() as f64;
+            }
+            start += len;
+        }
+        correct / d.n.max(1) as f64
+    }
+
+    pub fn run<M: Net>(mut self, mut model: M) -> Result<Outcome> {
+        let spec = self.spec;
+        let task = self.data.task;
+        let features = self.data.features();
+        let ad = self.device.clone().autodiff();
+        let train = upload(&self.data.train, features, &ad);
+        let test = upload(&self.data.test, features, &self.device);
+        let extra: Vec<(String, OnDevice)> = self
+            .data
+            .extra
+            .iter()
+            .map(|(n, s)| (n.clone(), upload(s, features, &self.device)))
+            .collect();
+
+        let mut opt = optim::build(&spec.optim);
+        let (mut epoch, mut step) = (0, 0);
+        if let Some(r) = self.resume.take() {
+            model = model.try_load_file(&r.model).map_err(|e| {
+                anyhow::anyhow!("loading checkpoint weights {}: {e:?}", r.model.display())
+            })?;
+            opt = opt.load(&r.optim).map_err(|e| {
+                anyhow::anyhow!("loading optimizer state {}: {e:?}", r.optim.display())
+            })?;
+            epoch = r.epoch;
+            step = r.step;
+        }
+
+        let spe = self.steps_per_epoch();
+        let total = match spec.max_steps {
+            Some(m) => m,
+            None => spec.epochs * spe,
+        };
+        let epochs = total.div_ceil(spe);
+        let info = StartInfo {
+            epochs,
+            total_steps: total,
+            steps_per_epoch: spe,
+            start_epoch: epoch,
+            start_step: step,
+            eval_names: self.eval_names(),
+            params: param_names(&model),
+            num_params: model.num_params(),
+        };
+        for cb in self.callbacks.iter_mut() {
+            cb.on_train_start(&info)?;
+        }
+
+        let mut status = Status::Completed;
+        let mut step_ms = Vec::with_capacity(total.saturating_sub(step));
+        let (mut last_train, mut last_eval) = (vec![], vec![]);
+        let mut lr = spec.optim.lr;
+        let batch = match spec.batch {
+            BatchSize::Full => train.n,
+            BatchSize::N(b) => b.min(train.n),
+        };
+        'epochs: while epoch < epochs && step < total {
+            // Order depends only on (seed, epoch), so a resumed run sees the same batches.
+            let mut order: Vec<i64> = (0..train.n as i64).collect();
+            if spec.batch != BatchSize::Full {
+                let mut rng = StdRng::seed_from_u64(
+                    spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64 + 1),
+                );
+                order.shuffle(&mut rng);
+            }
+            let (mut sum_loss, mut sum_correct, mut seen) = (0.0, 0.0, 0usize);
+            for b in 0..spe {
+                if step >= total {
+                    break;
+                }
+                if self.stop.load(Ordering::SeqCst) {
+                    status = Status::Interrupted;
+                    break 'epochs;
+                }
+                let t0 = Instant::now();
+                let lo = b * batch;
+                let hi = ((b + 1) * batch).min(train.n);
+                let (mut x, y) = if spec.batch == BatchSize::Full {
+                    (train.x.clone(), train.y.clone())
+                } else {
+                    let idx = Tensor::<1, Int>::from_data(
+                        TensorData::new(order[lo..hi].to_vec(), [hi - lo]),
+                        &ad,
+                    );
+                    (
+                        train.x.clone().select(0, idx.clone()),
+                        train.y.clone().select(0, idx),
+                    )
+                };
+                if let Some(adv) = &spec.adv {
+                    x = adversarial::perturb(&model, x, y.clone(), adv, adv.steps, spec.loss, task);
+                }
+                lr = spec.schedule.lr(spec.optim.lr, step, epoch, total);
+                let out = model.forward(x.clone());
+                let l = loss::loss(spec.loss, task, out.clone(), y.clone(), x);
+                let mut parts = vec![l.clone().detach()];
+                if let Some(c) = loss::correct(task, out.detach(), y) {
+                    parts.push(c);
+                }
+                let stats: Vec<f32> = Tensor::cat(parts, 0)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default();
+                let loss_v = stats.first().copied().unwrap_or(f32::NAN) as f64;
+                if !loss_v.is_finite() {
+                    status = Status::Diverged { step, loss: loss_v };
+                    break 'epochs;
+                }
+                let grads = GradientsParams::from_grads(l.backward(), &model);
+                model = opt.step(lr, model, grads);
+                let _ = ad.sync();
+                step_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                step += 1;
+                let n = hi - lo;
+                let acc = stats.get(1).map(|c| *c as f64 / n as f64);
+                sum_loss += loss_v * n as f64;
+                sum_correct += stats.get(1).copied().unwrap_or(0.0) as f64;
+                seen += n;
+                let s = StepInfo {
+                    step,
+                    epoch,
+                    loss: loss_v,
+                    acc,
+                    lr,
+                };
+                for cb in self.callbacks.iter_mut() {
+                    cb.on_batch_end(&s)?;
+                }
+            }
+            epoch += 1;
+            let last = epoch >= epochs || step >= total;
+            let train_loss = sum_loss / seen.max(1) as f64;
+            let train_acc = (task != Task::Reconstruct).then(|| sum_correct / seen.max(1) as f64);
+            last_train = vec![("train_loss".to_string(), train_loss)];
+            if let Some(a) = train_acc {
+                last_train.push(("train_acc".into(), a));
+            }
+            let mut eval = vec![];
+            if last || epoch.is_multiple_of(spec.eval_every.max(1)) {
+                let (tl, ta) = self.evaluate(&model, &test);
+                eval.push(("test_loss".to_string(), tl));
+                if let Some(a) = ta {
+                    eval.push(("test_acc".into(), a));
+                    if spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
+                        eval.push(("robust_acc".into(), self.robust_accuracy(&model, &test)));
+                    }
+                }
+                for (name, d) in &extra {
+                    let (l, a) = self.evaluate(&model, d);
+                    eval.push((format!("{name}_loss"), l));
+                    if let Some(a) = a {
+                        eval.push((format!("{name}_acc"), a));
+                    }
+                }
+                last_eval = eval.clone();
+            }
+            let e = EpochInfo {
+                epoch,
+                step,
+                lr,
+                train_loss,
+                train_acc,
+                eval,
+                last,
+                model: &model,
+                optim: &opt,
+            };
+            for cb in self.callbacks.iter_mut() {
+                cb.on_epoch_end(&e)?;
+            }
+        }
+        let outcome = Outcome {
+            status,
+            steps: step,
+            epochs: epoch,
+            last_train,
+            last_eval,
+            step_ms,
+        };
+        for cb in self.callbacks.iter_mut() {
+            cb.on_train_end(&outcome)
+                .context("finishing the run's outputs")?;
+        }
+        Ok(outcome)
+    }
+}
