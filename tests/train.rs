@@ -486,3 +486,96 @@ fn multirun_runs_every_job() {
         assert_eq!(s["seed"], j);
     }
 }
+
+#[cfg(feature = "tch")]
+#[test]
+fn libtorch_cpu_trains_reproducibly() {
+    let args = [
+        "backend=tch",
+        "device=cpu",
+        "data=digits",
+        "epochs=2",
+        "seed=3",
+    ];
+    let (_a, ra) = train(&args);
+    let s = summary(&ra);
+    assert_eq!(s["backend"], "tch");
+    assert_eq!(s["device"], "cpu");
+    assert_eq!(s["status"], "completed");
+    let (first, last) = first_last_loss(&ra);
+    assert!(last < first, "{first} -> {last}");
+    let (_b, rb) = train(&args);
+    assert_eq!(metric_values(&ra), metric_values(&rb));
+    // The patch CNN and adversarial training run on LibTorch too.
+    let (_c, rc) = train(&[
+        "backend=tch",
+        "device=cpu",
+        "model=two_layer_cnn",
+        "data=signal_noise",
+        "data.dim=50",
+        "batch_size=full",
+        "lr=0.5",
+        "epochs=5",
+    ]);
+    assert_eq!(summary(&rc)["status"], "completed");
+    let (_d, rd) = train(&[
+        "backend=tch",
+        "device=cpu",
+        "data=sparse_coding",
+        "data.dim=16",
+        "data.n_train=100",
+        "data.n_test=50",
+        "adv=pgd",
+        "adv.steps=2",
+        "adv.eval_steps=2",
+        "epochs=1",
+    ]);
+    assert!(summary(&rd)["final"]["robust_acc"].is_number());
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn libtorch_refuses_a_gpu_it_cannot_see() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args(["train", "backend=tch", "device=cuda:99"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "device cuda:99 requested, but LibTorch sees",
+        ));
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_at_the_next_batch_and_marks_the_run_interrupted() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bin = assert_cmd::cargo::cargo_bin("ezflt");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(tmp.path())
+        .args([
+            "train",
+            "hydra.run.dir=run",
+            "epochs=1000000",
+            "log_every=1",
+            "threads=1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let metrics = tmp.path().join("run/metrics.csv");
+    // Wait until training has started (a metrics row exists), then interrupt it.
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 3 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let s = summary(&tmp.path().join("run"));
+    assert_eq!(s["status"], "interrupted");
+    assert!(s["steps"].as_u64().unwrap() >= 2);
+}
