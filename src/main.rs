@@ -1,6 +1,7 @@
 //! ezflt: Hydra-style experiment runner for feature-learning-theory research.
 //! Entry point: normalises argv, dispatches a subcommand, turns errors into clean messages.
 
+mod artifacts;
 mod backend;
 mod cli;
 mod config;
@@ -8,6 +9,7 @@ mod data;
 mod model;
 mod plan;
 mod run;
+mod track;
 mod train;
 
 /// burn-flex allocates an output buffer per op; mimalloc makes steps 1.3-2.8x faster.

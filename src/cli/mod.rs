@@ -2,12 +2,13 @@
 //! `exec()`. `train` is the default, so `ezflt lr=1e-3` and `ezflt -m seed=0,1` train.
 
 pub mod completions;
+pub mod inspect;
 pub mod train;
 
 use anyhow::Result;
 use clap::Command;
 
-const SUBCOMMANDS: &[&str] = &["train", "completions", "help"];
+const SUBCOMMANDS: &[&str] = &["train", "inspect", "completions", "help"];
 
 pub fn app() -> Command {
     Command::new("ezflt")
@@ -16,6 +17,7 @@ pub fn app() -> Command {
         .subcommand_required(true)
         .disable_help_subcommand(true)
         .subcommand(train::cli())
+        .subcommand(inspect::cli())
         .subcommand(completions::cli())
 }
 
@@ -57,6 +59,7 @@ pub fn run(args: Vec<String>) -> Result<i32> {
     };
     match m.subcommand() {
         Some(("train", sm)) => train::exec(sm),
+        Some(("inspect", sm)) => inspect::exec(sm),
         Some(("completions", sm)) => completions::exec(sm),
         _ => Ok(2),
     }

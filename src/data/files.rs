@@ -190,7 +190,7 @@ fn mnist(dir: &Path, n_train: Option<usize>, n_test: Option<usize>) -> Result<Da
 }
 
 /// One array from a `.npy` reader, as f32 with its shape.
-fn npy_array(r: impl Read, what: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+pub fn npy_array(r: impl Read, what: &str) -> Result<(Vec<usize>, Vec<f32>)> {
     let f = npyz::NpyFile::new(r).with_context(|| format!("{what}: not a valid .npy array"))?;
     let shape: Vec<usize> = f.shape().iter().map(|&s| s as usize).collect();
     let dtype = f.dtype();

@@ -94,6 +94,7 @@ impl Callback for Best {
 }
 
 struct Job<'a> {
+    tracker: Option<crate::track::Tracker>,
     train: crate::train::TrainSpec,
     data: &'a data::Dataset,
     device: burn::prelude::Device,
@@ -108,7 +109,7 @@ struct Job<'a> {
 impl WithNet for Job<'_> {
     type Out = Result<crate::train::Outcome>;
     fn run<M: Net>(self, model: M) -> Self::Out {
-        let callbacks: Vec<Box<dyn Callback + '_>> = vec![
+        let mut callbacks: Vec<Box<dyn Callback + '_>> = vec![
             Box::new(MetricsWriter::new(
                 self.dir,
                 self.train.log_every,
@@ -118,6 +119,9 @@ impl WithNet for Job<'_> {
             Box::new(Checkpointer::new(self.dir, self.train.checkpoint_every)),
             Box::new(self.best),
         ];
+        if let Some(t) = self.tracker {
+            callbacks.push(Box::new(t));
+        }
         Trainer {
             spec: &self.train,
             data: self.data,
@@ -140,8 +144,20 @@ impl<T: Callback + ?Sized> Callback for &mut T {
     fn on_epoch_end(&mut self, e: &EpochInfo) -> Result<()> {
         (**self).on_epoch_end(e)
     }
-    fn on_train_end(&mut self, o: &crate::train::Outcome) -> Result<()> {
-        (**self).on_train_end(o)
+    fn on_after_backward(
+        &mut self,
+        step: usize,
+        model: &dyn crate::train::trainer::ModelView,
+        grads: &burn::optim::GradientsParams,
+    ) -> Result<()> {
+        (**self).on_after_backward(step, model, grads)
+    }
+    fn on_train_end(
+        &mut self,
+        o: &crate::train::Outcome,
+        model: &dyn crate::train::trainer::ModelView,
+    ) -> Result<()> {
+        (**self).on_train_end(o, model)
     }
 }
 
@@ -204,7 +220,20 @@ pub fn run(
     let started = Instant::now();
     let started_at = chrono::Local::now();
     let mut best = Best::default();
+    let tracker = spec.track.clone().map(|t| {
+        crate::track::Tracker::new(
+            t,
+            dir,
+            ds.features.clone(),
+            crate::track::RunFacts {
+                config_hash: crate::track::config_hash(&crate::config::yaml::dump(job)),
+                model: spec.model.name().to_string(),
+                data: ds.name.clone(),
+            },
+        )
+    });
     let job_run = Job {
+        tracker,
         train: train.clone(),
         data: &ds,
         device: chosen.device.clone(),

@@ -4,6 +4,8 @@
 use super::settings::Cfg;
 use crate::data::DataSpec;
 use crate::model::{Activation, ModelSpec};
+use crate::track::schedule::Schedule;
+use crate::track::TrackSpec;
 use crate::train::{
     AdvSpec, Attack, BatchSize, LossKind, Norm, OptimKind, OptimSpec, ScheduleKind, ScheduleSpec,
     TrainSpec,
@@ -21,6 +23,8 @@ pub struct RunSpec {
     /// `None` = the data's natural loss.
     pub loss: Option<LossKind>,
     pub train: TrainSpec,
+    /// `None` = tracking off (`tracker=none`).
+    pub track: Option<TrackSpec>,
 }
 
 pub fn read(root: &Cfg) -> Result<RunSpec> {
@@ -54,6 +58,7 @@ pub fn read(root: &Cfg) -> Result<RunSpec> {
         model: model_spec(&root.sub("model")?)?,
         loss,
         train: train_spec(root, seed)?,
+        track: track_spec(&root.sub("tracker")?)?,
     })
 }
 
@@ -297,4 +302,57 @@ fn train_spec(root: &Cfg, seed: u64) -> Result<TrainSpec> {
         log_every: root.count("log_every", 10)?,
         checkpoint_every: root.usize("checkpoint_every", 1)?,
     })
+}
+
+fn track_spec(c: &Cfg) -> Result<Option<TrackSpec>> {
+    if !c.bool("enabled", true)? {
+        return Ok(None);
+    }
+    let layers = match c.raw("layers").map(|n| &n.v) {
+        None => vec!["auto".to_string()],
+        Some(crate::config::Value::List(l)) => l
+            .iter()
+            .map(|n| match &n.v {
+                crate::config::Value::Str(s) => Ok(s.clone()),
+                _ => Err(c.err(
+                    "layers",
+                    "expected a list of parameter names or globs, e.g. [layers.0.weight]",
+                )),
+            })
+            .collect::<Result<_>>()?,
+        Some(crate::config::Value::Str(s)) => vec![s.clone()],
+        Some(_) => {
+            return Err(c.err(
+                "layers",
+                "expected a list of parameter names or globs, e.g. [layers.0.weight]",
+            ))
+        }
+    };
+    let schedule = match c.opt_usize("track_frequency")? {
+        Some(0) => {
+            return Err(c.err(
+                "track_frequency",
+                "expected an integer >= 1 (snapshots every N batches)",
+            ))
+        }
+        Some(n) => Schedule::Every(n),
+        None => match c
+            .choice("schedule", "log", &["log", "every", "per_epoch"])?
+            .as_str()
+        {
+            "every" => Schedule::Every(1),
+            "per_epoch" => Schedule::PerEpoch,
+            _ => Schedule::Log(c.count("count", 50)?),
+        },
+    };
+    let max_bytes = c.positive("max_bytes", 2e9)?;
+    Ok(Some(TrackSpec {
+        layers,
+        weights: c.bool("track_weights", true)?,
+        gradients: c.bool("track_gradients", false)?,
+        schedule,
+        alignment: c.bool("alignment", true)?,
+        f16: c.choice("dtype", "f32", &["f32", "f16"])? == "f16",
+        max_bytes: max_bytes as u64,
+    }))
 }

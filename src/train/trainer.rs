@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// After each optimizer step.
-pub struct StepInfo {
+pub struct StepInfo<'a> {
     /// Steps done so far (1 after the first step).
     pub step: usize,
     /// 0-based epoch this step belongs to.
@@ -24,12 +24,58 @@ pub struct StepInfo {
     pub loss: f64,
     pub acc: Option<f64>,
     pub lr: f64,
+    /// The weights after this step.
+    pub model: &'a dyn ModelView,
+}
+
+/// A parameter copied to the host: row-major values, in the order the names were given.
+pub struct HostTensor {
+    pub values: Vec<f32>,
 }
 
 /// What a model offers callbacks without exposing its type.
 pub trait ModelView {
     /// Saves the parameters as a burnpack file.
     fn save(&self, path: &Path) -> Result<()>;
+    /// Copies the named parameters to the host, in module order.
+    fn read(&self, names: &[String]) -> Vec<HostTensor>;
+    /// Copies the gradients of the named parameters (those that have one) to the host.
+    fn read_grads(&self, names: &[String], grads: &GradientsParams) -> Vec<HostTensor>;
+}
+
+/// Walks the float parameters with their dotted paths; `want` picks the ones to copy.
+struct Reader<'a> {
+    path: Vec<String>,
+    names: &'a [String],
+    grads: Option<&'a GradientsParams>,
+    out: Vec<HostTensor>,
+}
+
+impl burn::module::ModuleVisitor for Reader<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+        let name = self.path.join(".");
+        if !self.names.contains(&name) {
+            return;
+        }
+        let t = match self.grads {
+            None => Some(p.val()),
+            Some(g) => g.get::<D>(p.id),
+        };
+        if let Some(t) = t {
+            let values = t
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default();
+            self.out.push(HostTensor { values });
+        }
+    }
 }
 
 impl<M: Net> ModelView for M {
@@ -37,6 +83,26 @@ impl<M: Net> ModelView for M {
         self.clone()
             .save_file(path)
             .map_err(|e| anyhow::anyhow!("saving the model to {}: {e:?}", path.display()))
+    }
+    fn read(&self, names: &[String]) -> Vec<HostTensor> {
+        let mut r = Reader {
+            path: vec![],
+            names,
+            grads: None,
+            out: vec![],
+        };
+        self.visit(&mut r);
+        r.out
+    }
+    fn read_grads(&self, names: &[String], grads: &GradientsParams) -> Vec<HostTensor> {
+        let mut r = Reader {
+            path: vec![],
+            names,
+            grads: Some(grads),
+            out: vec![],
+        };
+        self.visit(&mut r);
+        r.out
     }
 }
 
@@ -56,7 +122,7 @@ pub struct EpochInfo<'a> {
     pub optim: &'a ModuleOptimizer,
 }
 
-pub struct StartInfo {
+pub struct StartInfo<'a> {
     pub epochs: usize,
     pub total_steps: usize,
     pub steps_per_epoch: usize,
@@ -66,6 +132,8 @@ pub struct StartInfo {
     pub eval_names: Vec<String>,
     pub params: Vec<(String, Vec<usize>)>,
     pub num_params: usize,
+    /// The weights before the first step of this session (initialisation, or the checkpoint).
+    pub model: &'a dyn ModelView,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -104,14 +172,25 @@ pub trait Callback {
     fn on_train_start(&mut self, _info: &StartInfo) -> Result<()> {
         Ok(())
     }
+    /// Between backward and the update: `grads` are the gradients at the weights of step
+    /// `step` (the weights `on_batch_end` reported for that step).
+    fn on_after_backward(
+        &mut self,
+        _step: usize,
+        _model: &dyn ModelView,
+        _grads: &GradientsParams,
+    ) -> Result<()> {
+        Ok(())
+    }
     fn on_batch_end(&mut self, _s: &StepInfo) -> Result<()> {
         Ok(())
     }
     fn on_epoch_end(&mut self, _e: &EpochInfo) -> Result<()> {
         Ok(())
     }
-    /// Called however training ended, so callbacks flush what they hold.
-    fn on_train_end(&mut self, _o: &Outcome) -> Result<()> {
+    /// Called however training ended, so callbacks flush what they hold; `model` holds
+    /// the last weights.
+    fn on_train_end(&mut self, _o: &Outcome, _model: &dyn ModelView) -> Result<()> {
         Ok(())
     }
 }
@@ -269,6 +348,7 @@ impl<'a> Trainer<'a> {
             eval_names: self.eval_names(),
             params: param_names(&model),
             num_params: model.num_params(),
+            model: &model,
         };
         for cb in self.callbacks.iter_mut() {
             cb.on_train_start(&info)?;
@@ -336,6 +416,9 @@ impl<'a> Trainer<'a> {
                     break 'epochs;
                 }
                 let grads = GradientsParams::from_grads(l.backward(), &model);
+                for cb in self.callbacks.iter_mut() {
+                    cb.on_after_backward(step, &model, &grads)?;
+                }
                 model = opt.step(lr, model, grads);
                 let _ = ad.sync();
                 step_ms.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -351,6 +434,7 @@ impl<'a> Trainer<'a> {
                     loss: loss_v,
                     acc,
                     lr,
+                    model: &model,
                 };
                 for cb in self.callbacks.iter_mut() {
                     cb.on_batch_end(&s)?;
@@ -407,7 +491,7 @@ impl<'a> Trainer<'a> {
             step_ms,
         };
         for cb in self.callbacks.iter_mut() {
-            cb.on_train_end(&outcome)
+            cb.on_train_end(&outcome, &model)
                 .context("finishing the run's outputs")?;
         }
         Ok(outcome)

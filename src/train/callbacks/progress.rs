@@ -111,7 +111,11 @@ impl Callback for Progress {
         Ok(())
     }
 
-    fn on_train_end(&mut self, o: &Outcome) -> Result<()> {
+    fn on_train_end(
+        &mut self,
+        o: &Outcome,
+        _model: &dyn crate::train::trainer::ModelView,
+    ) -> Result<()> {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }

@@ -1,0 +1,4 @@
+//! Run artifacts on disk that other commands read back: the `.npz` snapshot archive
+//! (written by the tracker, read by `inspect` and the plots).
+
+pub mod npz;

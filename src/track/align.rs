@@ -1,0 +1,30 @@
+//! Neuron-by-feature alignment of a weight with planted ground-truth features:
+//! `A[r, j] = <w_r, m_j>` and `A[r, j] / ||w_r||` (rows of the weight = neurons).
+
+/// `w`: `[rows, dim]`, `f`: `[k, dim]` (unit rows). Returns (raw, normalised), `[rows, k]`.
+pub fn alignment(w: &[f32], rows: usize, f: &[f32], k: usize, dim: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut raw = vec![0.0f32; rows * k];
+    let mut normed = vec![0.0f32; rows * k];
+    for r in 0..rows {
+        let wr = &w[r * dim..(r + 1) * dim];
+        let n = wr.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        for j in 0..k {
+            let fj = &f[j * dim..(j + 1) * dim];
+            let d: f32 = wr.iter().zip(fj).map(|(a, b)| a * b).sum();
+            raw[r * k + j] = d;
+            normed[r * k + j] = d / n;
+        }
+    }
+    (raw, normed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn alignment_of_a_known_matrix() {
+        // w = [[3, 4], [0, -2]], features e1, e2.
+        let (raw, n) = super::alignment(&[3.0, 4.0, 0.0, -2.0], 2, &[1.0, 0.0, 0.0, 1.0], 2, 2);
+        assert_eq!(raw, vec![3.0, 4.0, 0.0, -2.0]);
+        assert_eq!(n, vec![0.6, 0.8, 0.0, -1.0]);
+    }
+}

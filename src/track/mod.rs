@@ -1,0 +1,373 @@
+//! The feature tracker: a trainer callback that snapshots chosen parameters (and
+//! gradients, and their alignment with ground-truth features) into `features.npz`.
+
+pub mod align;
+pub mod schedule;
+pub mod spill;
+
+use crate::data::Feature;
+use crate::train::trainer::{Callback, ModelView, Outcome, StartInfo, StepInfo};
+use anyhow::{bail, Result};
+use burn::optim::GradientsParams;
+use schedule::Schedule;
+use serde_json::json;
+use spill::{Index, Spill};
+use std::path::{Path, PathBuf};
+
+/// What to record, as plain values (the `tracker` config node).
+#[derive(Clone, Debug)]
+pub struct TrackSpec {
+    /// Module paths or globs; `["auto"]` = the first weight matrix; empty = every parameter.
+    pub layers: Vec<String>,
+    pub weights: bool,
+    pub gradients: bool,
+    pub schedule: Schedule,
+    pub alignment: bool,
+    pub f16: bool,
+    pub max_bytes: u64,
+}
+
+/// Run facts the archive's metadata records.
+pub struct RunFacts {
+    pub config_hash: String,
+    pub model: String,
+    pub data: String,
+}
+
+/// A tracked weight aligned with a ground-truth feature matrix.
+struct AlignPair {
+    param: usize,
+    feature: usize,
+    rows: usize,
+}
+
+pub struct Tracker {
+    spec: TrackSpec,
+    dir: PathBuf,
+    features: Vec<Feature>,
+    facts: RunFacts,
+    names: Vec<String>,
+    shapes: Vec<Vec<usize>>,
+    pairs: Vec<AlignPair>,
+    steps: schedule::Plan,
+    per_epoch: usize,
+    spill: Option<Spill>,
+    last: Option<usize>,
+    bytes: u64,
+    truncated: bool,
+}
+
+/// Matches a parameter name against a tracker pattern (`layers.*.weight`, `conv.*`).
+fn matches(pattern: &str, name: &str) -> bool {
+    crate::plan::sweep::glob_match(pattern, name)
+}
+
+impl Tracker {
+    pub fn new(spec: TrackSpec, dir: &Path, features: Vec<Feature>, facts: RunFacts) -> Tracker {
+        Tracker {
+            spec,
+            dir: dir.to_path_buf(),
+            features,
+            facts,
+            names: vec![],
+            shapes: vec![],
+            pairs: vec![],
+            steps: Schedule::Every(1).plan(0, 1),
+            per_epoch: 1,
+            spill: None,
+            last: None,
+            bytes: 0,
+            truncated: false,
+        }
+    }
+
+    /// The parameters to track, in module order; unknown names are an error listing them all.
+    pub fn select(layers: &[String], params: &[(String, Vec<usize>)]) -> Result<Vec<usize>> {
+        let all: Vec<&str> = params.iter().map(|p| p.0.as_str()).collect();
+        if layers.is_empty() {
+            return Ok((0..params.len()).collect());
+        }
+        if layers.len() == 1 && layers[0] == "auto" {
+            let first = params.iter().position(|p| p.1.len() >= 2).unwrap_or(0);
+            return Ok(if params.is_empty() {
+                vec![]
+            } else {
+                vec![first]
+            });
+        }
+        for l in layers {
+            if !all.iter().any(|n| matches(l, n)) {
+                let hint = crate::config::suggest::did_you_mean(l, all.iter().copied())
+                    .map(|s| format!(" Did you mean '{s}'?"))
+                    .unwrap_or_default();
+                bail!(
+                    "tracker.layers: '{l}' matches no parameter of this model.{hint} The model has: {}",
+                    all.join(", ")
+                );
+            }
+        }
+        Ok((0..params.len())
+            .filter(|&i| layers.iter().any(|l| matches(l, &params[i].0)))
+            .collect())
+    }
+
+    fn position(&self, step: usize) -> (i64, i64) {
+        if step == 0 {
+            (0, -1)
+        } else {
+            (
+                ((step - 1) / self.per_epoch) as i64,
+                ((step - 1) % self.per_epoch) as i64,
+            )
+        }
+    }
+
+    fn record(&mut self, step: usize, model: &dyn ModelView) -> Result<()> {
+        if self.last == Some(step) || self.truncated || !self.spec.weights {
+            return Ok(());
+        }
+        let (epoch, batch) = self.position(step);
+        let Some(spill) = self.spill.as_mut() else {
+            return Ok(());
+        };
+        let tensors = model.read(&self.names);
+        let mut written = 0;
+        for (i, t) in tensors.iter().enumerate() {
+            written += spill.arrays[i].push(&t.values)?;
+        }
+        let base = tensors.len();
+        for (k, p) in self.pairs.iter().enumerate() {
+            let f = &self.features[p.feature];
+            let w = &tensors[p.param].values;
+            let (raw, normed) = align::alignment(w, p.rows, &f.values, f.rows, f.dim);
+            written += spill.arrays[base + 2 * k].push(&raw)?;
+            written += spill.arrays[base + 2 * k + 1].push(&normed)?;
+        }
+        spill.commit(Index::Weights, &[step as i64, epoch, batch])?;
+        self.last = Some(step);
+        self.bytes += written;
+        if self.bytes > self.spec.max_bytes {
+            self.truncated = true;
+            eprintln!(
+                "warning: the feature archive reached tracker.max_bytes ({} bytes) at step {step}; \
+                 no further snapshots are kept (the final step is still recorded if possible). \
+                 Raise tracker.max_bytes, or track less: tracker.layers, tracker.count, tracker.track_frequency, tracker.dtype=f16",
+                self.spec.max_bytes
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Callback for Tracker {
+    fn on_train_start(&mut self, info: &StartInfo) -> Result<()> {
+        let picked = Self::select(&self.spec.layers, &info.params)?;
+        self.names = picked.iter().map(|&i| info.params[i].0.clone()).collect();
+        self.shapes = picked.iter().map(|&i| info.params[i].1.clone()).collect();
+        self.per_epoch = info.steps_per_epoch.max(1);
+        self.steps = self.spec.schedule.plan(info.total_steps, self.per_epoch);
+        let mut arrays: Vec<(String, Vec<usize>, bool, Index)> = vec![];
+        if self.spec.weights {
+            for (n, s) in self.names.iter().zip(&self.shapes) {
+                arrays.push((n.clone(), s.clone(), self.spec.f16, Index::Weights));
+            }
+            if self.spec.alignment {
+                for (pi, s) in self.shapes.iter().enumerate() {
+                    let Some((&dim, lead)) = s.split_last() else {
+                        continue;
+                    };
+                    if lead.is_empty() {
+                        continue;
+                    }
+                    let rows: usize = lead.iter().product();
+                    for (fi, f) in self
+                        .features
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| f.dim == dim)
+                    {
+                        let key = format!("{}.{}", self.names[pi], f.name);
+                        arrays.push((
+                            format!("align.{key}"),
+                            vec![rows, f.rows],
+                            false,
+                            Index::Weights,
+                        ));
+                        arrays.push((
+                            format!("align_norm.{key}"),
+                            vec![rows, f.rows],
+                            false,
+                            Index::Weights,
+                        ));
+                        self.pairs.push(AlignPair {
+                            param: pi,
+                            feature: fi,
+                            rows,
+                        });
+                    }
+                }
+            }
+        }
+        if self.spec.gradients {
+            for (n, s) in self.names.iter().zip(&self.shapes) {
+                arrays.push((format!("{n}.grad"), s.clone(), self.spec.f16, Index::Grads));
+            }
+        }
+        for (i, f) in self.features.iter().enumerate() {
+            arrays.push((
+                format!("gt.{}", f.name),
+                vec![f.rows, f.dim],
+                false,
+                Index::Static,
+            ));
+            if i == 0 {
+                arrays.push((
+                    "gt_features".into(),
+                    vec![f.rows, f.dim],
+                    false,
+                    Index::Static,
+                ));
+            }
+        }
+        // Warn up front when the schedule cannot fit the budget, naming what to change.
+        let per_snapshot: u64 = arrays
+            .iter()
+            .filter(|a| a.3 != Index::Static)
+            .map(|a| a.1.iter().product::<usize>() as u64 * if a.2 { 2 } else { 4 })
+            .sum();
+        let estimate = per_snapshot * self.steps.len() as u64;
+        if estimate > self.spec.max_bytes {
+            eprintln!(
+                "warning: tracking {} snapshots of {} would write about {} MB, over tracker.max_bytes ({} MB); \
+                 snapshots stop at the budget. Change tracker.count / tracker.track_frequency / tracker.schedule, \
+                 tracker.layers, tracker.dtype=f16, or raise tracker.max_bytes",
+                self.steps.len(),
+                self.names.join(", "),
+                estimate / 1_000_000,
+                self.spec.max_bytes / 1_000_000
+            );
+        }
+        let meta = json!({
+            "format": "ezflt-features/1",
+            "layers": self.names,
+            "param_shapes": self.shapes,
+            "schedule": self.spec.schedule.describe(),
+            "track_weights": self.spec.weights,
+            "track_gradients": self.spec.gradients,
+            "dtype": if self.spec.f16 { "f16" } else { "f32" },
+            "ground_truth": self.features.iter().map(|f| json!({"name": f.name, "shape": [f.rows, f.dim]})).collect::<Vec<_>>(),
+            "alignment": self.pairs.iter().map(|p| json!({"param": self.names[p.param], "feature": self.features[p.feature].name})).collect::<Vec<_>>(),
+            "config_hash": self.facts.config_hash,
+            "model": self.facts.model,
+            "data": self.facts.data,
+            "steps_per_epoch": self.per_epoch,
+        });
+        let archive = self.dir.join(spill::ARCHIVE);
+        let mut sp = Spill::create(&self.dir, meta, &arrays)?;
+        for (i, f) in self.features.iter().enumerate() {
+            let key = format!("gt.{}", f.name);
+            if let Some(a) = sp.arrays.iter_mut().find(|a| a.key == key) {
+                a.push(&f.values)?;
+            }
+            if i == 0 {
+                if let Some(a) = sp.arrays.iter_mut().find(|a| a.key == "gt_features") {
+                    a.push(&f.values)?;
+                }
+            }
+        }
+        sp.flush_static()?;
+        if info.start_step > 0 && archive.exists() {
+            // A resumed run continues the archive it already has.
+            spill::import(&archive, &mut sp)?;
+            self.last = Some(info.start_step);
+        }
+        self.spill = Some(sp);
+        if info.start_step == 0 {
+            self.record(0, info.model)?;
+        }
+        Ok(())
+    }
+
+    fn on_after_backward(
+        &mut self,
+        step: usize,
+        model: &dyn ModelView,
+        grads: &GradientsParams,
+    ) -> Result<()> {
+        if !self.spec.gradients || !self.steps.contains(step) {
+            return Ok(());
+        }
+        let Some(spill) = self.spill.as_mut() else {
+            return Ok(());
+        };
+        let tensors = model.read_grads(&self.names, grads);
+        if tensors.len() != self.names.len() {
+            // A parameter without a gradient (fixed layer): nothing consistent to record.
+            return Ok(());
+        }
+        let offset = spill
+            .arrays
+            .iter()
+            .position(|a| a.index == Index::Grads)
+            .unwrap_or(0);
+        for (i, t) in tensors.iter().enumerate() {
+            self.bytes += spill.arrays[offset + i].push(&t.values)?;
+        }
+        spill.commit(Index::Grads, &[step as i64])
+    }
+
+    fn on_batch_end(&mut self, s: &StepInfo) -> Result<()> {
+        if self.steps.contains(s.step) {
+            self.record(s.step, s.model)?;
+        }
+        Ok(())
+    }
+
+    fn on_train_end(&mut self, o: &Outcome, model: &dyn ModelView) -> Result<()> {
+        // The final step is always recorded, whatever stopped training.
+        self.truncated = false;
+        self.record(o.steps, model)?;
+        if self.spill.take().is_some() {
+            spill::finish(&self.dir, true)?;
+        }
+        Ok(())
+    }
+}
+
+/// Short stable hash of the run's config text, so an archive can be matched to its config.
+pub fn config_hash(text: &str) -> String {
+    // FNV-1a 64: tiny, dependency-free, stable across versions (unlike std's hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_selection() {
+        let params = vec![
+            ("layers.0.weight".to_string(), vec![4, 3]),
+            ("layers.0.bias".to_string(), vec![4]),
+            ("layers.1.weight".to_string(), vec![2, 4]),
+        ];
+        assert_eq!(Tracker::select(&["auto".into()], &params).unwrap(), vec![0]);
+        assert_eq!(Tracker::select(&[], &params).unwrap(), vec![0, 1, 2]);
+        assert_eq!(
+            Tracker::select(&["layers.*.weight".into()], &params).unwrap(),
+            vec![0, 2]
+        );
+        let e = Tracker::select(&["layers.0.wieght".into()], &params)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Did you mean 'layers.0.weight'?") && e.contains("layers.1.weight"),
+            "{e}"
+        );
+    }
+}
