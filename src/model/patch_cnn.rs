@@ -9,12 +9,12 @@ use burn::prelude::*;
 pub struct PatchCnn {
     /// `[classes, m, d]`; for binary data class 0 is the -1 class and class 1 the +1 class.
     pub filters: Param<Tensor<3>>,
+    /// Fixed second layer `[classes * m, outputs]`: `+-1/m` per filter (a constant, not trained).
+    pub head: Tensor<2>,
     #[module(skip)]
     pub act: Activation,
     #[module(skip)]
     pub patches: usize,
-    #[module(skip)]
-    pub binary: bool,
 }
 
 impl PatchCnn {
@@ -29,11 +29,24 @@ impl PatchCnn {
         binary: bool,
         device: &Device,
     ) -> PatchCnn {
+        // Output j sums its own m filters / m; binary data reads f = F_{+1} - F_{-1}.
+        let outputs = if binary { 1 } else { classes };
+        let mut head = vec![0.0f32; classes * m * outputs];
+        for j in 0..classes {
+            for r in 0..m {
+                let row = (j * m + r) * outputs;
+                if binary {
+                    head[row] = if j == 1 { 1.0 } else { -1.0 } / m as f32;
+                } else {
+                    head[row + j] = 1.0 / m as f32;
+                }
+            }
+        }
         PatchCnn {
             filters: normal_param([classes, m, dim], init_scale, device),
+            head: Tensor::from_data(TensorData::new(head, [classes * m, outputs]), device),
             act,
             patches,
-            binary,
         }
     }
 }
@@ -45,16 +58,8 @@ impl Net for PatchCnn {
         let p = self.patches;
         let w = self.filters.val().reshape([j * m, d]);
         let h = self.act.apply(x.reshape([b * p, d]).matmul(w.transpose()));
-        // [b*p, j*m] -> [b, p*?]: sum over patches and filters of each class.
-        let f = h
-            .reshape([b, p, j, m])
-            .sum_dims_squeeze::<2, usize>(&[1, 3])
-            / m as f32;
-        if self.binary {
-            // f(x) = F_{+1}(x) - F_{-1}(x)
-            f.clone().narrow(1, 1, 1) - f.narrow(1, 0, 1)
-        } else {
-            f
-        }
+        // Sum over patches, then the fixed second layer: fewer ops than slicing per class.
+        let pooled: Tensor<2> = h.reshape([b, p, j * m]).sum_dim(1).reshape([b, j * m]);
+        pooled.matmul(self.head.clone())
     }
 }

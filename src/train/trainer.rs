@@ -22,6 +22,8 @@ pub struct StepInfo<'a> {
     /// 0-based epoch this step belongs to.
     pub epoch: usize,
     pub loss: f64,
+    /// Training accuracy over the steps since the previous report; reported (read from
+    /// the device) only every `log_every` steps, None otherwise and for reconstruction.
     pub acc: Option<f64>,
     pub lr: f64,
     /// The weights after this step.
@@ -362,6 +364,9 @@ impl<'a> Trainer<'a> {
             BatchSize::Full => train.n,
             BatchSize::N(b) => b.min(train.n),
         };
+        // Window of steps since the last accuracy report (it may span epochs).
+        let (mut win_carry, mut win_seen) = (0.0f64, 0usize);
+        let mut win_base: f64;
         'epochs: while epoch < epochs && step < total {
             // Order depends only on (seed, epoch), so a resumed run sees the same batches.
             let mut order: Vec<i64> = (0..train.n as i64).collect();
@@ -371,7 +376,10 @@ impl<'a> Trainer<'a> {
                 );
                 order.shuffle(&mut rng);
             }
-            let (mut sum_loss, mut sum_correct, mut seen) = (0.0, 0.0, 0usize);
+            let (mut sum_loss, mut seen) = (0.0, 0usize);
+            // Device-side correct count of this epoch, and where the last report read it.
+            let mut correct_dev: Option<Tensor<1>> = None;
+            win_base = 0.0;
             for b in 0..spe {
                 if step >= total {
                     break;
@@ -401,16 +409,15 @@ impl<'a> Trainer<'a> {
                 lr = spec.schedule.lr(spec.optim.lr, step, epoch, total);
                 let out = model.forward(x.clone());
                 let l = loss::loss(spec.loss, task, out.clone(), y.clone(), x);
-                let mut parts = vec![l.clone().detach()];
+                // Correct counts stay on the device and are read only when reported:
+                // a host read per step is a sync per step (the classic `.item()` cost).
                 if let Some(c) = loss::correct(task, out.detach(), y) {
-                    parts.push(c);
+                    correct_dev = Some(match correct_dev.take() {
+                        Some(a) => a + c,
+                        None => c,
+                    });
                 }
-                let stats: Vec<f32> = Tensor::cat(parts, 0)
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .unwrap_or_default();
-                let loss_v = stats.first().copied().unwrap_or(f32::NAN) as f64;
+                let loss_v = l.clone().detach().into_scalar::<f32>() as f64;
                 if !loss_v.is_finite() {
                     status = Status::Diverged { step, loss: loss_v };
                     break 'epochs;
@@ -424,10 +431,18 @@ impl<'a> Trainer<'a> {
                 step_ms.push(t0.elapsed().as_secs_f64() * 1e3);
                 step += 1;
                 let n = hi - lo;
-                let acc = stats.get(1).map(|c| *c as f64 / n as f64);
                 sum_loss += loss_v * n as f64;
-                sum_correct += stats.get(1).copied().unwrap_or(0.0) as f64;
                 seen += n;
+                win_seen += n;
+                let acc = match &correct_dev {
+                    Some(c) if step.is_multiple_of(spec.log_every.max(1)) => {
+                        let t = c.clone().into_scalar::<f32>() as f64;
+                        let a = (win_carry + t - win_base) / win_seen.max(1) as f64;
+                        (win_base, win_carry, win_seen) = (t, 0.0, 0);
+                        Some(a)
+                    }
+                    _ => None,
+                };
                 let s = StepInfo {
                     step,
                     epoch,
@@ -440,6 +455,8 @@ impl<'a> Trainer<'a> {
                     cb.on_batch_end(&s)?;
                 }
             }
+            let sum_correct = correct_dev.map_or(0.0, |c| c.into_scalar::<f32>() as f64);
+            win_carry += sum_correct - win_base;
             epoch += 1;
             let last = epoch >= epochs || step >= total;
             let train_loss = sum_loss / seen.max(1) as f64;

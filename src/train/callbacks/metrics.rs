@@ -17,7 +17,8 @@ pub struct MetricsWriter {
     started: Instant,
     /// Wall time already spent before a resume, so `time_s` keeps increasing.
     offset_s: f64,
-    window: (f64, f64, usize, usize),
+    /// Sum and count of step losses since the last row.
+    window: (f64, usize),
 }
 
 impl MetricsWriter {
@@ -30,7 +31,7 @@ impl MetricsWriter {
             csv: None,
             started: Instant::now(),
             offset_s,
-            window: (0.0, 0.0, 0, 0),
+            window: (0.0, 0),
         }
     }
 
@@ -110,23 +111,19 @@ impl Callback for MetricsWriter {
     }
 
     fn on_batch_end(&mut self, s: &StepInfo) -> Result<()> {
-        let w = &mut self.window;
-        w.0 += s.loss;
-        if let Some(a) = s.acc {
-            w.1 += a;
-            w.3 += 1;
-        }
-        w.2 += 1;
+        self.window.0 += s.loss;
+        self.window.1 += 1;
         if s.step.is_multiple_of(self.log_every) {
-            let (l, a, n, na) = std::mem::take(&mut self.window);
+            let (l, n) = std::mem::take(&mut self.window);
             let mut row = vec![
                 ("step".to_string(), s.step as f64),
                 ("epoch".into(), s.epoch as f64),
                 ("lr".into(), s.lr),
                 ("train_loss".into(), l / n.max(1) as f64),
             ];
-            if na > 0 {
-                row.push(("train_acc".into(), a / na as f64));
+            // The trainer reports the window's accuracy on exactly these steps.
+            if let Some(a) = s.acc {
+                row.push(("train_acc".into(), a));
             }
             row.push(("time_s".into(), self.elapsed()));
             self.write_row(&row)?;

@@ -13,6 +13,7 @@ pub struct Progress {
     log: Option<File>,
     quiet: bool,
     epochs: usize,
+    last_acc: Option<f64>,
 }
 
 impl Progress {
@@ -24,6 +25,7 @@ impl Progress {
             log,
             quiet,
             epochs: 0,
+            last_acc: None,
         }
     }
 
@@ -84,10 +86,16 @@ impl Callback for Progress {
     }
 
     fn on_batch_end(&mut self, s: &StepInfo) -> Result<()> {
+        if s.acc.is_some() {
+            self.last_acc = s.acc;
+        }
         if let Some(b) = &self.bar {
             b.set_position(s.step as u64);
             if s.step.is_multiple_of(10) || s.step == 1 {
-                let acc = s.acc.map(|a| format!(" acc {a:.3}")).unwrap_or_default();
+                let acc = self
+                    .last_acc
+                    .map(|a| format!(" acc {a:.3}"))
+                    .unwrap_or_default();
                 b.set_message(format!("epoch {} loss {:.4}{acc}", s.epoch + 1, s.loss));
             }
         }
