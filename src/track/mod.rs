@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use burn::optim::GradientsParams;
 use schedule::Schedule;
 use serde_json::json;
-use spill::{Index, Spill};
+use spill::{AlignJob, Index, Msg, Spill, Writer};
 use std::path::{Path, PathBuf};
 
 /// What to record, as plain values (the `tracker` config node).
@@ -51,7 +51,10 @@ pub struct Tracker {
     pairs: Vec<AlignPair>,
     steps: schedule::Plan,
     per_epoch: usize,
-    spill: Option<Spill>,
+    writer: Option<Writer>,
+    /// Bytes one weight snapshot (with its alignments) adds to the archive.
+    snapshot_bytes: u64,
+    grad_bytes: u64,
     last: Option<usize>,
     bytes: u64,
     truncated: bool,
@@ -74,7 +77,9 @@ impl Tracker {
             pairs: vec![],
             steps: Schedule::Every(1).plan(0, 1),
             per_epoch: 1,
-            spill: None,
+            writer: None,
+            snapshot_bytes: 0,
+            grad_bytes: 0,
             last: None,
             bytes: 0,
             truncated: false,
@@ -127,25 +132,20 @@ impl Tracker {
             return Ok(());
         }
         let (epoch, batch) = self.position(step);
-        let Some(spill) = self.spill.as_mut() else {
+        let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let tensors = model.read(&self.names);
-        let mut written = 0;
-        for (i, t) in tensors.iter().enumerate() {
-            written += spill.arrays[i].push(&t.values)?;
-        }
-        let base = tensors.len();
-        for (k, p) in self.pairs.iter().enumerate() {
-            let f = &self.features[p.feature];
-            let w = &tensors[p.param].values;
-            let (raw, normed) = align::alignment(w, p.rows, &f.values, f.rows, f.dim);
-            written += spill.arrays[base + 2 * k].push(&raw)?;
-            written += spill.arrays[base + 2 * k + 1].push(&normed)?;
-        }
-        spill.commit(Index::Weights, &[step as i64, epoch, batch])?;
+        let tensors = model
+            .read(&self.names)
+            .into_iter()
+            .map(|t| t.values)
+            .collect();
+        writer.send(Msg::Weights {
+            row: [step as i64, epoch, batch],
+            tensors,
+        })?;
         self.last = Some(step);
-        self.bytes += written;
+        self.bytes += self.snapshot_bytes;
         if self.bytes > self.spec.max_bytes {
             self.truncated = true;
             eprintln!(
@@ -230,12 +230,16 @@ impl Callback for Tracker {
             }
         }
         // Warn up front when the schedule cannot fit the budget, naming what to change.
-        let per_snapshot: u64 = arrays
-            .iter()
-            .filter(|a| a.3 != Index::Static)
-            .map(|a| a.1.iter().product::<usize>() as u64 * if a.2 { 2 } else { 4 })
-            .sum();
-        let estimate = per_snapshot * self.steps.len() as u64;
+        let bytes_of = |index: Index| -> u64 {
+            arrays
+                .iter()
+                .filter(|a| a.3 == index)
+                .map(|a| a.1.iter().product::<usize>() as u64 * if a.2 { 2 } else { 4 })
+                .sum()
+        };
+        self.snapshot_bytes = bytes_of(Index::Weights);
+        self.grad_bytes = bytes_of(Index::Grads);
+        let estimate = (self.snapshot_bytes + self.grad_bytes) * self.steps.len() as u64;
         if estimate > self.spec.max_bytes {
             eprintln!(
                 "warning: tracking {} snapshots of {} would write about {} MB, over tracker.max_bytes ({} MB); \
@@ -281,7 +285,16 @@ impl Callback for Tracker {
             spill::import(&archive, &mut sp)?;
             self.last = Some(info.start_step);
         }
-        self.spill = Some(sp);
+        let aligns = self
+            .pairs
+            .iter()
+            .map(|p| AlignJob {
+                param: p.param,
+                rows: p.rows,
+                feature: self.features[p.feature].clone(),
+            })
+            .collect();
+        self.writer = Some(Writer::start(sp, aligns));
         if info.start_step == 0 {
             self.record(0, info.model)?;
         }
@@ -294,26 +307,26 @@ impl Callback for Tracker {
         model: &dyn ModelView,
         grads: &GradientsParams,
     ) -> Result<()> {
-        if !self.spec.gradients || !self.steps.contains(step) {
+        if !self.spec.gradients || self.truncated || !self.steps.contains(step) {
             return Ok(());
         }
-        let Some(spill) = self.spill.as_mut() else {
+        let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let tensors = model.read_grads(&self.names, grads);
+        let tensors: Vec<Vec<f32>> = model
+            .read_grads(&self.names, grads)
+            .into_iter()
+            .map(|t| t.values)
+            .collect();
         if tensors.len() != self.names.len() {
             // A parameter without a gradient (fixed layer): nothing consistent to record.
             return Ok(());
         }
-        let offset = spill
-            .arrays
-            .iter()
-            .position(|a| a.index == Index::Grads)
-            .unwrap_or(0);
-        for (i, t) in tensors.iter().enumerate() {
-            self.bytes += spill.arrays[offset + i].push(&t.values)?;
-        }
-        spill.commit(Index::Grads, &[step as i64])
+        self.bytes += self.grad_bytes;
+        writer.send(Msg::Grads {
+            step: step as i64,
+            tensors,
+        })
     }
 
     fn on_batch_end(&mut self, s: &StepInfo) -> Result<()> {
@@ -327,7 +340,8 @@ impl Callback for Tracker {
         // The final step is always recorded, whatever stopped training.
         self.truncated = false;
         self.record(o.steps, model)?;
-        if self.spill.take().is_some() {
+        if let Some(w) = self.writer.take() {
+            w.finish()?;
             spill::finish(&self.dir, true)?;
         }
         Ok(())

@@ -46,19 +46,22 @@ impl SpillArray {
         self.shape.iter().product::<usize>() as u64 * if self.f16 { 2 } else { 4 }
     }
 
-    /// Appends one row; returns the bytes written.
-    pub fn push(&mut self, values: &[f32]) -> Result<u64> {
+    /// Appends one row (one write of the whole slice; the archive is little-endian).
+    pub fn push(&mut self, values: &[f32]) -> Result<()> {
         if self.f16 {
-            for v in values {
-                self.file
-                    .write_all(&half::f16::from_f32(*v).to_le_bytes())?;
-            }
+            let h: Vec<u16> = values
+                .iter()
+                .map(|v| half::f16::from_f32(*v).to_bits().to_le())
+                .collect();
+            self.file.write_all(bytemuck::cast_slice(&h))?;
+        } else if cfg!(target_endian = "little") {
+            self.file.write_all(bytemuck::cast_slice(values))?;
         } else {
             for v in values {
                 self.file.write_all(&v.to_le_bytes())?;
             }
         }
-        Ok(self.row_bytes())
+        Ok(())
     }
 }
 
@@ -152,6 +155,107 @@ fn read_i64s(p: &Path) -> Result<Vec<i64>> {
         .chunks_exact(8)
         .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect())
+}
+
+/// A snapshot on its way to disk.
+pub enum Msg {
+    /// Tracked weights of one step (in spill order) with its (step, epoch, batch) row.
+    Weights {
+        row: [i64; 3],
+        tensors: Vec<Vec<f32>>,
+    },
+    /// Gradients at the weights of `step`.
+    Grads { step: i64, tensors: Vec<Vec<f32>> },
+}
+
+/// A tracked weight to align with a ground-truth feature matrix after each snapshot.
+pub struct AlignJob {
+    pub param: usize,
+    pub rows: usize,
+    pub feature: crate::data::Feature,
+}
+
+/// Writes snapshots on a background thread, so training only pays for the copy to the
+/// host; a bounded queue keeps memory flat when the disk is slower than training.
+pub struct Writer {
+    tx: Option<std::sync::mpsc::SyncSender<Msg>>,
+    handle: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Writer {
+    pub fn start(mut spill: Spill, aligns: Vec<AlignJob>) -> Writer {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(16);
+        let handle = std::thread::spawn(move || -> Result<()> {
+            let grads_at = spill
+                .arrays
+                .iter()
+                .position(|a| a.index == Index::Grads)
+                .unwrap_or(0);
+            for msg in rx {
+                match msg {
+                    Msg::Weights { row, tensors } => {
+                        for (i, t) in tensors.iter().enumerate() {
+                            spill.arrays[i].push(t)?;
+                        }
+                        let base = tensors.len();
+                        for (k, a) in aligns.iter().enumerate() {
+                            let f = &a.feature;
+                            let (raw, normed) = super::align::alignment(
+                                &tensors[a.param],
+                                a.rows,
+                                &f.values,
+                                f.rows,
+                                f.dim,
+                            );
+                            spill.arrays[base + 2 * k].push(&raw)?;
+                            spill.arrays[base + 2 * k + 1].push(&normed)?;
+                        }
+                        spill.commit(Index::Weights, &row)?;
+                    }
+                    Msg::Grads { step, tensors } => {
+                        for (i, t) in tensors.iter().enumerate() {
+                            spill.arrays[grads_at + i].push(t)?;
+                        }
+                        spill.commit(Index::Grads, &[step])?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        Writer {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Queues a snapshot; if the writer failed, returns its error.
+    pub fn send(&mut self, msg: Msg) -> Result<()> {
+        let failed = match &self.tx {
+            Some(tx) => tx.send(msg).is_err(),
+            None => true,
+        };
+        if failed {
+            self.tx = None;
+            return self.join();
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued snapshot is on disk.
+    pub fn finish(mut self) -> Result<()> {
+        self.tx = None;
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<()> {
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| anyhow::anyhow!("the snapshot writer thread panicked"))?
+                .context("writing feature snapshots"),
+            None => bail!("the snapshot writer stopped earlier"),
+        }
+    }
 }
 
 /// Assembles `features.npz` from the spill in `run_dir` (atomically) and removes the spill.
