@@ -8,6 +8,7 @@ mod config;
 mod data;
 mod model;
 mod plan;
+mod plot;
 mod run;
 mod track;
 mod train;

@@ -191,8 +191,13 @@ impl Archive {
         Ok(v)
     }
 
-    /// Snapshot `index` of a `[T, ...]` array, reading only that slice.
-    pub fn read_step(&mut self, name: &str, index: usize) -> Result<Array> {
+    /// Snapshots `indices` (sorted, deduplicated) of a `[T, ...]` array in one pass over
+    /// the member: the row shape and one vector per index.
+    pub fn read_steps(
+        &mut self,
+        name: &str,
+        indices: &[usize],
+    ) -> Result<(Vec<usize>, Vec<Vec<f32>>)> {
         let what = format!("{}[{name}]", self.path.display());
         let m = self.member(name)?;
         let f = npyz::NpyFile::new(m).with_context(|| format!("{what}: not a .npy array"))?;
@@ -200,35 +205,45 @@ impl Archive {
         let Some((&t, rest)) = shape.split_first() else {
             bail!("{what} is a scalar, not a [T, ...] snapshot array");
         };
-        if index >= t {
-            bail!("{what} has {t} snapshots; index {index} is out of range");
+        if let Some(bad) = indices.iter().find(|&&i| i >= t) {
+            bail!("{what} has {t} snapshots; index {bad} is out of range");
         }
         let per: usize = rest.iter().product();
         let descr = f.dtype().descr().trim_matches('\'').to_string();
-        let mut m = f.into_inner();
         let item = match descr.as_str() {
             "<f4" => 4,
             "<f2" => 2,
             other => bail!("{what}: dtype {other} is not a float snapshot"),
         };
-        std::io::copy(
-            &mut (&mut m).take((index * per * item) as u64),
-            &mut std::io::sink(),
-        )?;
+        let mut r = f.into_inner();
         let mut buf = vec![0u8; per * item];
-        m.read_exact(&mut buf)?;
-        let values = if item == 4 {
-            buf.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        } else {
-            buf.chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect()
-        };
+        let mut out = Vec::with_capacity(indices.len());
+        let last = indices.last().copied().unwrap_or(0);
+        let mut want = indices.iter().peekable();
+        for row in 0..=last.min(t.saturating_sub(1)) {
+            r.read_exact(&mut buf)?;
+            if want.peek() == Some(&&row) {
+                want.next();
+                out.push(if item == 4 {
+                    buf.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
+                } else {
+                    buf.chunks_exact(2)
+                        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                        .collect()
+                });
+            }
+        }
+        Ok((rest.to_vec(), out))
+    }
+
+    /// Snapshot `index` of a `[T, ...]` array, reading only up to that slice.
+    pub fn read_step(&mut self, name: &str, index: usize) -> Result<Array> {
+        let (shape, mut v) = self.read_steps(name, &[index])?;
         Ok(Array {
-            shape: rest.to_vec(),
-            values,
+            shape,
+            values: v.pop().unwrap_or_default(),
         })
     }
 }

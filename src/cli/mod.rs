@@ -3,12 +3,13 @@
 
 pub mod completions;
 pub mod inspect;
+pub mod plot;
 pub mod train;
 
 use anyhow::Result;
 use clap::Command;
 
-const SUBCOMMANDS: &[&str] = &["train", "inspect", "completions", "help"];
+const SUBCOMMANDS: &[&str] = &["train", "plot", "inspect", "completions", "help"];
 
 pub fn app() -> Command {
     Command::new("ezflt")
@@ -17,6 +18,7 @@ pub fn app() -> Command {
         .subcommand_required(true)
         .disable_help_subcommand(true)
         .subcommand(train::cli())
+        .subcommand(plot::cli())
         .subcommand(inspect::cli())
         .subcommand(completions::cli())
 }
@@ -60,6 +62,7 @@ pub fn run(args: Vec<String>) -> Result<i32> {
     match m.subcommand() {
         Some(("train", sm)) => train::exec(sm),
         Some(("inspect", sm)) => inspect::exec(sm),
+        Some(("plot", sm)) => plot::exec(sm),
         Some(("completions", sm)) => completions::exec(sm),
         _ => Ok(2),
     }

@@ -256,6 +256,7 @@ pub fn run(
         "started_at": started_at.to_rfc3339(),
         "finished_at": chrono::Local::now().to_rfc3339(),
         "duration_s": duration,
+        "sample_shape": ds.sample_shape,
     });
     let result = match outcome {
         Err(e) => {
@@ -295,6 +296,15 @@ pub fn run(
         .into();
     }
     write_summary(dir, &summary)?;
+    if let Some(p) = &spec.plot {
+        // Figures are a convenience: a failure here never fails the run it describes.
+        if let Err(e) = crate::plot::plot_run(dir, p) {
+            eprintln!(
+                "warning: end-of-run plots failed: {e:#} (retry with `ezflt plot {}`)",
+                dir.display()
+            );
+        }
+    }
     Ok(RunResult {
         status: result.status.name().to_string(),
         summary,

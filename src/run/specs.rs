@@ -25,6 +25,8 @@ pub struct RunSpec {
     pub train: TrainSpec,
     /// `None` = tracking off (`tracker=none`).
     pub track: Option<TrackSpec>,
+    /// End-of-run figures; `None` = `plot=none`.
+    pub plot: Option<crate::plot::PlotSpec>,
 }
 
 pub fn read(root: &Cfg) -> Result<RunSpec> {
@@ -59,6 +61,7 @@ pub fn read(root: &Cfg) -> Result<RunSpec> {
         loss,
         train: train_spec(root, seed)?,
         track: track_spec(&root.sub("tracker")?)?,
+        plot: plot_spec(&root.sub("plot")?)?,
     })
 }
 
@@ -354,5 +357,41 @@ fn track_spec(c: &Cfg) -> Result<Option<TrackSpec>> {
         alignment: c.bool("alignment", true)?,
         f16: c.choice("dtype", "f32", &["f32", "f16"])? == "f16",
         max_bytes: max_bytes as u64,
+    }))
+}
+
+fn plot_spec(c: &Cfg) -> Result<Option<crate::plot::PlotSpec>> {
+    if !c.bool("enabled", true)? {
+        return Ok(None);
+    }
+    let what: Vec<String> = match c.raw("what").map(|n| &n.v) {
+        None => vec![],
+        Some(crate::config::Value::List(l)) => l
+            .iter()
+            .filter_map(|n| n.as_str().map(String::from))
+            .collect(),
+        Some(_) => {
+            return Err(c.err(
+                "what",
+                "expected a list of figure kinds, e.g. [curves,evolution]",
+            ))
+        }
+    };
+    for w in &what {
+        if !crate::plot::KINDS.contains(&w.as_str()) {
+            return Err(c.err(
+                "what",
+                &format!(
+                    "unknown figure '{w}'; choose from {}",
+                    crate::plot::KINDS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(Some(crate::plot::PlotSpec {
+        what,
+        svg: c.choice("format", "png", &["png", "svg"])? == "svg",
+        log_x: c.bool("log_x", false)?,
+        ..Default::default()
     }))
 }

@@ -1,0 +1,412 @@
+//! Drawing primitives shared by every figure: the bundled font, colormaps, line charts,
+//! heatmaps with colorbars. One look for all plots (sizes, palette, fonts).
+
+use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use std::path::Path;
+use std::sync::Once;
+
+pub const FONT: &str = "sans-serif";
+static DEJAVU: &[u8] = include_bytes!("font/DejaVuSans.ttf");
+
+/// Registers DejaVu Sans (bundled, see font/LICENSE-DejaVu), so text renders on a machine
+/// without system fonts.
+pub fn init_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, DEJAVU);
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, DEJAVU);
+    });
+}
+
+/// Line colors: a colour-blind-safe qualitative palette (Okabe-Ito).
+pub const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(213, 94, 0),
+    RGBColor(240, 228, 66),
+    RGBColor(0, 0, 0),
+];
+
+fn lerp(stops: &[(u8, u8, u8)], t: f64) -> RGBColor {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    let x = t * (stops.len() - 1) as f64;
+    let i = (x.floor() as usize).min(stops.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (stops[i], stops[i + 1]);
+    let c = |p: u8, q: u8| (p as f64 + (q as f64 - p as f64) * f).round() as u8;
+    RGBColor(c(a.0, b.0), c(a.1, b.1), c(a.2, b.2))
+}
+
+/// Colour scale of a heatmap.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scale {
+    /// Blue (negative) - white (0) - red (positive), symmetric around 0.
+    Diverging { max_abs: f64 },
+    /// Viridis from `lo` to `hi` (norms, alignments in [0, 1]).
+    Sequential { lo: f64, hi: f64 },
+}
+
+impl Scale {
+    pub fn diverging(values: &[f32]) -> Scale {
+        let m = values.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs()));
+        Scale::Diverging {
+            max_abs: if m > 0.0 { m } else { 1.0 },
+        }
+    }
+
+    pub fn color(&self, v: f64) -> RGBColor {
+        match *self {
+            Scale::Diverging { max_abs } => lerp(
+                &[
+                    (33, 102, 172),
+                    (103, 169, 207),
+                    (247, 247, 247),
+                    (239, 138, 98),
+                    (178, 24, 43),
+                ],
+                0.5 + v / (2.0 * max_abs),
+            ),
+            Scale::Sequential { lo, hi } => lerp(
+                &[
+                    (68, 1, 84),
+                    (59, 82, 139),
+                    (33, 145, 140),
+                    (94, 201, 98),
+                    (253, 231, 37),
+                ],
+                (v - lo) / if hi > lo { hi - lo } else { 1.0 },
+            ),
+        }
+    }
+
+    fn range(&self) -> (f64, f64) {
+        match *self {
+            Scale::Diverging { max_abs } => (-max_abs, max_abs),
+            Scale::Sequential { lo, hi } => (lo, hi),
+        }
+    }
+}
+
+/// Axis numbers: integers without ".0", others with up to 4 significant decimals.
+pub fn tick(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 && v.abs() < 1e15 {
+        format!("{}", v.round() as i64)
+    } else if v.abs() >= 1e-3 && v.abs() < 1e5 {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+pub fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+/// A drawing surface in the chosen format; `f` draws into it.
+pub fn render(
+    path: &Path,
+    size: (u32, u32),
+    f: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<()> {
+    init_font();
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    f(&root)?;
+    root.present().map_err(err)
+}
+
+/// The same drawing as SVG.
+pub fn render_svg(
+    path: &Path,
+    size: (u32, u32),
+    f: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<()>,
+) -> Result<()> {
+    init_font();
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    f(&root)?;
+    root.present().map_err(err)
+}
+
+/// One line of a line chart.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+    /// Optional band (x, low, high) drawn under the line.
+    pub band: Vec<(f64, f64, f64)>,
+    pub width: u32,
+}
+
+impl Series {
+    pub fn new(name: &str, points: Vec<(f64, f64)>, color: RGBColor) -> Series {
+        Series {
+            name: name.to_string(),
+            points,
+            color,
+            band: vec![],
+            width: 2,
+        }
+    }
+}
+
+/// Line chart with labelled axes and a legend; `log_x` uses a log axis (x > 0 only).
+pub fn line_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_x: bool,
+) -> Result<()> {
+    let pts = series
+        .iter()
+        .flat_map(|s| {
+            s.points
+                .iter()
+                .copied()
+                .chain(s.band.iter().flat_map(|b| [(b.0, b.1), (b.0, b.2)]))
+        })
+        .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_x || p.0 > 0.0));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-9);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let mut b = ChartBuilder::on(area);
+    b.caption(title, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70);
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .x_label_formatter(&|v: &f64| tick(*v))
+                .y_label_formatter(&|v: &f64| tick(*v))
+                .label_style((FONT, 15))
+                .axis_desc_style((FONT, 17))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()
+                .map_err(err)?;
+            for s in series {
+                if !s.band.is_empty() {
+                    let mut poly: Vec<(f64, f64)> = s.band.iter().map(|b| (b.0, b.2)).collect();
+                    poly.extend(s.band.iter().rev().map(|b| (b.0, b.1)));
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(
+                            poly,
+                            s.color.mix(0.2).filled(),
+                        )))
+                        .map_err(err)?;
+                }
+                let c = s.color;
+                let pts: Vec<(f64, f64)> = s
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| p.1.is_finite() && (!log_x || p.0 > 0.0))
+                    .collect();
+                let drawn = chart
+                    .draw_series(LineSeries::new(pts, c.stroke_width(s.width)))
+                    .map_err(err)?;
+                if !s.name.is_empty() {
+                    drawn.label(s.name.clone()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
+                    });
+                }
+            }
+            if series.iter().any(|s| !s.name.is_empty()) {
+                chart
+                    .configure_series_labels()
+                    .label_font((FONT, 15))
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(RGBColor(200, 200, 200))
+                    .position(SeriesLabelPosition::UpperRight)
+                    .draw()
+                    .map_err(err)?;
+            }
+        }};
+    }
+    if log_x {
+        draw!(b
+            .build_cartesian_2d((x0.max(1e-9)..x1).log_scale(), y0..y1)
+            .map_err(err)?);
+    } else {
+        draw!(b.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?);
+    }
+    Ok(())
+}
+
+/// A matrix to draw: `rows x cols`, row-major, row 0 at the top.
+pub struct Matrix<'a> {
+    pub values: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Pixel rectangle of a heatmap's cells (left, top, right, bottom), for tests and overlays.
+pub type CellArea = (i32, i32, i32, i32);
+
+/// Heatmap with labelled axes and a colorbar. Large matrices are averaged into at most
+/// `max_cells` bins per axis (the caller says so in the title).
+#[allow(clippy::too_many_arguments)]
+pub fn heatmap<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    m: &Matrix,
+    scale: Scale,
+    colorbar_label: &str,
+    x_ticks: Option<&dyn Fn(usize) -> String>,
+    y_ticks: Option<&dyn Fn(usize) -> String>,
+) -> Result<CellArea> {
+    let (main, bar) = area.split_horizontally(area.dim_in_pixel().0 as i32 - 110);
+    let (rows, cols) = (m.rows.max(1), m.cols.max(1));
+    let mut chart = ChartBuilder::on(&main)
+        .caption(title, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..cols as f64, rows as f64..0f64)
+        .map_err(err)?;
+    // Few categories (sweep values): one label per cell, drawn at the cell centres below.
+    let x_cat = x_ticks.filter(|_| cols <= 40);
+    let y_cat = y_ticks.filter(|_| rows <= 40);
+    let fmt_x = |v: &f64| match x_ticks {
+        Some(f) => f(v.floor().max(0.0) as usize),
+        None => format!("{}", v.floor() as i64),
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_labels(if x_cat.is_some() { 0 } else { 8 })
+        .y_labels(if y_cat.is_some() { 0 } else { 8 })
+        .x_label_formatter(&fmt_x)
+        .y_label_formatter(&|v: &f64| format!("{}", v.floor() as i64))
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 17))
+        .draw()
+        .map_err(err)?;
+    let (px, py) = chart.plotting_area().dim_in_pixel();
+    // Bin to the pixel grid: at most one rectangle per pixel, whatever the matrix size.
+    let bx = cols.min(px as usize).max(1);
+    let by = rows.min(py as usize).max(1);
+    let mut cells = Vec::with_capacity(bx * by);
+    for i in 0..by {
+        let (r0, r1) = (i * rows / by, ((i + 1) * rows / by).max(i * rows / by + 1));
+        for j in 0..bx {
+            let (c0, c1) = (j * cols / bx, ((j + 1) * cols / bx).max(j * cols / bx + 1));
+            let mut s = 0.0f64;
+            let mut n = 0usize;
+            for r in r0..r1.min(rows) {
+                for c in c0..c1.min(cols) {
+                    if let Some(v) = m.values.get(r * m.cols + c) {
+                        s += *v as f64;
+                        n += 1;
+                    }
+                }
+            }
+            let v = if n > 0 { s / n as f64 } else { 0.0 };
+            cells.push(Rectangle::new(
+                [(c0 as f64, r0 as f64), (c1 as f64, r1 as f64)],
+                scale.color(v).filled(),
+            ));
+        }
+    }
+    chart.draw_series(cells).map_err(err)?;
+    let (x_range, y_range) = chart.plotting_area().get_pixel_range();
+    let (bx0, by0) = main.get_base_pixel();
+    let style = TextStyle::from((FONT, 14).into_font()).color(&BLACK);
+    if let Some(f) = x_cat {
+        let w = (x_range.end - x_range.start) as f64 / cols as f64;
+        for c in 0..cols {
+            let px = x_range.start - bx0 + (w * (c as f64 + 0.5)) as i32;
+            let t = f(c);
+            let half = (t.len() as i32 * 4).min(60);
+            main.draw(&Text::new(
+                t,
+                (px - half, y_range.end - by0 + 6),
+                style.clone(),
+            ))
+            .map_err(err)?;
+        }
+    }
+    if let Some(f) = y_cat {
+        let h = (y_range.end - y_range.start) as f64 / rows as f64;
+        for r in 0..rows {
+            let py = y_range.start - by0 + (h * (r as f64 + 0.5)) as i32 - 7;
+            let t = f(r);
+            let px = x_range.start - bx0 - 8 - (t.len() as i32 * 8).min(50);
+            main.draw(&Text::new(t, (px.max(0), py), style.clone()))
+                .map_err(err)?;
+        }
+    }
+    colorbar(&bar, scale, colorbar_label)?;
+    Ok((x_range.start, y_range.start, x_range.end, y_range.end))
+}
+
+/// A vertical colorbar with its value range labelled.
+pub fn colorbar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    scale: Scale,
+    label: &str,
+) -> Result<()> {
+    let (lo, hi) = scale.range();
+    let mut chart = ChartBuilder::on(area)
+        .margin_top(45)
+        .margin_bottom(57)
+        .margin_right(8)
+        .y_label_area_size(60)
+        .caption(label, (FONT, 14))
+        .build_cartesian_2d(0f64..1f64, lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_labels(6)
+        .y_label_formatter(&|v: &f64| tick(*v))
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(err)?;
+    let n = 200;
+    let step = (hi - lo) / n as f64;
+    chart
+        .draw_series((0..n).map(|i| {
+            let v0 = lo + i as f64 * step;
+            Rectangle::new(
+                [(0.0, v0), (1.0, v0 + step)],
+                scale.color(v0 + step / 2.0).filled(),
+            )
+        }))
+        .map_err(err)?;
+    Ok(())
+}

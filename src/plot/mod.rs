@@ -1,0 +1,1068 @@
+//! Figures of a run (training curves, feature evolution, heatmaps, alignment, input-space
+//! views) and of a sweep (metric vs parameter, phase diagrams), from files on disk only.
+
+pub mod draw;
+
+use crate::artifacts::npz::Archive;
+use crate::track::spill;
+use anyhow::{anyhow, bail, Context, Result};
+use draw::{Matrix, Scale, Series, PALETTE};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The figures `--what` can ask for.
+pub const KINDS: &[&str] = &[
+    "curves",
+    "evolution",
+    "heatmap",
+    "comparison",
+    "alignment",
+    "input_space",
+    "sweep",
+];
+
+/// What to draw and how (from `ezflt plot` flags or the `plot` config group).
+#[derive(Clone, Debug, Default)]
+pub struct PlotSpec {
+    /// Figure kinds; empty = every one that applies.
+    pub what: Vec<String>,
+    pub tensor: Option<String>,
+    pub step: Option<i64>,
+    pub epoch: Option<i64>,
+    pub metric: Option<String>,
+    pub out: Option<PathBuf>,
+    pub svg: bool,
+    pub log_x: bool,
+}
+
+impl PlotSpec {
+    fn wants(&self, kind: &str) -> bool {
+        self.what.is_empty() || self.what.iter().any(|w| w == kind)
+    }
+}
+
+/// Most snapshots a time axis shows; longer runs are subsampled evenly (and the plot says so).
+const MAX_TIMES: usize = 300;
+/// Most neurons drawn as individual lines; above that, quantile bands.
+const MAX_LINES: usize = 24;
+
+/// Draws into `<out>/<name>.png|svg` with one closure for both formats.
+macro_rules! figure {
+    ($spec:expr, $out:expr, $name:expr, $size:expr, |$area:ident| $body:block) => {{
+        let path = $out.join(format!(
+            "{}.{}",
+            $name,
+            if $spec.svg { "svg" } else { "png" }
+        ));
+        if $spec.svg {
+            draw::render_svg(&path, $size, |$area| $body)?;
+        } else {
+            draw::render(&path, $size, |$area| $body)?;
+        }
+        path
+    }};
+}
+
+/// Renders `dir` (a run, or a sweep root with `multirun.yaml`); returns the files written.
+pub fn plot(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
+    for w in &spec.what {
+        if !KINDS.contains(&w.as_str()) {
+            bail!(
+                "--what {w}: unknown figure; choose from {}",
+                KINDS.join(", ")
+            );
+        }
+    }
+    if dir.join("multirun.yaml").exists() {
+        return plot_sweep(dir, spec);
+    }
+    if !dir.join("summary.json").exists() && !dir.join("metrics.jsonl").exists() {
+        bail!(
+            "{} is neither a run (summary.json, metrics.jsonl) nor a sweep (multirun.yaml); pass outputs/<date>/<time> or multirun/<date>/<time>",
+            dir.display()
+        );
+    }
+    plot_run(dir, spec)
+}
+
+struct Run {
+    dir: PathBuf,
+    title: String,
+    summary: Value,
+    rows: Vec<Value>,
+}
+
+fn read_json_lines(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn overrides(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join(".hydra/overrides.yaml"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            l.trim_start_matches("- ")
+                .trim()
+                .trim_matches('\'')
+                .to_string()
+        })
+        .filter(|l| !l.is_empty() && l != "[]")
+        .collect()
+}
+
+impl Run {
+    fn load(dir: &Path) -> Result<Run> {
+        let summary: Value = std::fs::read_to_string(dir.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let ov = overrides(dir);
+        let model = summary["model"].as_str().unwrap_or("run");
+        let data = summary["data"].as_str().unwrap_or("");
+        let mut title = format!("{model} on {data}");
+        if !ov.is_empty() {
+            let mut o = ov.join(" ");
+            if o.len() > 70 {
+                o.truncate(67);
+                o.push_str("...");
+            }
+            title = format!("{title} [{o}]");
+        }
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            title,
+            summary,
+            rows: read_json_lines(&dir.join("metrics.jsonl")),
+        })
+    }
+
+    /// `(step, value)` of a metric, from the training rows or from the evaluation rows
+    /// (those with `test_loss`; their `train_*` are epoch means).
+    fn metric(&self, key: &str, eval_rows: bool) -> Vec<(f64, f64)> {
+        self.rows
+            .iter()
+            .filter(|r| r.get("test_loss").is_some() == eval_rows)
+            .filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?)))
+            .collect()
+    }
+
+    /// The archive, assembling a crashed run's spill first.
+    fn archive(&self) -> Result<Archive> {
+        let p = self.dir.join(spill::ARCHIVE);
+        if !p.exists() && self.dir.join(spill::SPILL).join("meta.json").exists() {
+            spill::finish(&self.dir, false)?;
+            eprintln!(
+                "note: assembled {} from the spill an interrupted run left",
+                p.display()
+            );
+        }
+        if !p.exists() {
+            bail!(
+                "{} has no {} (the run had tracker=none); only --what curves applies",
+                self.dir.display(),
+                spill::ARCHIVE
+            );
+        }
+        Archive::open(&p)
+    }
+}
+
+/// Evenly spaced indices into `0..t`, at most `max`, always including both ends.
+fn subsample(t: usize, max: usize) -> Vec<usize> {
+    if t <= max {
+        return (0..t).collect();
+    }
+    let mut v: Vec<usize> = (0..max).map(|i| i * (t - 1) / (max - 1)).collect();
+    v.dedup();
+    v
+}
+
+fn note_subsampled(title: &str, shown: usize, total: usize) -> String {
+    if shown < total {
+        format!("{title} ({shown} of {total} snapshots shown)")
+    } else {
+        title.to_string()
+    }
+}
+
+/// Rows x columns view of a parameter: leading dims are neurons, the last is the input.
+fn as_matrix(shape: &[usize]) -> (usize, usize) {
+    match shape {
+        [] => (1, 1),
+        [n] => (1, *n),
+        [lead @ .., last] => (lead.iter().product(), *last),
+    }
+}
+
+pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
+    let run = Run::load(dir)?;
+    let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut files = vec![];
+    if spec.wants("curves") {
+        files.push(curves(&run, spec, &out)?);
+    }
+    let need_archive = [
+        "evolution",
+        "heatmap",
+        "comparison",
+        "alignment",
+        "input_space",
+    ]
+    .iter()
+    .any(|k| spec.what.iter().any(|w| w == k));
+    let archive = match run.archive() {
+        Ok(a) => Some(a),
+        Err(e) if need_archive => return Err(e),
+        Err(_) => None,
+    };
+    let Some(mut ar) = archive else {
+        return Ok(files);
+    };
+    let names = ar.names();
+    let meta: Value = ar
+        .read_string("metadata")
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let tracked: Vec<String> = meta["layers"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tensor = match &spec.tensor {
+        Some(t) if names.contains(t) && tracked.contains(t) => t.clone(),
+        Some(t) => bail!(
+            "tensor '{t}' was not tracked in this run; tracked: {} (set tracker.layers when training)",
+            tracked.join(", ")
+        ),
+        None => tracked
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow!("the archive tracks no weights (tracker.track_weights=false)"))?,
+    };
+    let steps = ar.read_i64("step")?;
+    let epochs = ar.read_i64("epoch")?;
+    if steps.is_empty() {
+        bail!("the archive holds no snapshots");
+    }
+    let pick = pick_snapshot(&steps, &epochs, spec)?;
+    if spec.wants("evolution") {
+        files.push(evolution(&run, &mut ar, &tensor, &steps, spec, &out)?);
+    }
+    if spec.wants("heatmap") {
+        files.push(tensor_heatmap(
+            &run, &mut ar, &tensor, &steps, pick, spec, &out,
+        )?);
+    }
+    if spec.wants("comparison") {
+        files.push(comparison(
+            &run, &mut ar, &tensor, &steps, &epochs, spec, &out,
+        )?);
+    }
+    if spec.wants("alignment") {
+        let prefix = format!("align_norm.{tensor}.");
+        let feats: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix).map(String::from))
+            .collect();
+        if feats.is_empty() && spec.what.iter().any(|w| w == "alignment") {
+            bail!("no alignment for '{tensor}' in this run: the data has no ground-truth features of its input size (or tracker.alignment=false)");
+        }
+        for f in feats {
+            files.extend(alignment(
+                &run, &mut ar, &tensor, &f, &steps, pick, spec, &out,
+            )?);
+        }
+    }
+    if spec.wants("input_space") {
+        let shape = run.summary["sample_shape"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64().map(|v| v as usize))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        match input_space(&run, &mut ar, &tensor, &steps, pick, &shape, spec, &out)? {
+            Some(f) => files.push(f),
+            None if spec.what.iter().any(|w| w == "input_space") => bail!(
+                "input_space needs image data (samples [channels, height, width]) and a first-layer weight over the pixels; this run has samples {shape:?}"
+            ),
+            None => {}
+        }
+    }
+    Ok(files)
+}
+
+/// The snapshot `--step` / `--epoch` names (default: the last).
+fn pick_snapshot(steps: &[i64], epochs: &[i64], spec: &PlotSpec) -> Result<usize> {
+    if let Some(s) = spec.step {
+        return steps.iter().position(|x| *x == s).ok_or_else(|| {
+            let shown: Vec<String> = subsample(steps.len(), 20)
+                .iter()
+                .map(|&i| steps[i].to_string())
+                .collect();
+            anyhow!(
+                "step {s} was not recorded; recorded steps include: {} (of {})",
+                shown.join(", "),
+                steps.len()
+            )
+        });
+    }
+    if let Some(e) = spec.epoch {
+        // The last snapshot taken in that epoch (its end).
+        return epochs.iter().rposition(|x| *x == e).ok_or_else(|| {
+            anyhow!(
+                "epoch {e} has no snapshot; epochs recorded: {}..{}",
+                epochs.first().unwrap_or(&0),
+                epochs.last().unwrap_or(&0)
+            )
+        });
+    }
+    Ok(steps.len() - 1)
+}
+
+fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
+    let train_loss = run.metric("train_loss", false);
+    if train_loss.is_empty() {
+        bail!(
+            "{} has no metrics rows yet (metrics.jsonl)",
+            run.dir.display()
+        );
+    }
+    let acc_keys: Vec<&str> = ["train_acc", "test_acc", "robust_acc"]
+        .into_iter()
+        .filter(|k| run.rows.iter().any(|r| r.get(*k).is_some()))
+        .collect();
+    let loss_series = vec![
+        Series::new("train", train_loss, PALETTE[0]),
+        Series::new("test", run.metric("test_loss", true), PALETTE[1]),
+    ];
+    let acc_series: Vec<Series> = acc_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Series::new(
+                k.trim_end_matches("_acc"),
+                run.metric(k, *k != "train_acc"),
+                PALETTE[i],
+            )
+        })
+        .collect();
+    let size = if acc_series.is_empty() {
+        (900, 560)
+    } else {
+        (1500, 560)
+    };
+    let title = run.title.clone();
+    Ok(figure!(spec, out, "curves", size, |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 20)).map_err(draw::err)?;
+        if acc_series.is_empty() {
+            draw::line_chart(&rest, "loss", "step", "loss", &loss_series, spec.log_x)?;
+        } else {
+            let (a, b) = rest.split_horizontally(750);
+            draw::line_chart(&a, "loss", "step", "loss", &loss_series, spec.log_x)?;
+            draw::line_chart(&b, "accuracy", "step", "accuracy", &acc_series, spec.log_x)?;
+        }
+        Ok(())
+    }))
+}
+
+fn row_norms(v: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    (0..rows)
+        .map(|r| {
+            v[r * cols..(r + 1) * cols]
+                .iter()
+                .map(|x| (*x as f64).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect()
+}
+
+fn evolution(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    steps: &[i64],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let idx = subsample(steps.len(), MAX_TIMES);
+    let (shape, snaps) = ar.read_steps(tensor, &idx)?;
+    let (rows, cols) = as_matrix(&shape);
+    let metric = spec.metric.clone().unwrap_or_else(|| "norm".into());
+    let stat = |v: &[f32]| -> Result<f64> {
+        let n = v.len().max(1) as f64;
+        let mean = v.iter().map(|x| *x as f64).sum::<f64>() / n;
+        Ok(match metric.as_str() {
+            "norm" => v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt(),
+            "mean" => mean,
+            "std" => (v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt(),
+            "max_abs" => v.iter().fold(0.0f64, |m, x| m.max((*x as f64).abs())),
+            other => bail!("--metric {other}: for evolution choose norm, mean, std or max_abs"),
+        })
+    };
+    let x: Vec<f64> = idx.iter().map(|&i| steps[i] as f64).collect();
+    let total: Vec<(f64, f64)> = x
+        .iter()
+        .zip(&snaps)
+        .map(|(s, v)| Ok((*s, stat(v)?)))
+        .collect::<Result<_>>()?;
+    let norms: Vec<Vec<f64>> = snaps.iter().map(|v| row_norms(v, rows, cols)).collect();
+    let mut neuron_series = vec![];
+    if rows <= MAX_LINES {
+        for r in 0..rows {
+            let mut s = Series::new(
+                "",
+                x.iter().zip(&norms).map(|(s, n)| (*s, n[r])).collect(),
+                PALETTE[r % PALETTE.len()],
+            );
+            s.width = 1;
+            neuron_series.push(s);
+        }
+    } else {
+        // Quantile bands over neurons: min-max, 25-75 %, and the median line.
+        let q = |n: &Vec<f64>, p: f64| {
+            let mut s = n.clone();
+            s.sort_by(|a, b| a.total_cmp(b));
+            s[((s.len() - 1) as f64 * p).round() as usize]
+        };
+        let mut outer = Series::new("min-max", vec![], PALETTE[4]);
+        outer.band = x
+            .iter()
+            .zip(&norms)
+            .map(|(s, n)| (*s, q(n, 0.0), q(n, 1.0)))
+            .collect();
+        let mut inner = Series::new("25-75 %", vec![], PALETTE[0]);
+        inner.band = x
+            .iter()
+            .zip(&norms)
+            .map(|(s, n)| (*s, q(n, 0.25), q(n, 0.75)))
+            .collect();
+        let median = Series::new(
+            "median",
+            x.iter().zip(&norms).map(|(s, n)| (*s, q(n, 0.5))).collect(),
+            PALETTE[0],
+        );
+        neuron_series = vec![outer, inner, median];
+    }
+    let title = note_subsampled(&format!("{tensor}: evolution"), idx.len(), steps.len());
+    let sub = run.title.clone();
+    let name = format!("evolution_{tensor}");
+    let per_neuron = format!(
+        "per-neuron norm ({rows} neurons{})",
+        if rows > MAX_LINES { ", quantiles" } else { "" }
+    );
+    Ok(figure!(spec, out, name, (1500, 560), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&format!("{title} - {sub}"), (draw::FONT, 19))
+            .map_err(draw::err)?;
+        let (a, b) = rest.split_horizontally(750);
+        draw::line_chart(
+            &a,
+            &format!("{metric} of {tensor}"),
+            "step",
+            &metric,
+            &[Series::new("", total.clone(), PALETTE[0])],
+            spec.log_x,
+        )?;
+        draw::line_chart(
+            &b,
+            &per_neuron,
+            "step",
+            "||w_r||",
+            &neuron_series,
+            spec.log_x,
+        )?;
+        Ok(())
+    }))
+}
+
+fn tensor_heatmap(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    steps: &[i64],
+    pick: usize,
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let a = ar.read_step(tensor, pick)?;
+    let (rows, cols) = as_matrix(&a.shape);
+    let title = format!("{tensor} at step {} - {}", steps[pick], run.title);
+    let name = format!("heatmap_{tensor}_step{}", steps[pick]);
+    let scale = Scale::diverging(&a.values);
+    Ok(figure!(spec, out, name, (1100, 700), |root| {
+        draw::heatmap(
+            root,
+            &title,
+            "input",
+            "neuron",
+            &Matrix {
+                values: &a.values,
+                rows,
+                cols,
+            },
+            scale,
+            "weight",
+            None,
+            None,
+        )?;
+        Ok(())
+    }))
+}
+
+/// The same tensor at up to four snapshots (start, thirds, end) with one colour scale.
+fn comparison(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    steps: &[i64],
+    epochs: &[i64],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let idx = subsample(steps.len(), 4);
+    let (shape, snaps) = ar.read_steps(tensor, &idx)?;
+    let (rows, cols) = as_matrix(&shape);
+    let all: Vec<f32> = snaps.iter().flatten().copied().collect();
+    let scale = Scale::diverging(&all);
+    let title = format!("{tensor} across training - {}", run.title);
+    let name = format!("comparison_{tensor}");
+    let w = 420 * idx.len() as u32;
+    Ok(figure!(spec, out, name, (w.max(840), 560), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        let panels = rest.split_evenly((1, idx.len()));
+        for ((p, i), v) in panels.iter().zip(&idx).zip(&snaps) {
+            let label = if steps[*i] == 0 {
+                "init (step 0)".to_string()
+            } else {
+                format!("epoch {} (step {})", epochs[*i], steps[*i])
+            };
+            draw::heatmap(
+                p,
+                &label,
+                "input",
+                "neuron",
+                &Matrix {
+                    values: v,
+                    rows,
+                    cols,
+                },
+                scale,
+                "weight",
+                None,
+                None,
+            )?;
+        }
+        Ok(())
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alignment(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    feature: &str,
+    steps: &[i64],
+    pick: usize,
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let key = format!("align_norm.{tensor}.{feature}");
+    let idx = subsample(steps.len(), MAX_TIMES);
+    let mut want = idx.clone();
+    if !want.contains(&0) {
+        want.insert(0, 0);
+    }
+    if !want.contains(&pick) {
+        want.push(pick);
+        want.sort();
+    }
+    let (shape, snaps) = ar.read_steps(&key, &want)?;
+    let (neurons, k) = (shape[0], shape.get(1).copied().unwrap_or(1));
+    let at = |i: usize| &snaps[want.iter().position(|w| *w == i).unwrap_or(0)];
+    let mut files = vec![];
+    // Neuron x feature at initialisation and at the chosen step; |cos| in [0, 1].
+    let abs = |v: &Vec<f32>| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+    let (first, chosen) = (abs(at(0)), abs(at(pick)));
+    let scale = Scale::Sequential { lo: 0.0, hi: 1.0 };
+    let title = format!("|cos(w_r, {feature}_j)| of {tensor} - {}", run.title);
+    let name = format!("alignment_{tensor}_{feature}");
+    let s_pick = steps[pick];
+    files.push(figure!(spec, out, name, (1500, 640), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        let (a, b) = rest.split_horizontally(750);
+        draw::heatmap(
+            &a,
+            "step 0",
+            &format!("{feature} (feature j)"),
+            "neuron r",
+            &Matrix {
+                values: &first,
+                rows: neurons,
+                cols: k,
+            },
+            scale,
+            "|cos|",
+            None,
+            None,
+        )?;
+        draw::heatmap(
+            &b,
+            &format!("step {s_pick}"),
+            &format!("{feature} (feature j)"),
+            "neuron r",
+            &Matrix {
+                values: &chosen,
+                rows: neurons,
+                cols: k,
+            },
+            scale,
+            "|cos|",
+            None,
+            None,
+        )?;
+        Ok(())
+    }));
+    // Best alignment per neuron over time (neurons x time), neurons sorted by the final value.
+    let best: Vec<Vec<f32>> = idx
+        .iter()
+        .map(|&i| {
+            (0..neurons)
+                .map(|r| {
+                    at(i)[r * k..(r + 1) * k]
+                        .iter()
+                        .fold(0.0f32, |m, x| m.max(x.abs()))
+                })
+                .collect()
+        })
+        .collect();
+    let last = best.last().cloned().unwrap_or_default();
+    let mut order: Vec<usize> = (0..neurons).collect();
+    order.sort_by(|a, b| last[*b].total_cmp(&last[*a]));
+    let t = idx.len();
+    let mut m = vec![0.0f32; neurons * t];
+    for (row, &r) in order.iter().enumerate() {
+        for (col, b) in best.iter().enumerate() {
+            m[row * t + col] = b[r];
+        }
+    }
+    let title = note_subsampled(
+        &format!("best alignment max_j |cos(w_r, {feature}_j)| of {tensor}"),
+        t,
+        steps.len(),
+    );
+    let name = format!("best_alignment_{tensor}_{feature}");
+    let tick_steps: Vec<i64> = idx.iter().map(|&i| steps[i]).collect();
+    let ticks = move |c: usize| tick_steps.get(c).map(|s| s.to_string()).unwrap_or_default();
+    files.push(figure!(spec, out, name, (1200, 700), |root| {
+        draw::heatmap(
+            root,
+            &title,
+            "step (snapshot)",
+            "neuron (sorted by final alignment)",
+            &Matrix {
+                values: &m,
+                rows: neurons,
+                cols: t,
+            },
+            scale,
+            "max |cos|",
+            Some(&ticks),
+            None,
+        )?;
+        Ok(())
+    }));
+    Ok(files)
+}
+
+/// First-layer neurons reshaped to the input image and tiled (image data only).
+#[allow(clippy::too_many_arguments)]
+fn input_space(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    steps: &[i64],
+    pick: usize,
+    sample: &[usize],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<Option<PathBuf>> {
+    let [c, h, w] = sample else { return Ok(None) };
+    let a = ar.read_step(tensor, pick)?;
+    let (rows, cols) = as_matrix(&a.shape);
+    if cols != c * h * w {
+        return Ok(None);
+    }
+    let n = rows.min(64);
+    let grid = (n as f64).sqrt().ceil() as usize;
+    let (h, w) = (*h, *w);
+    let title = format!(
+        "{tensor} at step {}: first {n} neurons as {h}x{w} images - {}",
+        steps[pick], run.title
+    );
+    let name = format!("input_space_{tensor}");
+    let scale = Scale::diverging(&a.values[..n * cols]);
+    Ok(Some(figure!(spec, out, name, (1000, 1040), |root| {
+        let (t, rest) = root.split_vertically(40);
+        t.titled(&title, (draw::FONT, 16)).map_err(draw::err)?;
+        let tiles = rest.margin(6, 6, 6, 6).split_evenly((grid, grid));
+        for (r, tile) in tiles.iter().enumerate().take(n) {
+            let (tw, th) = tile.dim_in_pixel();
+            let (pw, ph) = ((tw as usize).max(1), (th as usize).max(1));
+            // Channel 0 of each neuron's weights, nearest-pixel scaled to the tile.
+            for y in 0..ph.saturating_sub(2) {
+                for x in 0..pw.saturating_sub(2) {
+                    let (iy, ix) = (y * h / ph, x * w / pw);
+                    let v = a.values[r * cols + iy * w + ix] as f64;
+                    tile.draw_pixel((x as i32, y as i32), &scale.color(v))
+                        .map_err(draw::err)?;
+                }
+            }
+        }
+        Ok(())
+    })))
+}
+
+/// One finished job of a sweep.
+struct Job {
+    params: BTreeMap<String, String>,
+    summary: Value,
+}
+
+fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
+    let mut jobs = vec![];
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("summary.json").exists())
+        .collect();
+    entries.sort();
+    for p in &entries {
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(p.join("summary.json"))?)?;
+        let params = overrides(p)
+            .into_iter()
+            .filter_map(|o| {
+                o.split_once('=')
+                    .map(|(k, v)| (k.trim_start_matches('+').to_string(), v.to_string()))
+            })
+            .collect();
+        jobs.push(Job { params, summary });
+    }
+    if jobs.is_empty() {
+        bail!(
+            "{} holds no finished jobs (no */summary.json) yet",
+            dir.display()
+        );
+    }
+    // Swept keys: those whose value differs between jobs; seeds are replicates.
+    let keys: Vec<String> = jobs
+        .iter()
+        .flat_map(|j| j.params.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| k != "seed")
+        .filter(|k| {
+            jobs.iter()
+                .map(|j| j.params.get(k))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1
+        })
+        .collect();
+    if keys.is_empty() {
+        bail!(
+            "the sweep in {} varies no parameter besides the seed; nothing to plot against",
+            dir.display()
+        );
+    }
+    let available: Vec<String> = jobs[0].summary["final"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let metric = spec.metric.clone().unwrap_or_else(|| {
+        if available.iter().any(|k| k == "test_acc") {
+            "test_acc".into()
+        } else {
+            "test_loss".into()
+        }
+    });
+    if !available.contains(&metric) {
+        bail!(
+            "--metric {metric}: the jobs report {}",
+            available.join(", ")
+        );
+    }
+    let value = |j: &Job| j.summary["final"][&metric].as_f64();
+    let num = |s: &str| s.parse::<f64>().ok();
+    let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));
+    std::fs::create_dir_all(&out)?;
+    let mut files = vec![];
+    let name_of = |d: &Path| d.display().to_string();
+    let k = keys[0].clone();
+    // Metric vs the first swept key, one line per value of the second (when it has few
+    // values), mean over seeds (and any other keys), band = min..max.
+    let k2 = keys.get(1).filter(|k2| {
+        jobs.iter()
+            .filter_map(|j| j.params.get(*k2))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            <= 6
+    });
+    let mut groups: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for j in &jobs {
+        if let (Some(v), Some(x)) = (value(j), j.params.get(&k)) {
+            let line = k2
+                .and_then(|k2| j.params.get(k2))
+                .cloned()
+                .unwrap_or_default();
+            groups.entry((line, x.clone())).or_default().push(v);
+        }
+    }
+    let mut lines: Vec<String> = groups
+        .keys()
+        .map(|(l, _)| l.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    lines.sort_by(|a, b| match (num(a), num(b)) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    });
+    let xs_all: Vec<String> = groups
+        .keys()
+        .map(|(_, x)| x.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let x_of =
+        |s: &str| num(s).unwrap_or_else(|| xs_all.iter().position(|x| x == s).unwrap_or(0) as f64);
+    let series: Vec<Series> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let name = match k2 {
+                Some(k2) => format!("{k2}={line}"),
+                None => format!("mean over {} seed(s)", jobs.len() / xs_all.len().max(1)),
+            };
+            let mut s = Series::new(&name, vec![], PALETTE[i % PALETTE.len()]);
+            let mut pts: Vec<(f64, &Vec<f64>)> = groups
+                .iter()
+                .filter(|((l, _), _)| l == line)
+                .map(|((_, x), v)| (x_of(x), v))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (x, v) in pts {
+                s.points.push((x, v.iter().sum::<f64>() / v.len() as f64));
+                s.band.push((
+                    x,
+                    v.iter().cloned().fold(f64::MAX, f64::min),
+                    v.iter().cloned().fold(f64::MIN, f64::max),
+                ));
+            }
+            s
+        })
+        .collect();
+    let title = format!("{metric} vs {k} - sweep {}", name_of(dir));
+    let name = format!("sweep_{metric}_vs_{k}");
+    files.push(figure!(spec, out, name, (1000, 600), |root| {
+        draw::line_chart(root, &title, &k, &metric, &series, spec.log_x)?;
+        Ok(())
+    }));
+    if keys.len() >= 2 {
+        // Phase diagram over the first two swept keys, averaged over seeds (and other keys).
+        let k2 = keys[1].clone();
+        let sorted_values = |key: &str| {
+            let mut v: Vec<String> = jobs
+                .iter()
+                .filter_map(|j| j.params.get(key).cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            v.sort_by(|a, b| match (num(a), num(b)) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                _ => a.cmp(b),
+            });
+            v
+        };
+        let (rv, cv) = (sorted_values(&k), sorted_values(&k2));
+        let mut cells = vec![(0.0f64, 0usize); rv.len() * cv.len()];
+        for j in &jobs {
+            if let (Some(v), Some(a), Some(b)) = (value(j), j.params.get(&k), j.params.get(&k2)) {
+                let (r, c) = (
+                    rv.iter().position(|x| x == a).unwrap_or(0),
+                    cv.iter().position(|x| x == b).unwrap_or(0),
+                );
+                cells[r * cv.len() + c].0 += v;
+                cells[r * cv.len() + c].1 += 1;
+            }
+        }
+        let m: Vec<f32> = cells
+            .iter()
+            .map(|(s, n)| {
+                if *n > 0 {
+                    (*s / *n as f64) as f32
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect();
+        let finite: Vec<f32> = m.iter().copied().filter(|v| v.is_finite()).collect();
+        let lo = finite.iter().copied().fold(f32::MAX, f32::min) as f64;
+        let hi = finite.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let scale = Scale::Sequential {
+            lo,
+            hi: if hi > lo { hi } else { lo + 1.0 },
+        };
+        let title = format!("{metric} over {k} x {k2} (mean over seeds)");
+        let name = format!("phase_{metric}");
+        let cv2 = cv.clone();
+        let ticks = move |c: usize| cv2.get(c).cloned().unwrap_or_default();
+        let rv2 = rv.clone();
+        let row_ticks = move |r: usize| rv2.get(r).cloned().unwrap_or_default();
+        files.push(figure!(spec, out, name, (1000, 720), |root| {
+            draw::heatmap(
+                root,
+                &title,
+                &k2,
+                &k,
+                &Matrix {
+                    values: &m,
+                    rows: rv.len(),
+                    cols: cv.len(),
+                },
+                scale,
+                &metric,
+                Some(&ticks),
+                Some(&row_ticks),
+            )?;
+            Ok(())
+        }));
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes a PNG into (width, height, RGB bytes).
+    fn decode(p: &Path) -> (u32, u32, Vec<u8>) {
+        let d = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(p).unwrap()));
+        let mut r = d.read_info().unwrap();
+        let mut buf = vec![0; r.output_buffer_size()];
+        let info = r.next_frame(&mut buf).unwrap();
+        buf.truncate(info.buffer_size());
+        (info.width, info.height, buf)
+    }
+
+    #[test]
+    fn heatmap_colours_follow_the_matrix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("h.png");
+        let mut cells = (0, 0, 0, 0);
+        // [[-1, 1], [0, 0.5]]: top-left blue, top-right red, bottom-left white.
+        draw::render(&p, (600, 500), |root| {
+            cells = draw::heatmap(
+                root,
+                "known",
+                "x",
+                "y",
+                &Matrix {
+                    values: &[-1.0, 1.0, 0.0, 0.5],
+                    rows: 2,
+                    cols: 2,
+                },
+                Scale::Diverging { max_abs: 1.0 },
+                "v",
+                None,
+                None,
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let (w, h, px) = decode(&p);
+        assert_eq!((w, h), (600, 500));
+        let at = |fx: f64, fy: f64| {
+            let x = cells.0 + ((cells.2 - cells.0) as f64 * fx) as i32;
+            let y = cells.1 + ((cells.3 - cells.1) as f64 * fy) as i32;
+            let i = (y as usize * w as usize + x as usize) * 3;
+            (px[i], px[i + 1], px[i + 2])
+        };
+        let (r, _, b) = at(0.25, 0.25);
+        assert!(
+            b > 150 && r < 60,
+            "top-left should be blue: {:?}",
+            at(0.25, 0.25)
+        );
+        let (r, _, b) = at(0.75, 0.25);
+        assert!(
+            r > 150 && b < 60,
+            "top-right should be red: {:?}",
+            at(0.75, 0.25)
+        );
+        let (r, g, b) = at(0.25, 0.75);
+        assert!(
+            r > 240 && g > 240 && b > 240,
+            "zero should be white: {r} {g} {b}"
+        );
+    }
+
+    #[test]
+    fn line_chart_spans_the_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("l.png");
+        draw::render(&p, (800, 500), |root| {
+            draw::line_chart(
+                root,
+                "t",
+                "x",
+                "y",
+                &[Series::new(
+                    "s",
+                    (0..100)
+                        .map(|i| (i as f64, (i as f64 / 10.0).sin()))
+                        .collect(),
+                    PALETTE[0],
+                )],
+                false,
+            )
+        })
+        .unwrap();
+        let (w, _, px) = decode(&p);
+        let c = PALETTE[0];
+        let xs: Vec<usize> = px
+            .chunks_exact(3)
+            .enumerate()
+            .filter(|(_, p)| p[0] == c.0 && p[1] == c.1 && p[2] == c.2)
+            .map(|(i, _)| i % w as usize)
+            .collect();
+        assert!(xs.len() > 300, "the line is drawn: {} pixels", xs.len());
+        let (lo, hi) = (xs.iter().min().unwrap(), xs.iter().max().unwrap());
+        // The line crosses most of the plot width (legend sample included).
+        assert!(hi - lo > 500, "{lo}..{hi}");
+    }
+
+    #[test]
+    fn subsampling_keeps_both_ends() {
+        assert_eq!(subsample(5, 10), vec![0, 1, 2, 3, 4]);
+        let s = subsample(1000, 300);
+        assert_eq!((s.len(), s[0], *s.last().unwrap()), (300, 0, 999));
+    }
+}

@@ -1,0 +1,232 @@
+//! `ezflt plot` end to end: every figure renders from a small real run (decoded, sized,
+//! not blank), sweeps get their summaries, and bad requests list what is available.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::collections::HashSet;
+use std::path::Path;
+
+fn ezflt(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("ezflt").expect("binary");
+    c.current_dir(dir);
+    c
+}
+
+/// Width, height and the number of distinct colours of a PNG.
+fn png_facts(p: &Path) -> (u32, u32, usize) {
+    let d = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(p).expect("png"),
+    ));
+    let mut r = d.read_info().expect("png header");
+    let mut buf = vec![0; r.output_buffer_size()];
+    let info = r.next_frame(&mut buf).expect("png frame");
+    buf.truncate(info.buffer_size());
+    let step = info.color_type.samples();
+    let colours: HashSet<&[u8]> = buf.chunks_exact(step).collect();
+    (info.width, info.height, colours.len())
+}
+
+fn stdout_lines(c: &mut Command) -> Vec<String> {
+    let out = c.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_run_ends_with_its_plots_and_plot_rerenders_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args(["train", "hydra.run.dir=run", "epochs=4", "threads=1"])
+        .assert()
+        .success();
+    let plots = tmp.path().join("run/plots");
+    for f in [
+        "curves.png",
+        "evolution_layers.0.weight.png",
+        "comparison_layers.0.weight.png",
+        "alignment_layers.0.weight_means.png",
+        "best_alignment_layers.0.weight_means.png",
+    ] {
+        assert!(plots.join(f).is_file(), "missing {f}");
+    }
+    let files = stdout_lines(ezflt(tmp.path()).args(["plot", "run", "--out", "again"]));
+    assert!(files.len() >= 6, "{files:?}");
+    for f in &files {
+        let (w, h, colours) = png_facts(&tmp.path().join(f));
+        assert!(w >= 800 && h >= 500, "{f}: {w}x{h}");
+        assert!(colours > 20, "{f} looks blank ({colours} colours)");
+    }
+    // A chosen step and format; the snapshot at step 0 is the initialisation.
+    let files = stdout_lines(ezflt(tmp.path()).args([
+        "plot", "run", "--what", "heatmap", "--step", "0", "--format", "svg", "--out", "svg",
+    ]));
+    assert_eq!(files.len(), 1);
+    assert!(files[0].ends_with("heatmap_layers.0.weight_step0.svg"));
+    let svg = std::fs::read_to_string(tmp.path().join(&files[0])).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("layers.0.weight at step 0"));
+    // --epoch picks the snapshot that closes that epoch (8 steps per epoch).
+    let files = stdout_lines(ezflt(tmp.path()).args([
+        "plot", "run", "--what", "heatmap", "--epoch", "1", "--out", "e",
+    ]));
+    assert!(
+        files[0].ends_with("heatmap_layers.0.weight_step16.png"),
+        "{files:?}"
+    );
+}
+
+#[test]
+fn every_figure_kind_renders() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Image data for the input-space view, all figures requested explicitly.
+    ezflt(tmp.path())
+        .args([
+            "train",
+            "hydra.run.dir=digits",
+            "data=digits",
+            "epochs=2",
+            "model.widths=[16]",
+            "plot=none",
+            "threads=1",
+        ])
+        .assert()
+        .success();
+    assert!(!tmp.path().join("digits/plots").exists());
+    let files = stdout_lines(ezflt(tmp.path()).args([
+        "plot",
+        "digits",
+        "--what",
+        "input_space,evolution,curves",
+        "--metric",
+        "max_abs",
+        "--log-x",
+    ]));
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in &files {
+        assert!(png_facts(&tmp.path().join(f)).2 > 20, "{f}");
+    }
+    // A patch model with two ground-truth features (signal and noise).
+    ezflt(tmp.path())
+        .args([
+            "train",
+            "hydra.run.dir=cnn",
+            "model=two_layer_cnn",
+            "data=signal_noise",
+            "data.dim=40",
+            "batch_size=full",
+            "epochs=30",
+            "lr=0.1",
+            "threads=1",
+        ])
+        .assert()
+        .success();
+    let plots = tmp.path().join("cnn/plots");
+    for f in [
+        "alignment_filters_signal.png",
+        "best_alignment_filters_noise.png",
+        "evolution_filters.png",
+    ] {
+        assert!(png_facts(&plots.join(f)).2 > 20, "{f}");
+    }
+}
+
+#[test]
+fn bad_plot_requests_say_what_is_available() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args([
+            "train",
+            "hydra.run.dir=run",
+            "epochs=2",
+            "plot=none",
+            "threads=1",
+        ])
+        .assert()
+        .success();
+    ezflt(tmp.path())
+        .args(["plot", "nowhere"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is neither a run"));
+    ezflt(tmp.path())
+        .args(["plot", "run", "--tensor", "layers.1.weight"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "was not tracked in this run; tracked: layers.0.weight",
+        ));
+    ezflt(tmp.path())
+        .args(["plot", "run", "--step", "7777"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "step 7777 was not recorded; recorded steps include: 0, 1, 2",
+        ));
+    ezflt(tmp.path())
+        .args(["plot", "run", "--what", "input_space"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("input_space needs image data"));
+    ezflt(tmp.path())
+        .args(["plot", "run", "--what", "evolution", "--metric", "median"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "choose norm, mean, std or max_abs",
+        ));
+    ezflt(tmp.path())
+        .args([
+            "train",
+            "hydra.run.dir=bare",
+            "epochs=1",
+            "tracker=none",
+            "plot=none",
+        ])
+        .assert()
+        .success();
+    ezflt(tmp.path())
+        .args(["plot", "bare", "--what", "heatmap"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("tracker=none"));
+}
+
+#[test]
+fn sweeps_get_a_metric_curve_and_a_phase_diagram() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args([
+            "-m",
+            "hydra.sweep.dir=sw",
+            "data.noise=0.5,3.0",
+            "lr=0.01,0.1",
+            "seed=0,1",
+            "epochs=1",
+            "plot=none",
+            "tracker=none",
+            "threads=1",
+        ])
+        .assert()
+        .success();
+    let files = stdout_lines(ezflt(tmp.path()).args(["plot", "sw"]));
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files[0].ends_with("sweep_test_acc_vs_data.noise.png"),
+        "{files:?}"
+    );
+    assert!(files[1].ends_with("phase_test_acc.png"), "{files:?}");
+    for f in &files {
+        assert!(png_facts(&tmp.path().join(f)).2 > 20, "{f}");
+    }
+    ezflt(tmp.path())
+        .args(["plot", "sw", "--metric", "nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("the jobs report"));
+}
