@@ -607,6 +607,7 @@ fn alignment(
         let (t, rest) = root.split_vertically(36);
         t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
         let (a, b) = rest.split_horizontally(750);
+        let feature_tick = |c: usize| c.to_string();
         draw::heatmap(
             &a,
             "step 0",
@@ -619,7 +620,7 @@ fn alignment(
             },
             scale,
             "|cos|",
-            None,
+            Some(&feature_tick),
             None,
         )?;
         draw::heatmap(
@@ -634,7 +635,7 @@ fn alignment(
             },
             scale,
             "|cos|",
-            None,
+            Some(&feature_tick),
             None,
         )?;
         Ok(())
