@@ -719,8 +719,10 @@ fn input_space(
     );
     let name = format!("input_space_{tensor}");
     let scale = Scale::diverging(&a.values[..n * cols]);
-    Ok(Some(figure!(spec, out, name, (1000, 1040), |root| {
+    Ok(Some(figure!(spec, out, name, (1110, 1040), |root| {
         let (t, rest) = root.split_vertically(40);
+        let (rest, bar) = rest.split_horizontally(1000);
+        draw::colorbar(&bar, scale, "weight")?;
         t.titled(&title, (draw::FONT, 16)).map_err(draw::err)?;
         let tiles = rest.margin(6, 6, 6, 6).split_evenly((grid, grid));
         for (r, tile) in tiles.iter().enumerate().take(n) {

@@ -390,6 +390,9 @@ fn plot_spec(c: &Cfg) -> Result<Option<crate::plot::PlotSpec>> {
     }
     Ok(Some(crate::plot::PlotSpec {
         what,
+        tensor: c.opt_str("tensor")?,
+        step: c.opt_usize("step")?.map(|s| s as i64),
+        metric: c.opt_str("metric")?,
         svg: c.choice("format", "png", &["png", "svg"])? == "svg",
         log_x: c.bool("log_x", false)?,
         ..Default::default()
