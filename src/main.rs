@@ -6,6 +6,7 @@ mod backend;
 mod cli;
 mod config;
 mod data;
+mod launch;
 mod model;
 mod plan;
 mod plot;

@@ -3,13 +3,23 @@
 
 pub mod completions;
 pub mod inspect;
+pub mod jobs;
 pub mod plot;
 pub mod train;
 
 use anyhow::Result;
 use clap::Command;
 
-const SUBCOMMANDS: &[&str] = &["train", "plot", "inspect", "completions", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "train",
+    "plot",
+    "inspect",
+    "status",
+    "resume",
+    "run-job",
+    "completions",
+    "help",
+];
 
 pub fn app() -> Command {
     Command::new("ezflt")
@@ -20,6 +30,9 @@ pub fn app() -> Command {
         .subcommand(train::cli())
         .subcommand(plot::cli())
         .subcommand(inspect::cli())
+        .subcommand(jobs::status_cli())
+        .subcommand(jobs::resume_cli())
+        .subcommand(jobs::run_job_cli())
         .subcommand(completions::cli())
 }
 
@@ -63,6 +76,9 @@ pub fn run(args: Vec<String>) -> Result<i32> {
         Some(("train", sm)) => train::exec(sm),
         Some(("inspect", sm)) => inspect::exec(sm),
         Some(("plot", sm)) => plot::exec(sm),
+        Some(("status", sm)) => jobs::status_exec(sm),
+        Some(("resume", sm)) => jobs::resume_exec(sm),
+        Some(("run-job", sm)) => jobs::run_job_exec(sm),
         Some(("completions", sm)) => completions::exec(sm),
         _ => Ok(2),
     }

@@ -37,11 +37,15 @@ pub fn cli() -> Command {
         )
         .arg(Arg::new("multirun").short('m').long("multirun").action(ArgAction::SetTrue).help("Run a sweep: one job per combination of values"))
         .arg(Arg::new("run").short('r').long("run").action(ArgAction::SetTrue).help("Run a single job (the default)"))
+        .arg(Arg::new("fail-fast").long("fail-fast").action(ArgAction::SetTrue).help("With --multirun: launch no new job after the first failure"))
+        .arg(Arg::new("zip").long("zip").value_name("KEYS").action(ArgAction::Append).help("With --multirun: pair these swept keys' values one to one instead of crossing them (e.g. --zip lr,batch_size)"))
         .arg(Arg::new("dry-run").long("dry-run").action(ArgAction::SetTrue).help("Compose every job, create its directory and .hydra/ files, list the jobs, run nothing"))
         .arg(Arg::new("overrides").value_name("OVERRIDES").num_args(0..).help("key=value, +key=value, ++key=value, ~key, group=option"))
 }
 
 struct Opts {
+    fail_fast: bool,
+    zip: Vec<Vec<String>>,
     config_name: String,
     config_path: Option<PathBuf>,
     config_dirs: Vec<PathBuf>,
@@ -73,6 +77,19 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         parsed.push(overrides::parse(r)?);
     }
     let opts = Opts {
+        fail_fast: m.get_flag("fail-fast"),
+        zip: m
+            .get_many::<String>("zip")
+            .map(|v| {
+                v.map(|z| {
+                    z.split(',')
+                        .map(|k| k.trim().to_string())
+                        .filter(|k| !k.is_empty())
+                        .collect()
+                })
+                .collect()
+            })
+            .unwrap_or_default(),
         config_name: m
             .get_one::<String>("config-name")
             .cloned()
@@ -312,7 +329,22 @@ fn resume_run(
 fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result<i32> {
     let master = opts.compose(Mode::Multirun)?;
     let params = master.cfg.get_path("hydra.sweeper.params").cloned();
-    let jobs = sweep::expand(&opts.overrides, params.as_ref(), &master.search_path)?;
+    if let Some(dir) = master
+        .cfg
+        .get_path("resume")
+        .and_then(|n| n.as_str())
+        .map(PathBuf::from)
+    {
+        if dir.join("multirun.yaml").exists() {
+            return crate::launch::resume_sweep(&dir, opts.fail_fast);
+        }
+    }
+    let jobs = sweep::expand(
+        &opts.overrides,
+        params.as_ref(),
+        &master.search_path,
+        &opts.zip,
+    )?;
     // Compose (and check) every job before launching any, so a bad value launches nothing.
     let mut composed = Vec::with_capacity(jobs.len());
     for (i, lines) in jobs.iter().enumerate() {
@@ -321,6 +353,8 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
             .map(|l| overrides::parse(l))
             .collect::<Result<Vec<_>>>()?;
         let job_opts = Opts {
+            fail_fast: opts.fail_fast,
+            zip: vec![],
             config_name: opts.config_name.clone(),
             config_path: opts.config_path.clone(),
             config_dirs: opts.config_dirs.clone(),
@@ -344,7 +378,7 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
     } else {
         println!("Sweep: {} job(s) in {}", jobs.len(), root.display());
     }
-    let mut failed = vec![];
+    let mut prepared = vec![];
     for (i, (lines, c)) in jobs.iter().zip(composed).enumerate() {
         let mut cfg = c.cfg;
         cfg.set_path_create("hydra.job.num", Node::bare(Value::Int(i as i64)));
@@ -376,32 +410,24 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         if dry {
             continue;
         }
-        // One failing job does not stop the others (Hydra's basic launcher would stop).
-        match train_job(&cfg, &dir, now, None) {
-            Ok(0) => {}
-            Ok(130) => {
-                failed.push((i, "interrupted".to_string()));
-                break;
-            }
-            Ok(_) => failed.push((i, "failed (see summary.json)".to_string())),
-            Err(e) => {
-                eprintln!("Error in job #{i}: {e:#}");
-                failed.push((i, format!("{e:#}")));
-            }
-        }
+        crate::launch::write_resolved(&dir, &resolved_job(&cfg, now)?)?;
+        prepared.push(crate::launch::Job {
+            num: i,
+            // The task overrides, as in .hydra/overrides.yaml (no hydra.* settings).
+            lines: lines
+                .iter()
+                .filter(|l| !l.starts_with("hydra.") && !l.starts_with("hydra/"))
+                .cloned()
+                .collect(),
+            dir,
+        });
     }
-    if failed.is_empty() {
+    if dry {
         return Ok(0);
     }
-    eprintln!(
-        "{} of {} job(s) did not complete:",
-        failed.len(),
-        jobs.len()
-    );
-    for (i, why) in &failed {
-        eprintln!("  #{i}: {why}");
-    }
-    Ok(1)
+    // One failing job does not stop the others (unless --fail-fast).
+    let launcher = crate::launch::Launcher::from_config(&master_cfg, opts.fail_fast)?;
+    crate::launch::launch(&root, &prepared, &prepared, &launcher)
 }
 
 /// `--cfg job|hydra|all`, optionally resolved and restricted to a package.

@@ -8,10 +8,13 @@ use anyhow::{bail, Result};
 use indexmap::IndexMap;
 
 /// The override lines of every job, in job-number order.
+/// `zip`: groups of keys whose values pair up one to one instead of crossing (ezflt's
+/// `--zip lr,batch_size`; Hydra's basic sweeper has no such thing).
 pub fn expand(
     cli: &[Override],
     params: Option<&Node>,
     sp: &SearchPath,
+    zip: &[Vec<String>],
 ) -> Result<Vec<Vec<String>>> {
     let mut all: Vec<Override> = Vec::new();
     if let Some(Node {
@@ -61,13 +64,51 @@ pub fn expand(
         };
         dims.insert(key, values);
     }
+    // Each dimension's values are groups of lines: one line, or one per zipped key.
+    let bare = |k: &str| k.trim_start_matches(['+', '~']).to_string();
+    for g in zip {
+        for k in g {
+            if !dims.keys().any(|d| bare(d) == *k) {
+                bail!("--zip names '{k}', but no override sets it; zip keys that are swept, e.g. --zip lr,batch_size lr=0.1,0.01 batch_size=32,64");
+            }
+        }
+    }
+    let mut groups: Vec<Vec<Vec<String>>> = vec![];
+    let mut done: Vec<String> = vec![];
+    for (key, values) in &dims {
+        if done.contains(key) {
+            continue;
+        }
+        match zip.iter().find(|g| g.contains(&bare(key))) {
+            Some(g) => {
+                let members: Vec<(&String, &Vec<String>)> =
+                    dims.iter().filter(|(k, _)| g.contains(&bare(k))).collect();
+                let n = members[0].1.len();
+                if let Some((k, v)) = members.iter().find(|(_, v)| v.len() != n) {
+                    bail!(
+                        "--zip {}: '{}' has {n} values but '{k}' has {}; zipped sweeps pair values one to one",
+                        g.join(","),
+                        members[0].0,
+                        v.len()
+                    );
+                }
+                groups.push(
+                    (0..n)
+                        .map(|i| members.iter().map(|(_, v)| v[i].clone()).collect())
+                        .collect(),
+                );
+                done.extend(members.iter().map(|(k, _)| (*k).clone()));
+            }
+            None => groups.push(values.iter().map(|v| vec![v.clone()]).collect()),
+        }
+    }
     let mut jobs: Vec<Vec<String>> = vec![vec![]];
-    for values in dims.values() {
+    for values in &groups {
         let mut next = Vec::with_capacity(jobs.len() * values.len());
         for j in &jobs {
             for v in values {
                 let mut nj = j.clone();
-                nj.push(v.clone());
+                nj.extend(v.iter().cloned());
                 next.push(nj);
             }
         }
@@ -112,7 +153,7 @@ mod tests {
     #[test]
     fn cartesian_first_slowest_and_duplicates() {
         let sp = SearchPath { sources: vec![] };
-        let jobs = expand(&ovs(&["a=1,2", "b=x,y"]), None, &sp).unwrap();
+        let jobs = expand(&ovs(&["a=1,2", "b=x,y"]), None, &sp, &[]).unwrap();
         assert_eq!(
             jobs,
             vec![
@@ -122,16 +163,38 @@ mod tests {
                 vec!["a=2", "b=y"]
             ]
         );
-        let jobs = expand(&ovs(&["seed=1,2", "lr=0.5", "seed=3"]), None, &sp).unwrap();
+        let jobs = expand(&ovs(&["seed=1,2", "lr=0.5", "seed=3"]), None, &sp, &[]).unwrap();
         assert_eq!(jobs, vec![vec!["seed=3", "lr=0.5"]]);
-        let jobs = expand(&ovs(&["x=range(0,3)", "~y", "n='a,b',c"]), None, &sp).unwrap();
+        let jobs = expand(&ovs(&["x=range(0,3)", "~y", "n='a,b',c"]), None, &sp, &[]).unwrap();
         assert_eq!(jobs.len(), 6);
         assert_eq!(jobs[0], vec!["x=0", "~y=null", "n='a,b'"]);
-        let jobs = expand(&ovs(&["x=choice(\"1\",\"2\")", "f=true,false"]), None, &sp).unwrap();
+        let jobs = expand(
+            &ovs(&["x=choice(\"1\",\"2\")", "f=true,false"]),
+            None,
+            &sp,
+            &[],
+        )
+        .unwrap();
         assert_eq!(jobs[0], vec!["x=1", "f=True"]);
-        assert!(expand(&ovs(&["x=interval(0,1)"]), None, &sp).is_err());
-        assert_eq!(expand(&[], None, &sp).unwrap().len(), 1);
-        assert_eq!(expand(&ovs(&["x=range(0,0)"]), None, &sp).unwrap().len(), 0);
+        assert!(expand(&ovs(&["x=interval(0,1)"]), None, &sp, &[]).is_err());
+        assert_eq!(expand(&[], None, &sp, &[]).unwrap().len(), 1);
+        assert_eq!(
+            expand(&ovs(&["x=range(0,0)"]), None, &sp, &[])
+                .unwrap()
+                .len(),
+            0
+        );
+        // Zipped keys pair up; the others still cross.
+        let zip = vec![vec!["lr".to_string(), "b".to_string()]];
+        let jobs = expand(&ovs(&["lr=1,2,3", "s=0,1", "b=x,y,z"]), None, &sp, &zip).unwrap();
+        assert_eq!(jobs.len(), 6);
+        assert_eq!(jobs[0], vec!["lr=1", "b=x", "s=0"]);
+        assert_eq!(jobs[5], vec!["lr=3", "b=z", "s=1"]);
+        let e = expand(&ovs(&["lr=1,2", "b=x,y,z"]), None, &sp, &zip)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pair values one to one"), "{e}");
+        assert!(expand(&ovs(&["lr=1,2"]), None, &sp, &zip).is_err());
     }
     #[test]
     fn globbing() {

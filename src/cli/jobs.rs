@@ -1,0 +1,80 @@
+//! Sweep-level commands: `ezflt status <sweep>` (where each job stands), `ezflt resume
+//! <run|sweep>` (continue), and the hidden `run-job` that worker processes execute.
+
+use crate::launch::{self, records};
+use anyhow::Result;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use std::path::Path;
+
+pub fn status_cli() -> Command {
+    Command::new("status")
+        .about("Show where a sweep stands: each job's status, duration and overrides")
+        .arg(Arg::new("dir").required(true).value_name("SWEEP_DIR"))
+}
+
+pub fn status_exec(m: &ArgMatches) -> Result<i32> {
+    let root = Path::new(m.get_one::<String>("dir").expect("required"));
+    let jobs = launch::jobs_of(root)?;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    println!("{:>4}  {:<11} {:>9}  overrides", "job", "status", "time_s");
+    for j in &jobs {
+        let st = launch::job_status(&j.dir);
+        let secs = std::fs::read_to_string(j.dir.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|s| s["duration_s"].as_f64())
+            .map_or("-".to_string(), |d| format!("{d:.1}"));
+        println!(
+            "{:>4}  {:<11} {:>9}  {}",
+            j.num,
+            st,
+            secs,
+            j.lines.join(" ")
+        );
+        *counts.entry(st).or_default() += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!(
+        "{} job(s): {} ({})",
+        jobs.len(),
+        summary.join(", "),
+        root.join(records::CSV).display()
+    );
+    Ok(0)
+}
+
+pub fn resume_cli() -> Command {
+    Command::new("resume")
+        .about("Continue a run from its last checkpoint, or re-launch a sweep's jobs that did not complete")
+        .arg(Arg::new("dir").required(true).value_name("RUN_OR_SWEEP_DIR"))
+        .arg(Arg::new("fail-fast").long("fail-fast").action(ArgAction::SetTrue))
+}
+
+pub fn resume_exec(m: &ArgMatches) -> Result<i32> {
+    let dir = m.get_one::<String>("dir").expect("required");
+    if Path::new(dir).join("multirun.yaml").exists() {
+        return launch::resume_sweep(Path::new(dir), m.get_flag("fail-fast"));
+    }
+    super::run(vec![
+        "ezflt".into(),
+        "train".into(),
+        format!("resume={dir}"),
+    ])
+}
+
+pub fn run_job_cli() -> Command {
+    Command::new("run-job")
+        .hide(true)
+        .about("Run one prepared sweep job from its directory (what launcher workers execute)")
+        .arg(Arg::new("dir").required(true))
+        .arg(
+            Arg::new("threads")
+                .long("threads")
+                .value_parser(clap::value_parser!(usize)),
+        )
+}
+
+pub fn run_job_exec(m: &ArgMatches) -> Result<i32> {
+    let dir = Path::new(m.get_one::<String>("dir").expect("required"));
+    launch::run_job(dir, m.get_one::<usize>("threads").copied(), true)
+}

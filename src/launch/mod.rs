@@ -1,0 +1,414 @@
+//! Launchers: run a sweep's prepared jobs one after another in this process (`basic`) or
+//! in a pool of worker processes (`local`), keep `sweep.csv`/`sweep.jsonl` current, and
+//! report failures. Each job directory already holds its `.hydra/` records.
+
+pub mod records;
+
+use crate::config::{yaml, Node};
+use crate::run;
+use anyhow::{bail, Context, Result};
+use chrono::Local;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The resolved job config a worker (or a SLURM task) runs from.
+pub const RESOLVED: &str = "resolved.yaml";
+/// Written by the job itself while it runs: how a sweep's state is known without a scheduler.
+pub const MARKER: &str = ".ezflt-job.json";
+
+/// One prepared job: its number, its override lines and its directory.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub num: usize,
+    pub lines: Vec<String>,
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub enum Launcher {
+    /// In this process, one after another.
+    Basic { fail_fast: bool },
+    /// `n_jobs` worker processes with `threads` CPU threads each.
+    Local {
+        n_jobs: usize,
+        threads: usize,
+        fail_fast: bool,
+    },
+}
+
+impl Launcher {
+    /// From the `hydra.launcher` node; `fail_fast` from the command line wins when set.
+    pub fn from_config(cfg: &Node, fail_fast_flag: bool) -> Result<Launcher> {
+        let l = cfg.get_path("hydra.launcher");
+        let target = l
+            .and_then(|n| n.get_path("_target_"))
+            .and_then(|n| n.as_str())
+            .unwrap_or("ezflt.launcher.local");
+        let bool_of = |k: &str| {
+            matches!(
+                l.and_then(|n| n.get_path(k)).map(|n| &n.v),
+                Some(crate::config::Value::Bool(true))
+            )
+        };
+        let int_of = |k: &str| match l.and_then(|n| n.get_path(k)).map(|n| &n.v) {
+            Some(crate::config::Value::Int(i)) if *i > 0 => Some(*i as usize),
+            _ => None,
+        };
+        let fail_fast = fail_fast_flag || bool_of("fail_fast");
+        Ok(match target {
+            "ezflt.launcher.basic" => Launcher::Basic { fail_fast },
+            "ezflt.launcher.local" => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let n_jobs = int_of("n_jobs").unwrap_or(cores).max(1);
+                // Split the cores between workers so the pool does not oversubscribe the CPU.
+                let threads = int_of("threads_per_job").unwrap_or((cores / n_jobs).max(1));
+                Launcher::Local { n_jobs, threads, fail_fast }
+            }
+            other => bail!("hydra.launcher._target_ '{other}': this ezflt has the launchers basic and local (hydra/launcher=basic|local)"),
+        })
+    }
+}
+
+/// Writes the job's resolved config next to its `.hydra/` records (the worker's input).
+pub fn write_resolved(dir: &Path, resolved: &Node) -> Result<()> {
+    let d = dir.join(".hydra");
+    std::fs::create_dir_all(&d)?;
+    crate::plan::rundir::write_atomic(&d.join(RESOLVED), &yaml::dump(resolved))
+}
+
+/// Runs one job from its directory (what a worker process does): the resolved config,
+/// a marker while it runs, `summary.json` when it ends. A job that left a checkpoint
+/// continues from it (sweep resume).
+pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
+    let path = dir.join(".hydra").join(RESOLVED);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{}: not a prepared sweep job (no {})",
+            dir.display(),
+            path.display()
+        )
+    })?;
+    let mut job = yaml::load(&text, &path.display().to_string())?;
+    if let (Some(t), Some(crate::config::Value::Null) | None) =
+        (threads, job.get_path("threads").map(|n| &n.v))
+    {
+        job.set_path_create("threads", Node::bare(crate::config::Value::Int(t as i64)));
+    }
+    let marker = serde_json::json!({"status": "running", "pid": std::process::id(), "started": Local::now().to_rfc3339()});
+    crate::plan::rundir::write_atomic(&dir.join(MARKER), &marker.to_string())?;
+    let resume = run::resume_point(dir).ok();
+    if resume.is_none() {
+        // A fresh start: nothing from an earlier failed attempt may mix into this one.
+        for f in [
+            "metrics.jsonl",
+            "metrics.csv",
+            "summary.json",
+            "features.npz",
+        ] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        let _ = std::fs::remove_dir_all(dir.join("features.spill"));
+    }
+    let log = dir.join("train.log");
+    let result = run::run(&job, dir, Some(log.clone()), quiet, resume);
+    let (status, code) = match &result {
+        Ok(r) => (r.status.clone(), r.exit_code()),
+        Err(e) => {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&log)
+            {
+                let _ = writeln!(
+                    f,
+                    "[{}] error: {e:#}",
+                    Local::now().format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+            ("failed".to_string(), 1)
+        }
+    };
+    let marker = serde_json::json!({"status": status, "exit_code": code, "ended": Local::now().to_rfc3339()});
+    crate::plan::rundir::write_atomic(&dir.join(MARKER), &marker.to_string())?;
+    result.map(|r| r.exit_code())
+}
+
+/// Last `n` lines of a job's logs, for the failure table.
+fn tail(dir: &Path, n: usize) -> String {
+    let mut lines: Vec<String> = vec![];
+    for f in ["train.log", "stdout.log"] {
+        if let Ok(t) = std::fs::read_to_string(dir.join(f)) {
+            lines.extend(t.lines().map(String::from));
+        }
+    }
+    let start = lines.len().saturating_sub(n);
+    lines[start..]
+        .iter()
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One finished job.
+struct Finished {
+    num: usize,
+    code: i32,
+}
+
+/// Launches `jobs` (already prepared in `root`; `all` = every job of the sweep, for the
+/// records) and returns the sweep's exit code.
+pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Result<i32> {
+    let started = Instant::now();
+    let mut rec = records::Records::new(root, all);
+    rec.write()?;
+    let tty = std::io::stdout().is_terminal();
+    let bar = tty.then(|| {
+        let b = ProgressBar::new(jobs.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:30.green/blue} {pos}/{len} jobs [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let say = |s: String| match &bar {
+        Some(b) => b.println(s),
+        None => println!("{s}"),
+    };
+    let mut finished: Vec<Finished> = vec![];
+    let mut stopped = false;
+    match launcher {
+        Launcher::Basic { fail_fast } => {
+            for j in jobs {
+                if stopped {
+                    break;
+                }
+                rec.set_running(j.num);
+                rec.write()?;
+                let t0 = Instant::now();
+                let code = run_job(&j.dir, None, false).unwrap_or_else(|e| {
+                    eprintln!("Error in job #{}: {e:#}", j.num);
+                    1
+                });
+                rec.finish(j.num, code, t0.elapsed().as_secs_f64());
+                rec.write()?;
+                say(format!(
+                    "#{} {} ({:.1} s)",
+                    j.num,
+                    rec.status(j.num),
+                    t0.elapsed().as_secs_f64()
+                ));
+                finished.push(Finished { num: j.num, code });
+                if code == 130 || (*fail_fast && code != 0) {
+                    stopped = true;
+                }
+            }
+        }
+        Launcher::Local {
+            n_jobs,
+            threads,
+            fail_fast,
+        } => {
+            let exe =
+                std::env::current_exe().context("locating the ezflt binary for the workers")?;
+            let mut queue = jobs.iter();
+            let mut running: Vec<(usize, Child, Instant)> = vec![];
+            loop {
+                while !stopped && running.len() < *n_jobs {
+                    let Some(j) = queue.next() else { break };
+                    let out = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(j.dir.join("stdout.log"))
+                        .with_context(|| format!("opening {}/stdout.log", j.dir.display()))?;
+                    let child = Command::new(&exe)
+                        .args([
+                            "run-job",
+                            &j.dir.display().to_string(),
+                            "--threads",
+                            &threads.to_string(),
+                        ])
+                        .stdin(Stdio::null())
+                        .stdout(out.try_clone()?)
+                        .stderr(out)
+                        .spawn()
+                        .with_context(|| format!("starting a worker for job #{}", j.num))?;
+                    rec.set_running(j.num);
+                    running.push((j.num, child, Instant::now()));
+                }
+                rec.write()?;
+                if running.is_empty() {
+                    break;
+                }
+                if let Some(b) = &bar {
+                    let failed = finished.iter().filter(|f| f.code != 0).count();
+                    b.set_message(format!("{} running, {failed} failed", running.len()));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                let mut i = 0;
+                while i < running.len() {
+                    match running[i].1.try_wait()? {
+                        Some(st) => {
+                            let (num, _, t0) = running.remove(i);
+                            let code = st.code().unwrap_or(1);
+                            let secs = t0.elapsed().as_secs_f64();
+                            rec.finish(num, code, secs);
+                            say(format!("#{num} {} ({secs:.1} s)", rec.status(num)));
+                            if let Some(b) = &bar {
+                                b.inc(1);
+                            }
+                            if code == 130 || (*fail_fast && code != 0) {
+                                stopped = true;
+                            }
+                            finished.push(Finished { num, code });
+                        }
+                        None => i += 1,
+                    }
+                }
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    rec.write()?;
+    let failed: Vec<&Finished> = finished.iter().filter(|f| f.code != 0).collect();
+    let not_run = jobs.len() - finished.len();
+    println!(
+        "Sweep done in {:.1} s: {} completed, {} failed{} ({})",
+        started.elapsed().as_secs_f64(),
+        finished.len() - failed.len(),
+        failed.len(),
+        if not_run > 0 {
+            format!(", {not_run} not launched (--fail-fast or interrupt)")
+        } else {
+            String::new()
+        },
+        root.join(records::CSV).display()
+    );
+    if failed.is_empty() && not_run == 0 {
+        return Ok(0);
+    }
+    for f in &failed {
+        let j = jobs.iter().find(|j| j.num == f.num).expect("launched job");
+        eprintln!(
+            "  #{} {} [{}] exit {}: {}",
+            f.num,
+            rec.status(f.num),
+            j.lines.join(" "),
+            f.code,
+            j.dir.display()
+        );
+        eprintln!("{}", tail(&j.dir, 5));
+    }
+    if !failed.is_empty() || not_run > 0 {
+        eprintln!(
+            "Re-run what did not complete with: ezflt resume {}",
+            root.display()
+        );
+    }
+    Ok(1)
+}
+
+/// The jobs of an existing sweep directory, in job order.
+pub fn jobs_of(root: &Path) -> Result<Vec<Job>> {
+    if !root.join("multirun.yaml").exists() {
+        bail!(
+            "{} is not a sweep directory (no multirun.yaml)",
+            root.display()
+        );
+    }
+    let mut jobs = vec![];
+    for e in std::fs::read_dir(root)?.filter_map(|e| e.ok()) {
+        let dir = e.path();
+        if !dir.join(".hydra").join(RESOLVED).exists() {
+            continue;
+        }
+        let hydra = std::fs::read_to_string(dir.join(".hydra/hydra.yaml")).unwrap_or_default();
+        let num = hydra
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("num: ")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            })
+            .unwrap_or(usize::MAX);
+        let lines = std::fs::read_to_string(dir.join(".hydra/overrides.yaml"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                l.trim_start_matches("- ")
+                    .trim()
+                    .trim_matches('\'')
+                    .to_string()
+            })
+            .filter(|l| !l.is_empty() && l != "[]")
+            .collect();
+        jobs.push(Job { num, lines, dir });
+    }
+    jobs.sort_by_key(|j| j.num);
+    if jobs.is_empty() {
+        bail!(
+            "{} holds no prepared jobs (run it with ezflt --multirun first)",
+            root.display()
+        );
+    }
+    Ok(jobs)
+}
+
+/// Status of a job from its files: completed / failed / diverged / interrupted / running /
+/// crashed (a marker says running but no process holds it) / pending.
+pub fn job_status(dir: &Path) -> String {
+    if let Some(s) = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    {
+        if let Some(st) = s["status"].as_str() {
+            return st.to_string();
+        }
+    }
+    match std::fs::read_to_string(dir.join(MARKER))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    {
+        Some(m) if m["status"] == "running" => {
+            let alive = m["pid"]
+                .as_u64()
+                .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if alive { "running" } else { "crashed" }.to_string()
+        }
+        Some(m) => m["status"].as_str().unwrap_or("failed").to_string(),
+        None => "pending".into(),
+    }
+}
+
+/// `ezflt resume <sweep>`: re-launches the jobs that did not complete.
+pub fn resume_sweep(root: &Path, fail_fast: bool) -> Result<i32> {
+    let jobs = jobs_of(root)?;
+    let todo: Vec<Job> = jobs
+        .iter()
+        .filter(|j| job_status(&j.dir) != "completed")
+        .cloned()
+        .collect();
+    let text = std::fs::read_to_string(root.join("multirun.yaml"))?;
+    let master = yaml::load(&text, &root.join("multirun.yaml").display().to_string())?;
+    let launcher = Launcher::from_config(&master, fail_fast)?;
+    println!(
+        "Resume: {} of {} job(s) in {} did not complete",
+        todo.len(),
+        jobs.len(),
+        root.display()
+    );
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    for j in &todo {
+        println!("#{} : {}", j.num, j.lines.join(" "));
+    }
+    launch(root, &jobs, &todo, &launcher)
+}
