@@ -37,6 +37,7 @@ pub fn cli() -> Command {
         )
         .arg(Arg::new("multirun").short('m').long("multirun").action(ArgAction::SetTrue).help("Run a sweep: one job per combination of values"))
         .arg(Arg::new("run").short('r').long("run").action(ArgAction::SetTrue).help("Run a single job (the default)"))
+        .arg(Arg::new("no-wait").long("no-wait").action(ArgAction::SetTrue).help("With hydra/launcher=slurm: submit the sweep and return at once"))
         .arg(Arg::new("fail-fast").long("fail-fast").action(ArgAction::SetTrue).help("With --multirun: launch no new job after the first failure"))
         .arg(Arg::new("zip").long("zip").value_name("KEYS").action(ArgAction::Append).help("With --multirun: pair these swept keys' values one to one instead of crossing them (e.g. --zip lr,batch_size)"))
         .arg(Arg::new("dry-run").long("dry-run").action(ArgAction::SetTrue).help("Compose every job, create its directory and .hydra/ files, list the jobs, run nothing"))
@@ -45,6 +46,7 @@ pub fn cli() -> Command {
 
 struct Opts {
     fail_fast: bool,
+    no_wait: bool,
     zip: Vec<Vec<String>>,
     config_name: String,
     config_path: Option<PathBuf>,
@@ -78,6 +80,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     }
     let opts = Opts {
         fail_fast: m.get_flag("fail-fast"),
+        no_wait: m.get_flag("no-wait"),
         zip: m
             .get_many::<String>("zip")
             .map(|v| {
@@ -354,6 +357,7 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
             .collect::<Result<Vec<_>>>()?;
         let job_opts = Opts {
             fail_fast: opts.fail_fast,
+            no_wait: opts.no_wait,
             zip: vec![],
             config_name: opts.config_name.clone(),
             config_path: opts.config_path.clone(),
@@ -426,7 +430,7 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         return Ok(0);
     }
     // One failing job does not stop the others (unless --fail-fast).
-    let launcher = crate::launch::Launcher::from_config(&master_cfg, opts.fail_fast)?;
+    let launcher = crate::launch::Launcher::from_config(&master_cfg, opts.fail_fast, opts.no_wait)?;
     crate::launch::launch(&root, &prepared, &prepared, &launcher)
 }
 

@@ -3,6 +3,7 @@
 //! report failures. Each job directory already holds its `.hydra/` records.
 
 pub mod records;
+pub mod slurm;
 
 use crate::config::{yaml, Node};
 use crate::run;
@@ -37,11 +38,13 @@ pub enum Launcher {
         threads: usize,
         fail_fast: bool,
     },
+    /// One SLURM job array (tasks fail independently; fail-fast does not apply).
+    Slurm(slurm::SlurmSpec),
 }
 
 impl Launcher {
     /// From the `hydra.launcher` node; `fail_fast` from the command line wins when set.
-    pub fn from_config(cfg: &Node, fail_fast_flag: bool) -> Result<Launcher> {
+    pub fn from_config(cfg: &Node, fail_fast_flag: bool, no_wait_flag: bool) -> Result<Launcher> {
         let l = cfg.get_path("hydra.launcher");
         let target = l
             .and_then(|n| n.get_path("_target_"))
@@ -67,7 +70,38 @@ impl Launcher {
                 let threads = int_of("threads_per_job").unwrap_or((cores / n_jobs).max(1));
                 Launcher::Local { n_jobs, threads, fail_fast }
             }
-            other => bail!("hydra.launcher._target_ '{other}': this ezflt has the launchers basic and local (hydra/launcher=basic|local)"),
+            "ezflt.launcher.slurm" => {
+                let str_of = |k: &str| {
+                    l.and_then(|n| n.get_path(k)).and_then(|n| match &n.v {
+                        crate::config::Value::Str(s) => Some(s.clone()),
+                        crate::config::Value::Int(i) => Some(i.to_string()),
+                        _ => None,
+                    })
+                };
+                let extra_args = match l.and_then(|n| n.get_path("extra_args")).map(|n| &n.v) {
+                    Some(crate::config::Value::List(v)) => {
+                        v.iter().filter_map(|n| n.as_str().map(String::from)).collect()
+                    }
+                    _ => vec![],
+                };
+                let poll = match l.and_then(|n| n.get_path("poll_seconds")).map(|n| &n.v) {
+                    Some(crate::config::Value::Float(f)) => *f,
+                    Some(crate::config::Value::Int(i)) => *i as f64,
+                    _ => 2.0,
+                };
+                Launcher::Slurm(slurm::SlurmSpec {
+                    partition: str_of("partition"),
+                    time: int_of("time").unwrap_or(60),
+                    cpus_per_task: int_of("cpus_per_task").unwrap_or(1),
+                    mem: str_of("mem"),
+                    gpus: str_of("gpus"),
+                    array_parallelism: int_of("array_parallelism"),
+                    extra_args,
+                    poll_seconds: poll,
+                    no_wait: no_wait_flag || bool_of("no_wait"),
+                })
+            }
+            other => bail!("hydra.launcher._target_ '{other}': this ezflt has the launchers basic, local and slurm (hydra/launcher=basic|local|slurm)"),
         })
     }
 }
@@ -183,6 +217,16 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
     let mut finished: Vec<Finished> = vec![];
     let mut stopped = false;
     match launcher {
+        Launcher::Slurm(spec) => {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            let done = slurm::launch(root, jobs, &mut rec, spec)?;
+            if spec.no_wait {
+                return Ok(0);
+            }
+            finished.extend(done.into_iter().map(|(num, code)| Finished { num, code }));
+        }
         Launcher::Basic { fail_fast } => {
             for j in jobs {
                 if stopped {
@@ -397,7 +441,7 @@ pub fn resume_sweep(root: &Path, fail_fast: bool) -> Result<i32> {
         .collect();
     let text = std::fs::read_to_string(root.join("multirun.yaml"))?;
     let master = yaml::load(&text, &root.join("multirun.yaml").display().to_string())?;
-    let launcher = Launcher::from_config(&master, fail_fast)?;
+    let launcher = Launcher::from_config(&master, fail_fast, false)?;
     println!(
         "Resume: {} of {} job(s) in {} did not complete",
         todo.len(),

@@ -67,7 +67,19 @@ impl Records {
                 st
             };
             r.code = Some(code);
-            r.secs = Some(secs);
+            // The job's own duration when the launcher could not time it (a scheduler).
+            r.secs = if secs > 0.0 {
+                Some(secs)
+            } else {
+                read_summary(&r.dir).and_then(|s| s["duration_s"].as_f64())
+            };
+        }
+    }
+
+    /// Overrides the status (the scheduler knows better, e.g. `timeout`).
+    pub fn set_status(&mut self, num: usize, status: &str) {
+        if let Some(r) = self.row(num) {
+            r.status = status.to_string();
         }
     }
 

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// Set by Ctrl-C; the trainer stops at the next batch and the run is marked interrupted.
+/// Set by Ctrl-C (or SIGTERM, e.g. a scheduler's time limit); the trainer stops at the next
+/// batch and the run is marked interrupted.
 fn stop_flag() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {

@@ -1,0 +1,182 @@
+//! The SLURM launcher: a sweep becomes one `sbatch` job array whose tasks run `ezflt
+//! run-job <dir>`; ezflt then follows it with `squeue`/`scontrol` and the jobs' markers.
+
+use super::{job_status, records::Records, Job};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// `hydra.launcher` settings of `hydra/launcher=slurm`.
+#[derive(Clone, Debug, Default)]
+pub struct SlurmSpec {
+    pub partition: Option<String>,
+    /// Minutes (SLURM's smallest unit).
+    pub time: usize,
+    pub cpus_per_task: usize,
+    pub mem: Option<String>,
+    pub gpus: Option<String>,
+    /// At most this many tasks at once (`--array=0-N%P`).
+    pub array_parallelism: Option<usize>,
+    pub extra_args: Vec<String>,
+    pub poll_seconds: f64,
+    pub no_wait: bool,
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| {
+        format!("{what}: could not run it; is SLURM installed here (sbatch, squeue on PATH)?")
+    })?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The array script: task i runs the i-th job directory of `jobs.txt`.
+fn script(root: &Path, spec: &SlurmSpec, n: usize, exe: &Path) -> String {
+    let dir = root.join(".slurm");
+    let name = root
+        .file_name()
+        .map_or("sweep".into(), |n| n.to_string_lossy().into_owned());
+    let mut s = String::from("#!/bin/bash\n");
+    s += &format!("#SBATCH --job-name=ezflt-{name}\n");
+    s += &format!(
+        "#SBATCH --array=0-{}{}\n",
+        n - 1,
+        spec.array_parallelism
+            .map_or(String::new(), |p| format!("%{p}"))
+    );
+    s += &format!("#SBATCH --output={}/%A_%a.out\n", dir.display());
+    s += &format!("#SBATCH --time={}\n", spec.time.max(1));
+    s += &format!("#SBATCH --cpus-per-task={}\n", spec.cpus_per_task.max(1));
+    if let Some(p) = &spec.partition {
+        s += &format!("#SBATCH --partition={p}\n");
+    }
+    if let Some(m) = &spec.mem {
+        s += &format!("#SBATCH --mem={m}\n");
+    }
+    if let Some(g) = &spec.gpus {
+        s += &format!("#SBATCH --gpus={g}\n");
+    }
+    for a in &spec.extra_args {
+        s += &format!("#SBATCH {a}\n");
+    }
+    s += &format!(
+        "dir=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" '{}')\nexec '{}' run-job \"$dir\" --threads {}\n",
+        dir.join("jobs.txt").display(),
+        exe.display(),
+        spec.cpus_per_task.max(1)
+    );
+    s
+}
+
+/// State of one array task from `scontrol` (kept for MinJobAge after it ends).
+fn task_state(array_id: &str, index: usize) -> Option<String> {
+    let out = Command::new("scontrol")
+        .args(["show", "job", &format!("{array_id}_{index}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|f| f.strip_prefix("JobState="))
+        .map(|s| s.to_string())
+}
+
+/// Submits `jobs` as one array and (unless `no_wait`) follows it to the end.
+pub fn launch(
+    root: &Path,
+    jobs: &[Job],
+    rec: &mut Records,
+    spec: &SlurmSpec,
+) -> Result<Vec<(usize, i32)>> {
+    let dir = root.join(".slurm");
+    std::fs::create_dir_all(&dir)?;
+    let root_abs = std::fs::canonicalize(root)?;
+    let list: String = jobs
+        .iter()
+        .map(|j| std::fs::canonicalize(&j.dir).map(|d| format!("{}\n", d.display())))
+        .collect::<std::io::Result<_>>()?;
+    crate::plan::rundir::write_atomic(&dir.join("jobs.txt"), &list)?;
+    let exe = std::env::current_exe().context("locating the ezflt binary for the array tasks")?;
+    let sh = dir.join("array.sh");
+    crate::plan::rundir::write_atomic(&sh, &script(&root_abs, spec, jobs.len(), &exe))?;
+    let id = run(Command::new("sbatch").arg("--parsable").arg(&sh), "sbatch")?
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if id.is_empty() {
+        bail!("sbatch printed no job id");
+    }
+    std::fs::write(dir.join("array_id"), &id)?;
+    println!(
+        "Submitted SLURM array job {id} ({} task(s)); script {}",
+        jobs.len(),
+        sh.display()
+    );
+    if spec.no_wait {
+        println!(
+            "Not waiting (--no-wait); follow it with: ezflt status {}",
+            root.display()
+        );
+        return Ok(vec![]);
+    }
+    let mut done: Vec<(usize, i32)> = vec![];
+    loop {
+        let queued = run(
+            Command::new("squeue").args(["-h", "-j", &id, "-o", "%i %T"]),
+            "squeue",
+        )?;
+        let active: Vec<usize> = queued
+            .lines()
+            .filter_map(|l| {
+                let first = l.split_whitespace().next()?;
+                let idx = first.rsplit('_').next()?;
+                if idx.starts_with('[') {
+                    // Pending tasks are listed as one range, e.g. 123_[2-5%2]: all active.
+                    return Some(usize::MAX);
+                }
+                idx.parse().ok()
+            })
+            .collect();
+        let pending_range = active.contains(&usize::MAX);
+        for (i, j) in jobs.iter().enumerate() {
+            if done.iter().any(|d| d.0 == j.num) {
+                continue;
+            }
+            let still = active.contains(&i) || (pending_range && job_status(&j.dir) == "pending");
+            if still {
+                if job_status(&j.dir) == "running" {
+                    rec.set_running(j.num);
+                }
+                continue;
+            }
+            let st = job_status(&j.dir);
+            if st == "pending" && pending_range {
+                continue;
+            }
+            let code = match st.as_str() {
+                "completed" => 0,
+                "interrupted" => 130,
+                _ => 1,
+            };
+            rec.finish(j.num, code, 0.0);
+            if code != 0 && task_state(&id, i).as_deref() == Some("TIMEOUT") {
+                rec.set_status(j.num, "timeout");
+            }
+            println!("#{} {}", j.num, rec.status(j.num));
+            done.push((j.num, code));
+        }
+        rec.write()?;
+        if done.len() == jobs.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs_f64(spec.poll_seconds.max(0.2)));
+    }
+    Ok(done)
+}
