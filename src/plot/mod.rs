@@ -18,6 +18,7 @@ pub const KINDS: &[&str] = &[
     "heatmap",
     "comparison",
     "alignment",
+    "growth",
     "input_space",
     "sweep",
 ];
@@ -281,6 +282,18 @@ pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             files.extend(alignment(
                 &run, &mut ar, &tensor, &f, &steps, pick, spec, &out,
             )?);
+        }
+    }
+    if spec.wants("growth") {
+        let prefix = format!("align.{tensor}.");
+        let feats: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix).map(String::from))
+            .collect();
+        if !feats.is_empty() {
+            files.push(growth(&run, &mut ar, &tensor, &feats, &steps, spec, &out)?);
+        } else if spec.what.iter().any(|w| w == "growth") {
+            bail!("no alignment for '{tensor}' in this run: growth needs ground-truth features of its input size");
         }
     }
     if spec.wants("input_space") {
@@ -690,6 +703,77 @@ fn alignment(
         Ok(())
     }));
     Ok(files)
+}
+
+/// Feature learning over time, per ground-truth feature set: `mean_j max_r <w_r(t) - w_r(0), m_j>`
+/// (for one signal vector: signal learning; for the training noise vectors: noise
+/// memorisation, as in the benign-overfitting papers), with test accuracy beside it.
+#[allow(clippy::too_many_arguments)]
+fn growth(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    feats: &[String],
+    steps: &[i64],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let idx = subsample(steps.len(), MAX_TIMES);
+    let mut series = vec![];
+    for (c, f) in feats.iter().enumerate() {
+        let (shape, snaps) = ar.read_steps(&format!("align.{tensor}.{f}"), &idx)?;
+        let (rows, k) = (shape[0], shape.get(1).copied().unwrap_or(1));
+        let init = &snaps[0];
+        let pts = idx
+            .iter()
+            .zip(&snaps)
+            .map(|(&i, a)| {
+                let mean_best = (0..k)
+                    .map(|j| {
+                        (0..rows)
+                            .map(|r| (a[r * k + j] - init[r * k + j]) as f64)
+                            .fold(f64::MIN, f64::max)
+                    })
+                    .sum::<f64>()
+                    / k as f64;
+                (steps[i] as f64, mean_best)
+            })
+            .collect();
+        series.push(Series::new(
+            &format!("{f} ({k} vector{})", if k == 1 { "" } else { "s" }),
+            pts,
+            PALETTE[c % PALETTE.len()],
+        ));
+    }
+    let acc = vec![
+        Series::new("train", run.metric("train_acc", false), PALETTE[0]),
+        Series::new("test", run.metric("test_acc", true), PALETTE[1]),
+    ];
+    let has_acc = acc.iter().any(|s| !s.points.is_empty());
+    let title = note_subsampled(
+        &format!("feature learning in {tensor} - {}", run.title),
+        idx.len(),
+        steps.len(),
+    );
+    let name = format!("growth_{tensor}");
+    let log_x = true;
+    Ok(figure!(spec, out, name, (1500, 560), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        let (a, b) = rest.split_horizontally(750);
+        draw::line_chart(
+            &a,
+            "mean_j max_r <w_r(t) - w_r(0), m_j>",
+            "step",
+            "growth along the feature",
+            &series,
+            log_x,
+        )?;
+        if has_acc {
+            draw::line_chart(&b, "accuracy", "step", "accuracy", &acc, log_x)?;
+        }
+        Ok(())
+    }))
 }
 
 /// First-layer neurons reshaped to the input image and tiled (image data only).

@@ -1,0 +1,65 @@
+//! The paper reproductions in experiments/, end to end at their default or a smaller size:
+//! each asserts its paper's qualitative claim with a margin, on at least two seeds.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::Path;
+
+fn ezflt(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("ezflt").expect("binary");
+    c.current_dir(dir);
+    c
+}
+
+fn jobs(root: &Path) -> Vec<Value> {
+    std::fs::read_to_string(root.join("sweep.jsonl"))
+        .expect("sweep.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+#[test]
+fn benign_overfitting_phase_diagram_corners() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // The two corners of the paper's phase diagram, two seeds each.
+    ezflt(tmp.path())
+        .args([
+            "-m",
+            "experiment=benign_overfitting",
+            "data.n_train=10,160",
+            "data.snr=0.1,0.8",
+            "seed=0,1",
+            "hydra.sweep.dir=sw",
+            "plot=none",
+        ])
+        .assert()
+        .success();
+    let root = tmp.path().join("sw");
+    for j in jobs(&root) {
+        let (n, snr) = (
+            j["params"]["data.n_train"].as_str().unwrap(),
+            j["params"]["data.snr"].as_str().unwrap(),
+        );
+        let test_err = 1.0 - j["test_acc"].as_f64().unwrap();
+        let corner = matches!((n, snr), ("160", "0.8") | ("10", "0.1"));
+        if corner {
+            // Overfitting in both regimes: the training set is fitted.
+            assert_eq!(j["train_acc"].as_f64().unwrap(), 1.0, "{j}");
+            assert!(j["train_loss"].as_f64().unwrap() < 1e-3, "{j}");
+        }
+        match (n, snr) {
+            ("160", "0.8") => assert!(test_err <= 0.05, "benign corner: {j}"),
+            ("10", "0.1") => assert!(test_err >= 0.4, "harmful corner: {j}"),
+            _ => {}
+        }
+    }
+    // The phase diagram and the signal-vs-noise curves render.
+    ezflt(tmp.path()).args(["plot", "sw"]).assert().success();
+    assert!(root.join("plots/phase_test_acc.png").is_file());
+    ezflt(tmp.path())
+        .args(["plot", "sw/0", "--what", "growth"])
+        .assert()
+        .success();
+    assert!(root.join("0/plots/growth_filters.png").is_file());
+}
