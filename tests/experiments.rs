@@ -63,3 +63,49 @@ fn benign_overfitting_phase_diagram_corners() {
         .success();
     assert!(root.join("0/plots/growth_filters.png").is_file());
 }
+
+/// Runs a Python/numpy check on `archive` when the repo's venv has numpy (CI always does).
+fn numpy_check(archive: &Path, script: &str) {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let ok = py.exists() && std::process::Command::new(&py).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var("EZFLT_REQUIRE_ORACLE").is_err(), "numpy missing; run scripts/setup-venv.sh");
+        eprintln!("note: numpy not installed; archive checks skipped");
+        return;
+    }
+    let out = std::process::Command::new(py).args(["-c", script, &archive.display().to_string()]).output().expect("python");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn cae_detects_unseen_anomalies() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args(["-m", "experiment=cae_anomaly", "seed=0,1", "hydra.sweep.dir=sw", "plot=none"])
+        .assert()
+        .success();
+    let root = tmp.path().join("sw");
+    for j in jobs(&root) {
+        assert!(j["non_semantic_auroc"].as_f64().unwrap() >= 0.99, "{j}");
+        assert!(j["semantic_auroc"].as_f64().unwrap() >= 0.75, "{j}");
+        // Semantic anomalies reconstruct worse than normal samples on average.
+        assert!(j["semantic_loss"].as_f64().unwrap() > j["test_loss"].as_f64().unwrap(), "{j}");
+        let dir = root.join(j["job"].to_string());
+        let first: Value = serde_json::from_str(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+        assert!(j["train_loss"].as_f64().unwrap() < 0.5 * first["train_loss"].as_f64().unwrap(), "{j} {first}");
+        // Every kernel ends aligned with some feature; normal-absorbed kernels most of all.
+        numpy_check(
+            &dir.join("features.npz"),
+            r#"
+import sys, numpy as np
+z = np.load(sys.argv[1])
+a = np.abs(z["align_norm.kernels.features"][-1])      # [kernels, features]
+best, which = a.max(1), a.argmax(1)
+nnf = z["gt.normal"].shape[0]
+assert best.mean() >= 0.9, best.mean()
+normal = which < nnf
+assert normal.any() and best[normal].mean() >= 0.98, best[normal]
+"#,
+        );
+    }
+}

@@ -249,22 +249,35 @@ impl<'a> Trainer<'a> {
             v.push(format!("{name}_loss"));
             if labelled {
                 v.push(format!("{name}_acc"));
+            } else {
+                v.push(format!("{name}_auroc"));
             }
         }
         v
     }
 
-    /// Mean loss (and accuracy) over a split, in chunks, without autodiff.
-    fn evaluate<M: Net>(&self, model: &M, d: &OnDevice) -> (f64, Option<f64>) {
+    /// Mean loss and accuracy over a split, in chunks, without autodiff; for
+    /// reconstruction also each sample's anomaly score `sum (Y - X)^2`.
+    fn evaluate<M: Net>(&self, model: &M, d: &OnDevice) -> (f64, Option<f64>, Vec<f32>) {
         let valid = model.valid();
         let task = self.data.task;
         let (mut loss_sum, mut correct, chunk) = (0.0, 0.0, 2048);
+        let mut scores = vec![];
         let mut start = 0;
         while start < d.n {
             let len = chunk.min(d.n - start);
             let x = d.x.clone().narrow(0, start, len);
             let y = d.y.clone().narrow(0, start, len);
             let out = valid.forward(x.clone());
+            if task == Task::Reconstruct {
+                let s = (out.clone() - x.clone()).powf_scalar(2.0).sum_dim(1);
+                scores.extend(
+                    s.into_data()
+                        .convert::<f32>()
+                        .try_into_vec::<f32>()
+                        .unwrap_or_default(),
+                );
+            }
             let l = loss::loss(self.spec.loss, task, out.clone(), y.clone(), x);
             loss_sum += l.into_scalar::<f32>() as f64 * len as f64;
             if let Some(c) = loss::correct(task, out, y) {
@@ -276,6 +289,7 @@ impl<'a> Trainer<'a> {
         (
             loss_sum / n,
             (task != Task::Reconstruct).then_some(correct / n),
+            scores,
         )
     }
 
@@ -467,7 +481,7 @@ impl<'a> Trainer<'a> {
             }
             let mut eval = vec![];
             if last || epoch.is_multiple_of(spec.eval_every.max(1)) {
-                let (tl, ta) = self.evaluate(&model, &test);
+                let (tl, ta, normal_scores) = self.evaluate(&model, &test);
                 eval.push(("test_loss".to_string(), tl));
                 if let Some(a) = ta {
                     eval.push(("test_acc".into(), a));
@@ -476,10 +490,14 @@ impl<'a> Trainer<'a> {
                     }
                 }
                 for (name, d) in &extra {
-                    let (l, a) = self.evaluate(&model, d);
+                    let (l, a, scores) = self.evaluate(&model, d);
                     eval.push((format!("{name}_loss"), l));
                     if let Some(a) = a {
                         eval.push((format!("{name}_acc"), a));
+                    }
+                    if !scores.is_empty() && !normal_scores.is_empty() {
+                        // Anomaly detection: higher reconstruction error = more anomalous.
+                        eval.push((format!("{name}_auroc"), auroc(&normal_scores, &scores)));
                     }
                 }
                 last_eval = eval.clone();
@@ -512,5 +530,44 @@ impl<'a> Trainer<'a> {
                 .context("finishing the run's outputs")?;
         }
         Ok(outcome)
+    }
+}
+
+/// Area under the ROC curve of `positive` scores against `negative` ones: the probability
+/// that a random positive scores higher than a random negative (ties count half).
+pub fn auroc(negative: &[f32], positive: &[f32]) -> f64 {
+    let mut all: Vec<(f32, bool)> = negative
+        .iter()
+        .map(|s| (*s, false))
+        .chain(positive.iter().map(|s| (*s, true)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Mann-Whitney U from average ranks.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += all[i..=j].iter().filter(|x| x.1).count() as f64 * avg;
+        i = j + 1;
+    }
+    let (np, nn) = (positive.len() as f64, negative.len() as f64);
+    if np == 0.0 || nn == 0.0 {
+        return f64::NAN;
+    }
+    (rank_sum - np * (np + 1.0) / 2.0) / (np * nn)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn auroc_counts_ordered_pairs() {
+        assert_eq!(super::auroc(&[0.1, 0.2], &[0.3, 0.4]), 1.0);
+        assert_eq!(super::auroc(&[0.3, 0.4], &[0.1, 0.2]), 0.0);
+        assert_eq!(super::auroc(&[0.1, 0.3], &[0.2, 0.4]), 0.75);
+        assert_eq!(super::auroc(&[0.5], &[0.5]), 0.5);
     }
 }
