@@ -109,3 +109,46 @@ assert normal.any() and best[normal].mean() >= 0.98, best[normal]
         );
     }
 }
+
+#[test]
+fn grokking_generalises_late_and_only_with_weight_decay() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args(["-m", "experiment=grokking", "optimizer.weight_decay=1.0,0", "seed=0,1", "hydra.sweep.dir=sw", "plot=none"])
+        .assert()
+        .success();
+    let root = tmp.path().join("sw");
+    let all = jobs(&root);
+    let true_test_at = |j: &Value, step: u64| -> f64 {
+        let dir = root.join(j["job"].to_string());
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|r| r["step"] == step && r.get("true_test_acc").is_some())
+            .and_then(|r| r["true_test_acc"].as_f64())
+            .expect("an evaluation row at that step")
+    };
+    for seed in ["0", "1"] {
+        let pick = |wd: &str| all.iter().find(|j| j["params"]["seed"] == seed && j["params"]["optimizer.weight_decay"] == wd).expect("job");
+        let (wd, ctrl) = (pick("1.0"), pick("0"));
+        // Memorisation first: the training set is fitted by step 500, unseen pairs are not.
+        assert!(true_test_at(wd, 500) <= 0.05, "{wd}");
+        assert_eq!(wd["train_acc"].as_f64().unwrap(), 1.0);
+        // Grokking: late generalisation with weight decay, not without.
+        let (a, b) = (wd["true_test_acc"].as_f64().unwrap(), ctrl["true_test_acc"].as_f64().unwrap());
+        assert!(a >= 0.85 && a - b >= 0.5, "with wd {a}, without {b}");
+        // Fourier features: the neurons' frequency spectra become sparse (IPR rises).
+        numpy_check(
+            &root.join(wd["job"].to_string()).join("features.npz"),
+            r#"
+import sys, numpy as np
+z = np.load(sys.argv[1])
+c = z["align.layers.0.weight.fourier"]          # [T, neurons, p]: W_in rows in the Fourier basis
+pw = c[:, :, 1::2] ** 2 + c[:, :, 2::2] ** 2      # power per frequency k = 1..(p-1)/2
+ipr = ((pw ** 2).sum(2) / (pw.sum(2) ** 2)).mean(1)
+assert ipr[-1] - ipr[0] >= 0.4, (ipr[0], ipr[-1])
+"#,
+        );
+    }
+}
