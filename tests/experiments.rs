@@ -67,21 +67,42 @@ fn benign_overfitting_phase_diagram_corners() {
 /// Runs a Python/numpy check on `archive` when the repo's venv has numpy (CI always does).
 fn numpy_check(archive: &Path, script: &str) {
     let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let ok = py.exists() && std::process::Command::new(&py).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
+    let ok = py.exists()
+        && std::process::Command::new(&py)
+            .args(["-c", "import numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var("EZFLT_REQUIRE_ORACLE").is_err(), "numpy missing; run scripts/setup-venv.sh");
+        assert!(
+            std::env::var("EZFLT_REQUIRE_ORACLE").is_err(),
+            "numpy missing; run scripts/setup-venv.sh"
+        );
         eprintln!("note: numpy not installed; archive checks skipped");
         return;
     }
-    let out = std::process::Command::new(py).args(["-c", script, &archive.display().to_string()]).output().expect("python");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(py)
+        .args(["-c", script, &archive.display().to_string()])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn cae_detects_unseen_anomalies() {
     let tmp = tempfile::tempdir().expect("tmp");
     ezflt(tmp.path())
-        .args(["-m", "experiment=cae_anomaly", "seed=0,1", "hydra.sweep.dir=sw", "plot=none"])
+        .args([
+            "-m",
+            "experiment=cae_anomaly",
+            "seed=0,1",
+            "hydra.sweep.dir=sw",
+            "plot=none",
+        ])
         .assert()
         .success();
     let root = tmp.path().join("sw");
@@ -89,10 +110,23 @@ fn cae_detects_unseen_anomalies() {
         assert!(j["non_semantic_auroc"].as_f64().unwrap() >= 0.99, "{j}");
         assert!(j["semantic_auroc"].as_f64().unwrap() >= 0.75, "{j}");
         // Semantic anomalies reconstruct worse than normal samples on average.
-        assert!(j["semantic_loss"].as_f64().unwrap() > j["test_loss"].as_f64().unwrap(), "{j}");
+        assert!(
+            j["semantic_loss"].as_f64().unwrap() > j["test_loss"].as_f64().unwrap(),
+            "{j}"
+        );
         let dir = root.join(j["job"].to_string());
-        let first: Value = serde_json::from_str(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
-        assert!(j["train_loss"].as_f64().unwrap() < 0.5 * first["train_loss"].as_f64().unwrap(), "{j} {first}");
+        let first: Value = serde_json::from_str(
+            std::fs::read_to_string(dir.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            j["train_loss"].as_f64().unwrap() < 0.5 * first["train_loss"].as_f64().unwrap(),
+            "{j} {first}"
+        );
         // Every kernel ends aligned with some feature; normal-absorbed kernels most of all.
         numpy_check(
             &dir.join("features.npz"),
@@ -114,7 +148,14 @@ assert normal.any() and best[normal].mean() >= 0.98, best[normal]
 fn grokking_generalises_late_and_only_with_weight_decay() {
     let tmp = tempfile::tempdir().expect("tmp");
     ezflt(tmp.path())
-        .args(["-m", "experiment=grokking", "optimizer.weight_decay=1.0,0", "seed=0,1", "hydra.sweep.dir=sw", "plot=none"])
+        .args([
+            "-m",
+            "experiment=grokking",
+            "optimizer.weight_decay=1.0,0",
+            "seed=0,1",
+            "hydra.sweep.dir=sw",
+            "plot=none",
+        ])
         .assert()
         .success();
     let root = tmp.path().join("sw");
@@ -130,13 +171,22 @@ fn grokking_generalises_late_and_only_with_weight_decay() {
             .expect("an evaluation row at that step")
     };
     for seed in ["0", "1"] {
-        let pick = |wd: &str| all.iter().find(|j| j["params"]["seed"] == seed && j["params"]["optimizer.weight_decay"] == wd).expect("job");
+        let pick = |wd: &str| {
+            all.iter()
+                .find(|j| {
+                    j["params"]["seed"] == seed && j["params"]["optimizer.weight_decay"] == wd
+                })
+                .expect("job")
+        };
         let (wd, ctrl) = (pick("1.0"), pick("0"));
         // Memorisation first: the training set is fitted by step 500, unseen pairs are not.
         assert!(true_test_at(wd, 500) <= 0.05, "{wd}");
         assert_eq!(wd["train_acc"].as_f64().unwrap(), 1.0);
         // Grokking: late generalisation with weight decay, not without.
-        let (a, b) = (wd["true_test_acc"].as_f64().unwrap(), ctrl["true_test_acc"].as_f64().unwrap());
+        let (a, b) = (
+            wd["true_test_acc"].as_f64().unwrap(),
+            ctrl["true_test_acc"].as_f64().unwrap(),
+        );
         assert!(a >= 0.85 && a - b >= 0.5, "with wd {a}, without {b}");
         // Fourier features: the neurons' frequency spectra become sparse (IPR rises).
         numpy_check(
@@ -150,5 +200,85 @@ ipr = ((pw ** 2).sum(2) / (pw.sum(2) ** 2)).mean(1)
 assert ipr[-1] - ipr[0] >= 0.4, (ipr[0], ipr[-1])
 "#,
         );
+    }
+}
+
+#[test]
+fn adversarial_training_purifies_the_neurons() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args([
+            "-m",
+            "experiment=purification",
+            "adv.train=false,true",
+            "seed=0,1",
+            "hydra.sweep.dir=sw",
+            "plot=none",
+        ])
+        .assert()
+        .success();
+    let root = tmp.path().join("sw");
+    let all = jobs(&root);
+    for seed in ["0", "1"] {
+        let pick = |t: &str| {
+            all.iter()
+                .find(|j| j["params"]["seed"] == seed && j["params"]["adv.train"] == t)
+                .expect("job")
+        };
+        let (clean, adv) = (pick("False"), pick("True"));
+        let r = |j: &Value| j["robust_acc"].as_f64().unwrap();
+        assert!(
+            r(adv) - r(clean) >= 0.4,
+            "robust: clean {} adv {}",
+            r(clean),
+            r(adv)
+        );
+        assert!(
+            clean["test_acc"].as_f64().unwrap() >= 0.95
+                && adv["test_acc"].as_f64().unwrap() >= 0.95
+        );
+        // Importance-weighted purity and participation ratio of the atom coefficients W M.
+        let script = |d: &Value| {
+            format!(
+                r#"
+import sys, numpy as np
+z = np.load(sys.argv[1])
+c = z["align.layers.0.weight.atoms"][-1]
+imp = np.abs(z["layers.1.weight"][-1][0]) * np.linalg.norm(z["layers.0.weight"][-1], axis=1)
+n2 = np.linalg.norm(c, axis=1)
+wm = lambda v: (imp * v).sum() / imp.sum()
+purity, pr = wm(np.abs(c).max(1) / n2), wm(n2 ** 4 / (c ** 4).sum(1))
+open(sys.argv[1] + ".txt", "w").write(f"{{purity}} {{pr}}")
+{}
+"#,
+                if d == clean {
+                    "assert purity <= 0.2 and pr >= 40, (purity, pr)"
+                } else {
+                    "assert purity >= 0.5 and pr <= 10, (purity, pr)"
+                }
+            )
+        };
+        for j in [clean, adv] {
+            numpy_check(
+                &root.join(j["job"].to_string()).join("features.npz"),
+                &script(j),
+            );
+        }
+        let read = |j: &Value| -> Option<(f64, f64)> {
+            let t =
+                std::fs::read_to_string(root.join(j["job"].to_string()).join("features.npz.txt"))
+                    .ok()?;
+            let v: Vec<f64> = t
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some((v[0], v[1]))
+        };
+        if let (Some((pc, rc)), Some((pa, ra))) = (read(clean), read(adv)) {
+            assert!(
+                pa - pc >= 0.3 && rc / ra >= 4.0,
+                "purity {pc} -> {pa}, PR {rc} -> {ra}"
+            );
+        }
     }
 }

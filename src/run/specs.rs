@@ -270,6 +270,7 @@ fn train_spec(root: &Cfg, seed: u64) -> Result<TrainSpec> {
                     None => 2.5 * eps / steps as f64,
                 },
                 eval_steps: a.usize("eval_steps", 10)?,
+                train: a.bool("train", true)?,
             })
         }
     };

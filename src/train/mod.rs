@@ -112,6 +112,8 @@ pub struct AdvSpec {
     pub step_size: f64,
     /// PGD steps for robust evaluation on the test split (0 = no robust evaluation).
     pub eval_steps: usize,
+    /// Attack the training batches (false: clean training, robust accuracy still measured).
+    pub train: bool,
 }
 
 /// Everything the trainer needs to know, as plain values.

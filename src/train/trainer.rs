@@ -417,7 +417,7 @@ impl<'a> Trainer<'a> {
                         train.y.clone().select(0, idx),
                     )
                 };
-                if let Some(adv) = &spec.adv {
+                if let Some(adv) = spec.adv.as_ref().filter(|a| a.train) {
                     x = adversarial::perturb(&model, x, y.clone(), adv, adv.steps, spec.loss, task);
                 }
                 lr = spec.schedule.lr(spec.optim.lr, step, epoch, total);
