@@ -321,3 +321,33 @@ assert json.loads(str(z["metadata"]))["complete"] is False
 "#,
     );
 }
+
+#[test]
+fn initial_weights_are_independent_of_the_planted_features() {
+    // Regression: data and weights once drew from the same random stream, so each initial
+    // weight row lay inside the span of the first dictionary atoms (|cos| = 1 for atom r).
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run = train(
+        tmp.path(),
+        &[
+            "data=sparse_coding",
+            "data.dim=32",
+            "data.n_train=100",
+            "data.n_test=10",
+            "model.init_scale=0.01",
+            "model.widths=[64]",
+            "epochs=1",
+            "plot=none",
+        ],
+    );
+    numpy_check(
+        &run.join("features.npz"),
+        r#"
+import sys, numpy as np
+z = np.load(sys.argv[1])
+a = np.abs(z["align_norm.layers.0.weight.atoms"][0])
+# Random directions in 32-d: no cosine near 1 with any atom.
+assert a.max() < 0.8, a.max()
+"#,
+    );
+}

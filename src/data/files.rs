@@ -3,9 +3,7 @@
 
 use super::{DataSpec, Dataset, Split, Task};
 use anyhow::{anyhow, bail, Context, Result};
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -43,7 +41,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
 fn split(x: Vec<f32>, y: Vec<i64>, n: usize, test_fraction: f64, seed: u64) -> (Split, Split) {
     let f = x.len() / n.max(1);
     let mut idx: Vec<usize> = (0..n).collect();
-    idx.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x5eed_5911));
+    idx.shuffle(&mut super::synthetic::data_rng(seed));
     let n_test = ((n as f64 * test_fraction).round() as usize).min(n.saturating_sub(1));
     let take = |ids: &[usize]| {
         let mut xs = Vec::with_capacity(ids.len() * f);

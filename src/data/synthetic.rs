@@ -51,8 +51,15 @@ fn labels_to_class(y: f32) -> i64 {
     i64::from(y > 0.0)
 }
 
+/// The data's own random stream. burn's CPU backend seeds its generator from the same
+/// `seed` the same way, so using `seed` directly would draw the initial weights from the
+/// very numbers that built the data (a weight row would start inside the atoms' span).
+pub fn data_rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
+}
+
 pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = data_rng(seed);
     match *spec {
         DataSpec::GaussianMixture {
             dim,
