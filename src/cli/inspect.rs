@@ -87,12 +87,8 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     } else {
         println!("status    no summary.json (not run yet, or still running)");
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join(".hydra/overrides.yaml")) {
-        let ov: Vec<&str> = text
-            .lines()
-            .map(|l| l.trim_start_matches("- ").trim())
-            .filter(|l| !l.is_empty() && *l != "[]")
-            .collect();
+    if dir.join(".hydra").exists() {
+        let ov = crate::plan::rundir::read_task_overrides(dir);
         println!(
             "overrides {}",
             if ov.is_empty() {

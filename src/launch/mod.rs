@@ -382,17 +382,7 @@ pub fn jobs_of(root: &Path) -> Result<Vec<Job>> {
                     .and_then(|v| v.trim().parse::<usize>().ok())
             })
             .unwrap_or(usize::MAX);
-        let lines = std::fs::read_to_string(dir.join(".hydra/overrides.yaml"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                l.trim_start_matches("- ")
-                    .trim()
-                    .trim_matches('\'')
-                    .to_string()
-            })
-            .filter(|l| !l.is_empty() && l != "[]")
-            .collect();
+        let lines = crate::plan::rundir::read_task_overrides(&dir);
         jobs.push(Job { num, lines, dir });
     }
     jobs.sort_by_key(|j| j.num);

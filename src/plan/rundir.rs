@@ -113,3 +113,21 @@ pub fn write_job_records(
     }
     Ok(())
 }
+
+/// The task overrides a job directory's `.hydra/overrides.yaml` records (empty if none).
+pub fn read_task_overrides(dir: &Path) -> Vec<String> {
+    let p = dir.join(".hydra").join("overrides.yaml");
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return vec![];
+    };
+    match yaml::load(&text, &p.display().to_string()) {
+        Ok(Node {
+            v: Value::List(items),
+            ..
+        }) => items
+            .iter()
+            .filter_map(|n| n.as_str().map(String::from))
+            .collect(),
+        _ => vec![],
+    }
+}

@@ -103,17 +103,7 @@ fn read_json_lines(p: &Path) -> Vec<Value> {
 }
 
 fn overrides(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join(".hydra/overrides.yaml"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            l.trim_start_matches("- ")
-                .trim()
-                .trim_matches('\'')
-                .to_string()
-        })
-        .filter(|l| !l.is_empty() && l != "[]")
-        .collect()
+    crate::plan::rundir::read_task_overrides(dir)
 }
 
 impl Run {
