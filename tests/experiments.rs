@@ -1,15 +1,11 @@
 //! The paper reproductions in experiments/, end to end at their default or a smaller size:
 //! each asserts its paper's qualitative claim with a margin, on at least two seeds.
 
-use assert_cmd::Command;
 use serde_json::Value;
 use std::path::Path;
 
-fn ezflt(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("ezflt").expect("binary");
-    c.current_dir(dir);
-    c
-}
+mod common;
+use common::{ezflt, numpy_check};
 
 fn jobs(root: &Path) -> Vec<Value> {
     std::fs::read_to_string(root.join("sweep.jsonl"))
@@ -62,34 +58,6 @@ fn benign_overfitting_phase_diagram_corners() {
         .assert()
         .success();
     assert!(root.join("0/plots/growth_filters.png").is_file());
-}
-
-/// Runs a Python/numpy check on `archive` when the repo's venv has numpy (CI always does).
-fn numpy_check(archive: &Path, script: &str) {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let ok = py.exists()
-        && std::process::Command::new(&py)
-            .args(["-c", "import numpy"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("EZFLT_REQUIRE_ORACLE").is_err(),
-            "numpy missing; run scripts/setup-venv.sh"
-        );
-        eprintln!("note: numpy not installed; archive checks skipped");
-        return;
-    }
-    let out = std::process::Command::new(py)
-        .args(["-c", script, &archive.display().to_string()])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
