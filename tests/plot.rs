@@ -131,6 +131,8 @@ fn every_figure_kind_renders() {
         "alignment_filters_signal.png",
         "best_alignment_filters_noise.png",
         "evolution_filters.png",
+        "growth_filters.png",
+        "sparsity_filters_noise.png",
     ] {
         assert!(png_facts(&plots.join(f)).2 > 20, "{f}");
     }

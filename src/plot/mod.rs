@@ -19,6 +19,7 @@ pub const KINDS: &[&str] = &[
     "comparison",
     "alignment",
     "growth",
+    "sparsity",
     "input_space",
     "sweep",
 ];
@@ -284,6 +285,25 @@ pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             files.push(growth(&run, &mut ar, &tensor, &feats, &steps, spec, &out)?);
         } else if spec.what.iter().any(|w| w == "growth") {
             bail!("no alignment for '{tensor}' in this run: growth needs ground-truth features of its input size");
+        }
+    }
+    if spec.wants("sparsity") {
+        let prefix = format!("align.{tensor}.");
+        let mut any = false;
+        for f in names.iter().filter_map(|n| n.strip_prefix(&prefix)) {
+            if ar
+                .shape(&format!("align.{tensor}.{f}"))?
+                .get(2)
+                .copied()
+                .unwrap_or(1)
+                >= 2
+            {
+                files.push(sparsity(&run, &mut ar, &tensor, f, &steps, spec, &out)?);
+                any = true;
+            }
+        }
+        if !any && spec.what.iter().any(|w| w == "sparsity") {
+            bail!("sparsity needs a tracked weight aligned with at least two ground-truth features (e.g. dictionary atoms)");
         }
     }
     if spec.wants("input_space") {
@@ -762,6 +782,76 @@ fn growth(
         if has_acc {
             draw::line_chart(&b, "accuracy", "step", "accuracy", &acc, log_x)?;
         }
+        Ok(())
+    }))
+}
+
+/// How concentrated each neuron is on few features, over time: purity `max_j |c_rj| / ||c_r||`
+/// (1 = one feature) and participation ratio `||c_r||^4 / sum_j c_rj^4` (1 .. k), with
+/// `c_r` the neuron's coefficients on the features; means weighted by `||c_r||`, so the
+/// many near-zero neurons of a small initialisation do not dominate (feature purification).
+#[allow(clippy::too_many_arguments)]
+fn sparsity(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    feature: &str,
+    steps: &[i64],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let idx = subsample(steps.len(), MAX_TIMES);
+    let (shape, snaps) = ar.read_steps(&format!("align.{tensor}.{feature}"), &idx)?;
+    let (rows, k) = (shape[0], shape.get(1).copied().unwrap_or(1));
+    let (mut purity, mut pr) = (vec![], vec![]);
+    for (&i, c) in idx.iter().zip(&snaps) {
+        let (mut wsum, mut p, mut r) = (0.0f64, 0.0f64, 0.0f64);
+        for n in 0..rows {
+            let row = &c[n * k..(n + 1) * k];
+            let n2: f64 = row.iter().map(|v| (*v as f64).powi(2)).sum();
+            let n4: f64 = row.iter().map(|v| (*v as f64).powi(4)).sum();
+            let norm = n2.sqrt();
+            if norm <= 0.0 || n4 <= 0.0 {
+                continue;
+            }
+            let max = row.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs()));
+            wsum += norm;
+            p += norm * max / norm;
+            r += norm * n2 * n2 / n4;
+        }
+        let x = steps[i] as f64;
+        purity.push((x, p / wsum.max(1e-30)));
+        pr.push((x, r / wsum.max(1e-30)));
+    }
+    let title = note_subsampled(
+        &format!(
+            "concentration of {tensor} on {feature} ({k} features) - {}",
+            run.title
+        ),
+        idx.len(),
+        steps.len(),
+    );
+    let name = format!("sparsity_{tensor}_{feature}");
+    Ok(figure!(spec, out, name, (1500, 560), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        let (a, b) = rest.split_horizontally(750);
+        draw::line_chart(
+            &a,
+            "purity max_j |c_rj| / ||c_r|| (weighted mean)",
+            "step",
+            "purity",
+            &[Series::new("", purity.clone(), PALETTE[0])],
+            spec.log_x,
+        )?;
+        draw::line_chart(
+            &b,
+            "participation ratio (weighted mean)",
+            "step",
+            "features per neuron",
+            &[Series::new("", pr.clone(), PALETTE[2])],
+            spec.log_x,
+        )?;
         Ok(())
     }))
 }
