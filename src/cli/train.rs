@@ -199,34 +199,12 @@ fn train_job(
     now: chrono::DateTime<Local>,
     resume: Option<crate::train::trainer::ResumePoint>,
 ) -> Result<i32> {
-    let log = log_path(cfg, dir);
-    let result =
-        resolved_job(cfg, now).and_then(|job| run::run(&job, dir, log.clone(), false, resume));
-    match result {
-        Ok(r) => {
-            if let Some(e) = r.summary.get("error").and_then(|e| e.as_str()) {
-                eprintln!("Error: {e}");
-            }
-            Ok(r.exit_code())
-        }
-        Err(e) => {
-            if let Some(l) = &log {
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(l)
-                {
-                    use std::io::Write;
-                    let _ = writeln!(
-                        f,
-                        "[{}] error: {e:#}",
-                        Local::now().format("%Y-%m-%d %H:%M:%S")
-                    );
-                }
-            }
-            Err(e)
-        }
+    let job = resolved_job(cfg, now)?;
+    let r = run::run(&job, dir, log_path(cfg, dir), false, resume)?;
+    if let Some(e) = r.summary.get("error").and_then(|e| e.as_str()) {
+        eprintln!("Error: {e}");
     }
+    Ok(r.exit_code())
 }
 
 fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Local>) -> Result<i32> {

@@ -146,25 +146,10 @@ pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
         }
         let _ = std::fs::remove_dir_all(dir.join("features.spill"));
     }
-    let log = dir.join("train.log");
-    let result = run::run(&job, dir, Some(log.clone()), quiet, resume);
+    let result = run::run(&job, dir, Some(dir.join("train.log")), quiet, resume);
     let (status, code) = match &result {
         Ok(r) => (r.status.clone(), r.exit_code()),
-        Err(e) => {
-            use std::io::Write;
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&log)
-            {
-                let _ = writeln!(
-                    f,
-                    "[{}] error: {e:#}",
-                    Local::now().format("%Y-%m-%d %H:%M:%S")
-                );
-            }
-            ("failed".to_string(), 1)
-        }
+        Err(_) => ("failed".to_string(), 1),
     };
     let marker = serde_json::json!({"status": status, "exit_code": code, "ended": Local::now().to_rfc3339()});
     crate::plan::rundir::write_atomic(&dir.join(MARKER), &marker.to_string())?;

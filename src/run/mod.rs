@@ -190,8 +190,34 @@ pub fn resume_point(dir: &Path) -> Result<ResumePoint> {
 }
 
 /// Trains one job whose resolved config is `job` into `dir`. Writes `summary.json`
-/// however it ends; errors in the config are returned before anything trains.
+/// however training ends; errors in the config are returned before anything trains, and
+/// every error is also appended to the job's log file.
 pub fn run(
+    job: &Node,
+    dir: &Path,
+    log: Option<PathBuf>,
+    quiet: bool,
+    resume: Option<ResumePoint>,
+) -> Result<RunResult> {
+    let result = execute(job, dir, log.clone(), quiet, resume);
+    if let (Err(e), Some(l)) = (&result, &log) {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(l)
+        {
+            let _ = writeln!(
+                f,
+                "[{}] error: {e:#}",
+                chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+            );
+        }
+    }
+    result
+}
+
+fn execute(
     job: &Node,
     dir: &Path,
     log: Option<PathBuf>,
