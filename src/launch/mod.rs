@@ -247,6 +247,8 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
                 std::env::current_exe().context("locating the ezflt binary for the workers")?;
             let mut queue = jobs.iter();
             let mut running: Vec<(usize, Child, Instant)> = vec![];
+            // The records are rewritten when a job starts or ends, not on every poll.
+            let mut changed = true;
             loop {
                 while !stopped && running.len() < *n_jobs {
                     let Some(j) = queue.next() else { break };
@@ -269,8 +271,11 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
                         .with_context(|| format!("starting a worker for job #{}", j.num))?;
                     rec.set_running(j.num);
                     running.push((j.num, child, Instant::now()));
+                    changed = true;
                 }
-                rec.write()?;
+                if std::mem::take(&mut changed) {
+                    rec.write()?;
+                }
                 if running.is_empty() {
                     break;
                 }
@@ -287,6 +292,7 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
                             let code = st.code().unwrap_or(1);
                             let secs = t0.elapsed().as_secs_f64();
                             rec.finish(num, code, secs);
+                            changed = true;
                             say(format!("#{num} {} ({secs:.1} s)", rec.status(num)));
                             if let Some(b) = &bar {
                                 b.inc(1);
