@@ -13,6 +13,7 @@ mod plot;
 mod run;
 mod track;
 mod train;
+mod wandb;
 
 /// burn-flex allocates an output buffer per op; mimalloc makes steps 1.3-2.8x faster.
 #[global_allocator]

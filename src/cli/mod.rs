@@ -5,6 +5,7 @@ pub mod completions;
 pub mod inspect;
 pub mod jobs;
 pub mod plot;
+pub mod sync;
 pub mod train;
 
 use anyhow::Result;
@@ -17,6 +18,7 @@ const SUBCOMMANDS: &[&str] = &[
     "status",
     "resume",
     "run-job",
+    "sync",
     "completions",
     "help",
 ];
@@ -33,6 +35,7 @@ pub fn app() -> Command {
         .subcommand(jobs::status_cli())
         .subcommand(jobs::resume_cli())
         .subcommand(jobs::run_job_cli())
+        .subcommand(sync::cli())
         .subcommand(completions::cli())
 }
 
@@ -79,6 +82,7 @@ pub fn run(args: Vec<String>) -> Result<i32> {
         Some(("status", sm)) => jobs::status_exec(sm),
         Some(("resume", sm)) => jobs::resume_exec(sm),
         Some(("run-job", sm)) => jobs::run_job_exec(sm),
+        Some(("sync", sm)) => sync::exec(sm),
         Some(("completions", sm)) => completions::exec(sm),
         _ => Ok(2),
     }

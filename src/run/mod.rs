@@ -105,6 +105,7 @@ struct Job<'a> {
     resume: Option<ResumePoint>,
     time_offset: f64,
     best: &'a mut Best,
+    wandb: Option<Arc<crate::wandb::Logger>>,
 }
 
 impl WithNet for Job<'_> {
@@ -120,7 +121,16 @@ impl WithNet for Job<'_> {
             Box::new(Checkpointer::new(self.dir, self.train.checkpoint_every)),
             Box::new(self.best),
         ];
-        if let Some(t) = self.tracker {
+        if let Some(w) = &self.wandb {
+            callbacks.push(Box::new(crate::wandb::callback::WandbCallback::new(
+                w.clone(),
+                self.train.log_every,
+            )));
+        }
+        if let Some(mut t) = self.tracker {
+            if let Some(w) = self.wandb.clone() {
+                t.stats = Some(Box::new(move |step, items| w.log(step, items)));
+            }
             callbacks.push(Box::new(t));
         }
         Trainer {
@@ -259,6 +269,18 @@ fn execute(
             },
         )
     });
+    // W&B starts before training so a rejected key or project stops the run now, not later.
+    let wandb = match &spec.wandb {
+        Some(w) => crate::wandb::Logger::start(
+            w,
+            &crate::wandb::node_json(job),
+            dir,
+            &crate::wandb::identity(dir),
+            time_offset,
+        )?
+        .map(Arc::new),
+        None => None,
+    };
     let job_run = Job {
         tracker,
         train: train.clone(),
@@ -270,6 +292,7 @@ fn execute(
         resume,
         time_offset,
         best: &mut best,
+        wandb: wandb.clone(),
     };
     let outcome = model::build(&spec.model, &io, &ad, job_run)?;
     let duration = time_offset + started.elapsed().as_secs_f64();
@@ -289,6 +312,9 @@ fn execute(
         Err(e) => {
             summary["status"] = "failed".into();
             summary["error"] = format!("{e:#}").into();
+            if let Some(w) = &wandb {
+                summary["wandb"] = wandb_outcome(&w.finish(1, &[], &[]));
+            }
             write_summary(dir, &summary)?;
             return Err(e);
         }
@@ -332,9 +358,45 @@ fn execute(
             );
         }
     }
-    Ok(RunResult {
+    let status = RunResult {
         status: result.status.name().to_string(),
         summary,
+    };
+    let mut summary = status.summary;
+    if let Some(w) = &wandb {
+        let best: Vec<(String, f64)> = summary["best"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| {
+                        v.as_f64()
+                            .map(|x| (format!("best/{}", crate::wandb::callback::metric_key(k)), x))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let code = RunResult {
+            status: status.status.clone(),
+            summary: serde_json::Value::Null,
+        }
+        .exit_code();
+        let plots = crate::plot::list_pngs(&dir.join("plots"));
+        summary["wandb"] = wandb_outcome(&w.finish(code, &best, &plots));
+        write_summary(dir, &summary)?;
+    }
+    Ok(RunResult {
+        status: status.status,
+        summary,
+    })
+}
+
+fn wandb_outcome(o: &crate::wandb::Outcome) -> serde_json::Value {
+    serde_json::json!({
+        "mode": format!("{:?}", o.mode).to_lowercase(),
+        "run_id": o.run_id,
+        "log": o.log,
+        "synced": o.synced,
+        "url": o.url,
     })
 }
 

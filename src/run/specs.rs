@@ -27,6 +27,8 @@ pub struct RunSpec {
     pub track: Option<TrackSpec>,
     /// End-of-run figures; `None` = `plot=none`.
     pub plot: Option<crate::plot::PlotSpec>,
+    /// W&B logging; `None` = `logger=none` (or WANDB_MODE=disabled).
+    pub wandb: Option<crate::wandb::settings::Settings>,
 }
 
 pub fn read(root: &Cfg) -> Result<RunSpec> {
@@ -62,6 +64,7 @@ pub fn read(root: &Cfg) -> Result<RunSpec> {
         train: train_spec(root, seed)?,
         track: track_spec(&root.sub("tracker")?)?,
         plot: plot_spec(&root.sub("plot")?)?,
+        wandb: logger_spec(&root.sub("logger")?)?,
     })
 }
 
@@ -398,4 +401,93 @@ fn plot_spec(c: &Cfg) -> Result<Option<crate::plot::PlotSpec>> {
         log_x: c.bool("log_x", false)?,
         ..Default::default()
     }))
+}
+
+/// `logger=wandb`: config values, then the WANDB_* environment (shared/specs/wandb-protocol.md §1).
+pub fn logger_spec(c: &Cfg) -> Result<Option<crate::wandb::settings::Settings>> {
+    use crate::wandb::settings::{self, FromConfig, Mode, Timing};
+    use std::time::Duration;
+    if !c.bool("enabled", false)? {
+        return Ok(None);
+    }
+    let w = c.sub("wandb")?;
+    if w.raw("api_key").is_some() {
+        // Keys in the config would be written to .hydra/config.yaml and every log.
+        return Err(w.err(
+            "api_key",
+            "the API key is not read from the config, so it never lands in .hydra/ or logs; \
+             set WANDB_API_KEY or put the API host in ~/.netrc (`wandb login`), and remove this key",
+        ));
+    }
+    let secs = |key: &str, d: Duration| -> Result<Duration> {
+        Ok(Duration::from_secs_f64(w.positive(key, d.as_secs_f64())?))
+    };
+    let t = Timing::default();
+    let tags = match w.raw("tags").map(|n| &n.v) {
+        None => None,
+        Some(crate::config::Value::List(l)) => Some(
+            l.iter()
+                .map(|n| match &n.v {
+                    crate::config::Value::Str(s) => Ok(s.clone()),
+                    crate::config::Value::Int(i) => Ok(i.to_string()),
+                    _ => Err(w.err("tags", "expected a list of strings, e.g. [baseline,adam]")),
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        Some(crate::config::Value::Str(s)) => Some(
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
+        ),
+        Some(_) => return Err(w.err("tags", "expected a list of strings, e.g. [baseline,adam]")),
+    };
+    let from = FromConfig {
+        mode: match w.opt_str("mode")? {
+            Some(m) if Mode::parse(&m).is_none() => {
+                return Err(w.err(
+                    "mode",
+                    &format!("unknown W&B mode '{m}'; expected online, offline or disabled"),
+                ))
+            }
+            m => m,
+        },
+        base_url: w.opt_str("base_url")?,
+        entity: w.opt_str("entity")?,
+        project: w.opt_str("project")?,
+        group: w.opt_str("group")?,
+        name: w.opt_str("name")?,
+        notes: w.opt_str("notes")?,
+        job_type: w.opt_str("job_type")?,
+        tags,
+        id: w.opt_str("id")?,
+        dir: w.opt_str("dir")?,
+        required: w.bool("required", true)?,
+        upload_plots: w.bool("upload_plots", true)?,
+        timing: Timing {
+            request: secs("request_timeout_s", t.request)?,
+            init: secs("init_timeout_s", t.init)?,
+            finish: secs("finish_timeout_s", t.finish)?,
+            pacing: secs("pacing_s", t.pacing)?,
+            heartbeat: secs("heartbeat_s", t.heartbeat)?,
+            retry_min: secs("retry_min_s", t.retry_min)?,
+            retry_max: secs("retry_max_s", t.retry_max)?,
+            retries: w.usize("retries", t.retries as usize)? as u32,
+        },
+    };
+    let s = settings::resolve(&from, &|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("logger.wandb: {e:#}"))?;
+    if s.mode == Mode::Disabled {
+        return Ok(None);
+    }
+    if s.mode == Mode::Online && s.required {
+        match &s.api_key {
+            None => anyhow::bail!(
+                "logger=wandb needs a W&B API key: set WANDB_API_KEY or add the API host to ~/.netrc (`wandb login` writes it); \
+                 or log offline with WANDB_MODE=offline (upload later with `ezflt sync`), or set logger.wandb.required=false"
+            ),
+            Some(k) => settings::check_key(k)?,
+        }
+    }
+    Ok(Some(s))
 }

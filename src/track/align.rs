@@ -28,3 +28,30 @@ mod tests {
         assert_eq!(n, vec![0.6, 0.8, 0.0, -1.0]);
     }
 }
+
+/// For each ground-truth feature, the best |cosine| any neuron (row of `w`) reaches; averaged
+/// over features: 1 when every feature has a neuron aligned with it.
+pub fn mean_best_cosine(w: &[f32], rows: usize, f: &[f32], k: usize, dim: usize) -> f64 {
+    if k == 0 || rows == 0 || w.len() < rows * dim || f.len() < k * dim {
+        return 0.0;
+    }
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+    let wn: Vec<f64> = (0..rows).map(|r| norm(&w[r * dim..(r + 1) * dim])).collect();
+    let mut total = 0.0;
+    for j in 0..k {
+        let fj = &f[j * dim..(j + 1) * dim];
+        let fnorm = norm(fj);
+        let best = (0..rows)
+            .map(|r| {
+                let dot: f64 = w[r * dim..(r + 1) * dim]
+                    .iter()
+                    .zip(fj)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum();
+                (dot / (wn[r] * fnorm)).abs()
+            })
+            .fold(0.0, f64::max);
+        total += best;
+    }
+    total / k as f64
+}

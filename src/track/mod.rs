@@ -58,7 +58,13 @@ pub struct Tracker {
     last: Option<usize>,
     bytes: u64,
     truncated: bool,
+    /// Receives per-snapshot statistics (norm/mean/std per tensor, alignment summaries),
+    /// e.g. for W&B history rows.
+    pub stats: Option<StatsSink>,
 }
+
+/// Where snapshot statistics go: `(step, [(name, value)])`.
+pub type StatsSink = Box<dyn FnMut(usize, &[(String, f64)])>;
 
 /// Matches a parameter name against a tracker pattern (`layers.*.weight`, `conv.*`).
 fn matches(pattern: &str, name: &str) -> bool {
@@ -83,6 +89,7 @@ impl Tracker {
             last: None,
             bytes: 0,
             truncated: false,
+            stats: None,
         }
     }
 
@@ -135,11 +142,30 @@ impl Tracker {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let tensors = model
+        let tensors: Vec<Vec<f32>> = model
             .read(&self.names)
             .into_iter()
             .map(|t| t.values)
             .collect();
+        if let Some(sink) = self.stats.as_mut() {
+            let mut items = vec![];
+            for (name, t) in self.names.iter().zip(&tensors) {
+                let n = t.len().max(1) as f64;
+                let mean = t.iter().map(|&v| v as f64).sum::<f64>() / n;
+                let sq = t.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+                items.push((format!("track/{name}/norm"), sq.sqrt()));
+                items.push((format!("track/{name}/mean"), mean));
+                items.push((format!("track/{name}/std"), (sq / n - mean * mean).max(0.0).sqrt()));
+            }
+            for p in &self.pairs {
+                let f = &self.features[p.feature];
+                items.push((
+                    format!("align/{}/{}/max_cos", self.names[p.param], f.name),
+                    align::mean_best_cosine(&tensors[p.param], p.rows, &f.values, f.rows, f.dim),
+                ));
+            }
+            sink(step, &items);
+        }
         writer.send(Msg::Weights {
             row: [step as i64, epoch, batch],
             tensors,
