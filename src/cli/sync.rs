@@ -23,7 +23,7 @@ pub fn cli() -> Command {
 fn collect(p: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     if p.is_file() {
         if crate::wandb::log_run_id(p).is_some() {
-            out.push(p.to_path_buf());
+            out.push(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
         }
         return;
     }
@@ -43,7 +43,9 @@ fn collect(p: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         entries.sort();
         for e in entries {
-            if e.file_name().is_some_and(|n| n == ".hydra" || n == "files" || n == "features.spill" || n == "checkpoint") {
+            if e.file_name().is_some_and(|n| {
+                n == ".hydra" || n == "files" || n == "features.spill" || n == "checkpoint"
+            }) {
                 continue;
             }
             collect(&e, depth - 1, out);
@@ -103,7 +105,10 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     let mut done = 0;
     for log in &logs {
         if synced_marker(log).exists() && !force {
-            println!("{}: already synced (--force to upload again)", log.display());
+            println!(
+                "{}: already synced (--force to upload again)",
+                log.display()
+            );
             continue;
         }
         if m.get_flag("dry-run") {
@@ -112,7 +117,10 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         }
         let s = settings_for(log)?;
         let Some(key) = s.api_key.clone() else {
-            bail!("sync: no W&B API key: set WANDB_API_KEY or add {} to ~/.netrc", s.base_url);
+            bail!(
+                "sync: no W&B API key: set WANDB_API_KEY or add {} to ~/.netrc",
+                s.base_url
+            );
         };
         settings::check_key(&key)?;
         let client = Client::new(&s.base_url, Some(key), s.timing.clone())?;
@@ -136,7 +144,9 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
                     log.display(),
                     p.clone().unwrap_or_else(|| "unknown reason".into()),
                     r.rows_sent,
-                    r.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default()
+                    r.exit_code
+                        .map(|c| format!(", exit code {c}"))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -1125,6 +1125,20 @@ fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The PNG figures in a plots directory, sorted (what W&B uploads as images).
+pub fn list_pngs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "png"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1232,18 +1246,4 @@ mod tests {
         let s = subsample(1000, 300);
         assert_eq!((s.len(), s[0], *s.last().unwrap()), (300, 0, 999));
     }
-}
-
-/// The PNG figures in a plots directory, sorted (what W&B uploads as images).
-pub fn list_pngs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "png"))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
 }

@@ -18,25 +18,22 @@ pub fn alignment(w: &[f32], rows: usize, f: &[f32], k: usize, dim: usize) -> (Ve
     (raw, normed)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn alignment_of_a_known_matrix() {
-        // w = [[3, 4], [0, -2]], features e1, e2.
-        let (raw, n) = super::alignment(&[3.0, 4.0, 0.0, -2.0], 2, &[1.0, 0.0, 0.0, 1.0], 2, 2);
-        assert_eq!(raw, vec![3.0, 4.0, 0.0, -2.0]);
-        assert_eq!(n, vec![0.6, 0.8, 0.0, -1.0]);
-    }
-}
-
 /// For each ground-truth feature, the best |cosine| any neuron (row of `w`) reaches; averaged
 /// over features: 1 when every feature has a neuron aligned with it.
 pub fn mean_best_cosine(w: &[f32], rows: usize, f: &[f32], k: usize, dim: usize) -> f64 {
     if k == 0 || rows == 0 || w.len() < rows * dim || f.len() < k * dim {
         return 0.0;
     }
-    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
-    let wn: Vec<f64> = (0..rows).map(|r| norm(&w[r * dim..(r + 1) * dim])).collect();
+    let norm = |v: &[f32]| {
+        v.iter()
+            .map(|x| (*x as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12)
+    };
+    let wn: Vec<f64> = (0..rows)
+        .map(|r| norm(&w[r * dim..(r + 1) * dim]))
+        .collect();
     let mut total = 0.0;
     for j in 0..k {
         let fj = &f[j * dim..(j + 1) * dim];
@@ -54,4 +51,15 @@ pub fn mean_best_cosine(w: &[f32], rows: usize, f: &[f32], k: usize, dim: usize)
         total += best;
     }
     total / k as f64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn alignment_of_a_known_matrix() {
+        // w = [[3, 4], [0, -2]], features e1, e2.
+        let (raw, n) = super::alignment(&[3.0, 4.0, 0.0, -2.0], 2, &[1.0, 0.0, 0.0, 1.0], 2, 2);
+        assert_eq!(raw, vec![3.0, 4.0, 0.0, -2.0]);
+        assert_eq!(n, vec![0.6, 0.8, 0.0, -1.0]);
+    }
 }

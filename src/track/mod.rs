@@ -155,7 +155,10 @@ impl Tracker {
                 let sq = t.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
                 items.push((format!("track/{name}/norm"), sq.sqrt()));
                 items.push((format!("track/{name}/mean"), mean));
-                items.push((format!("track/{name}/std"), (sq / n - mean * mean).max(0.0).sqrt()));
+                items.push((
+                    format!("track/{name}/std"),
+                    (sq / n - mean * mean).max(0.0).sqrt(),
+                ));
             }
             for p in &self.pairs {
                 let f = &self.features[p.feature];

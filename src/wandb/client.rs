@@ -9,7 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone)]
 pub enum Failure {
     /// Retrying will not help (bad key, unknown project, malformed request).
-    Fatal { status: Option<u16>, message: String },
+    Fatal {
+        status: Option<u16>,
+        message: String,
+    },
     /// Still failing when the deadline, the retry budget or a stop request came.
     GaveUp(String),
 }
@@ -116,7 +119,8 @@ impl Client {
     /// wandb-core's wait before retry `n`: min(max, min * 2^n * (1 + 0.25 U)).
     pub fn backoff(&self, n: u32) -> Duration {
         let t = &self.timing;
-        let w = t.retry_min.as_secs_f64() * 2f64.powi(n.min(30) as i32) * (1.0 + 0.25 * self.unit());
+        let w =
+            t.retry_min.as_secs_f64() * 2f64.powi(n.min(30) as i32) * (1.0 + 0.25 * self.unit());
         Duration::from_secs_f64(w.min(t.retry_max.as_secs_f64()))
     }
 
@@ -145,7 +149,9 @@ impl Client {
                 }
                 Attempt::Retry { why, after } => {
                     if retries.is_some_and(|r| n >= r) {
-                        return Err(Failure::GaveUp(format!("{why} (gave up after {n} retries)")));
+                        return Err(Failure::GaveUp(format!(
+                            "{why} (gave up after {n} retries)"
+                        )));
                     }
                     let wait = after.unwrap_or_else(|| self.backoff(n));
                     let until = Instant::now() + wait;
@@ -156,9 +162,7 @@ impl Client {
                         if stop() {
                             return Err(Failure::GaveUp(why));
                         }
-                        std::thread::sleep(
-                            (until - Instant::now()).min(Duration::from_millis(20)),
-                        );
+                        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
                     }
                     n += 1;
                 }
@@ -284,7 +288,12 @@ impl Client {
     ) -> Result<(), Failure> {
         let what = format!(
             "W&B upload of {}",
-            url.split('?').next().unwrap_or(url).rsplit('/').next().unwrap_or("")
+            url.split('?')
+                .next()
+                .unwrap_or(url)
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
         );
         self.retrying(Some(self.timing.retries), deadline, stop, || {
             let mut rb = self.http.put(url).body(bytes.to_vec());

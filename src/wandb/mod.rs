@@ -316,11 +316,7 @@ impl Logger {
         let now = unix_now();
         let config_items = config
             .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| Item::new(k, v.to_string()))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(k, v)| Item::new(k, v.to_string())).collect())
             .unwrap_or_default();
         let mut tags = settings.tags.clone();
         if tags.is_empty() {
@@ -387,7 +383,10 @@ impl Logger {
                     if settings.required {
                         anyhow::bail!("W&B: {msg}. To train without W&B, set logger.wandb.required=false (rows are then kept for `ezflt sync`) or logger=none");
                     }
-                    eprintln!("wandb: warning: {msg}; logging to {} only (logger.wandb.required=false)", log.display());
+                    eprintln!(
+                        "wandb: warning: {msg}; logging to {} only (logger.wandb.required=false)",
+                        log.display()
+                    );
                     None
                 }
                 Err(f) => {
@@ -448,12 +447,7 @@ impl Logger {
 
     /// Ends the run: plots as images, the summary, the exit code; then waits (up to
     /// `finish` timing) for the uploader. Never fails the run it describes.
-    pub fn finish(
-        &self,
-        exit_code: i32,
-        summary: &[(String, f64)],
-        plots: &[PathBuf],
-    ) -> Outcome {
+    pub fn finish(&self, exit_code: i32, summary: &[(String, f64)], plots: &[PathBuf]) -> Outcome {
         if let Err(e) = self.write_end(exit_code, summary, plots) {
             eprintln!("wandb: warning: could not finish the W&B log: {e:#}");
         }
@@ -471,7 +465,10 @@ impl Logger {
         };
         let Some((handle, done)) = taken else {
             if self.settings.mode == Mode::Offline {
-                eprintln!("wandb: offline run saved in {}; upload it with `{sync_hint}`", self.log.parent().unwrap_or(&self.log).display());
+                eprintln!(
+                    "wandb: offline run saved in {}; upload it with `{sync_hint}`",
+                    self.log.parent().unwrap_or(&self.log).display()
+                );
             }
             return out;
         };
@@ -505,7 +502,12 @@ impl Logger {
         out
     }
 
-    fn write_end(&self, exit_code: i32, summary: &[(String, f64)], plots: &[PathBuf]) -> Result<()> {
+    fn write_end(
+        &self,
+        exit_code: i32,
+        summary: &[(String, f64)],
+        plots: &[PathBuf],
+    ) -> Result<()> {
         let mut j = match self.journal.lock() {
             Ok(j) => j,
             Err(p) => p.into_inner(),
@@ -518,12 +520,18 @@ impl Logger {
                 step
             };
             let mut media = vec![];
-            for p in plots.iter().filter(|p| p.extension().is_some_and(|e| e == "png")) {
+            for p in plots
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "png"))
+            {
                 let Ok(bytes) = std::fs::read(p) else {
                     continue;
                 };
                 let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
-                let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                let stem = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 let rel = format!("media/images/plots/{stem}_{step}_{}.png", &sha[..20]);
                 let dest = self.files.join(&rel);
                 if let Some(parent) = dest.parent() {
@@ -541,7 +549,8 @@ impl Logger {
                 });
             }
             if !media.is_empty() {
-                j.writer.write(RecordType::Files(FilesRecord { files: media }))?;
+                j.writer
+                    .write(RecordType::Files(FilesRecord { files: media }))?;
             }
         }
         j.flush_row()?;
@@ -554,10 +563,8 @@ impl Logger {
             }))?;
         }
         let runtime = j.runtime() as i32;
-        j.writer.write(RecordType::Exit(RunExitRecord {
-            exit_code,
-            runtime,
-        }))?;
+        j.writer
+            .write(RecordType::Exit(RunExitRecord { exit_code, runtime }))?;
         // Closing the wake-up channel tells the uploader the log is complete.
         j.wake = None;
         Ok(())

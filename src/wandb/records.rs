@@ -27,6 +27,8 @@ pub struct Record {
     pub record_type: Option<RecordType>,
 }
 
+// A wire type: a handful are alive at once, boxing the run record would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum RecordType {
     #[prost(message, tag = "2")]
@@ -270,7 +272,11 @@ pub fn parse(data: &[u8], start: usize) -> Result<Parsed> {
     let mut inside = false;
     let damage = loop {
         if pos >= data.len() {
-            break if inside { Some(Damage::Truncated) } else { None };
+            break if inside {
+                Some(Damage::Truncated)
+            } else {
+                None
+            };
         }
         let left = BLOCK - pos % BLOCK;
         if left < CHUNK_HEADER {

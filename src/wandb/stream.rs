@@ -98,10 +98,7 @@ pub fn upsert(
     )?;
     let b = &data["upsertBucket"]["bucket"];
     let s = |v: &Value| v.as_str().map(String::from);
-    match (
-        s(&b["project"]["entity"]["name"]),
-        s(&b["project"]["name"]),
-    ) {
+    match (s(&b["project"]["entity"]["name"]), s(&b["project"]["name"])) {
         (Some(entity), Some(project)) => Ok(Target {
             entity,
             project,
@@ -111,8 +108,9 @@ pub fn upsert(
         }),
         _ => Err(Failure::Fatal {
             status: None,
-            message: "W&B UpsertBucket: the server's answer has no run (upsertBucket.bucket is empty)"
-                .into(),
+            message:
+                "W&B UpsertBucket: the server's answer has no run (upsertBucket.bucket is empty)"
+                    .into(),
         }),
     }
 }
@@ -139,7 +137,10 @@ pub fn explain(f: &Failure, entity: &str, project: &str) -> String {
     } else {
         entity
     };
-    format!("{} (entity '{ent}', project '{project}'): {hint}", f.message())
+    format!(
+        "{} (entity '{ent}', project '{project}'): {hint}",
+        f.message()
+    )
 }
 
 /// How a replay ended.
@@ -234,8 +235,8 @@ impl<'a> Stream<'a> {
 
     /// Reads records appended since the last call. Returns whether any arrived.
     fn poll(&mut self) -> Result<bool> {
-        let data = std::fs::read(&self.log)
-            .with_context(|| format!("reading {}", self.log.display()))?;
+        let data =
+            std::fs::read(&self.log).with_context(|| format!("reading {}", self.log.display()))?;
         if data.len() <= self.read_pos {
             return Ok(false);
         }
@@ -245,11 +246,7 @@ impl<'a> Stream<'a> {
         let any = !parsed.records.is_empty();
         for r in parsed.records {
             match r.record_type {
-                Some(RecordType::Run(run)) => {
-                    if self.run.is_none() {
-                        self.run = Some(run);
-                    }
-                }
+                Some(RecordType::Run(run)) if self.run.is_none() => self.run = Some(run),
                 Some(RecordType::History(h)) => {
                     let mut line = String::from("{");
                     for (i, it) in h.item.iter().enumerate() {
@@ -283,7 +280,8 @@ impl<'a> Stream<'a> {
                     }
                 }
                 Some(RecordType::Exit(e)) => self.exit = Some((e.exit_code, e.runtime)),
-                None => {}
+                // Later run records (config updates) and records ezflt does not use.
+                _ => {}
             }
         }
         Ok(any)
@@ -527,7 +525,10 @@ impl<'a> Stream<'a> {
             if self.fatal.is_some() {
                 return self.report(false, None);
             }
-            let wait = timing.pacing.min(timing.heartbeat).min(Duration::from_millis(200));
+            let wait = timing
+                .pacing
+                .min(timing.heartbeat)
+                .min(Duration::from_millis(200));
             match wake.recv_timeout(wait) {
                 Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
@@ -554,12 +555,18 @@ impl<'a> Stream<'a> {
         }
         if !self.ensure_target(deadline) {
             let why = self.fatal.clone();
-            return self.report(false, why.or(Some("the server could not be reached".into())));
+            return self.report(
+                false,
+                why.or(Some("the server could not be reached".into())),
+            );
         }
         while !self.pending.is_empty() {
             if !self.post(None, deadline) {
                 let why = self.fatal.clone();
-                return self.report(false, why.or(Some("the server could not be reached".into())));
+                return self.report(
+                    false,
+                    why.or(Some("the server could not be reached".into())),
+                );
             }
         }
         let files_ok = self.upload_files(deadline);
@@ -568,7 +575,10 @@ impl<'a> Stream<'a> {
         self.summary_dirty = true;
         if !self.post(Some(code), deadline) {
             let why = self.fatal.clone();
-            return self.report(false, why.or(Some("the server could not be reached".into())));
+            return self.report(
+                false,
+                why.or(Some("the server could not be reached".into())),
+            );
         }
         let damage = self.damaged.clone().map(|d| match d {
             Damage::Truncated => "the log ends with an incomplete record".to_string(),

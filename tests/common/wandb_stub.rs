@@ -142,7 +142,11 @@ impl Stub {
     }
 
     pub fn always(&self, kind: &str, status: u16) {
-        self.state.lock().unwrap().always.push((kind.into(), status));
+        self.state
+            .lock()
+            .unwrap()
+            .always
+            .push((kind.into(), status));
     }
 
     pub fn requests(&self) -> Vec<Req> {
@@ -164,9 +168,10 @@ impl Stub {
     }
 }
 
-fn read_request(
-    conn: &mut BufReader<TcpStream>,
-) -> std::io::Result<Option<(String, String, Vec<(String, String)>, Vec<u8>)>> {
+/// Method, path, headers, body.
+type RawRequest = (String, String, Vec<(String, String)>, Vec<u8>);
+
+fn read_request(conn: &mut BufReader<TcpStream>) -> std::io::Result<Option<RawRequest>> {
     let mut line = String::new();
     if conn.read_line(&mut line)? == 0 {
         return Ok(None);
@@ -276,7 +281,11 @@ fn handle(
         let a = s.always.iter().find(|(k, _)| matches(k)).map(|(_, c)| *c);
         (f, a)
     };
-    let fail = |st: &Arc<Mutex<State>>, req: &mut Req, w: &mut TcpStream, status: u16, retry: Option<u64>| {
+    let fail = |st: &Arc<Mutex<State>>,
+                req: &mut Req,
+                w: &mut TcpStream,
+                status: u16,
+                retry: Option<u64>| {
         req.status = status;
         st.lock().unwrap().requests.push(req.clone());
         let hdr: Vec<(&str, String)> = retry
@@ -329,7 +338,11 @@ fn handle(
                     let off = f["offset"].as_u64().unwrap_or(0) as usize;
                     let lines: Vec<String> = f["content"]
                         .as_array()
-                        .map(|a| a.iter().filter_map(|l| l.as_str().map(String::from)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|l| l.as_str().map(String::from))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     let file = run.files.entry(name.clone()).or_default();
                     for (i, l) in lines.into_iter().enumerate() {
@@ -353,7 +366,10 @@ fn handle(
             json!({"exitcode": null, "limits": {}})
         }
         "graphql" => {
-            let v = json.as_ref().map(|j| j["variables"].clone()).unwrap_or(Value::Null);
+            let v = json
+                .as_ref()
+                .map(|j| j["variables"].clone())
+                .unwrap_or(Value::Null);
             match op.as_deref() {
                 Some("UpsertBucket") => {
                     let ent = v["entity"].as_str().unwrap_or(DEFAULT_ENTITY).to_string();
