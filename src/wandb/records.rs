@@ -402,13 +402,16 @@ mod tests {
         let p = dir.path().join("run.wandb");
         let mut w = LogWriter::create(&p).unwrap();
         // Fill the first block so exactly 7 bytes remain before its end.
-        let probe = prost::Message::encode_to_vec(&Record {
-            num: 1,
-            record_type: Some(history(0, 0)),
-        })
-        .len();
         let want = BLOCK - 7 - 7 - 7; // file header, chunk header, 7 bytes left
-        w.write(history(0, want - probe)).unwrap();
+        let size = |pad: usize| {
+            prost::Message::encode_to_vec(&Record {
+                num: 1,
+                record_type: Some(history(0, pad)),
+            })
+            .len()
+        };
+        let pad = (0..want).rev().find(|&p| size(p) == want).unwrap();
+        w.write(history(0, pad)).unwrap();
         assert_eq!(w.pos, BLOCK - 7);
         w.write(history(1, 10)).unwrap();
         drop(w);
