@@ -135,7 +135,9 @@ struct Journal {
     /// Run time before a resume, so `_runtime` keeps growing.
     offset_s: f64,
     warned_order: bool,
-    wake: Option<SyncSender<()>>,
+    /// Dropped when the log is complete: the uploader (which polls the log on a timer, so
+    /// logging never signals or waits for it) then drains and finishes.
+    ended: Option<SyncSender<()>>,
 }
 
 impl Journal {
@@ -159,10 +161,6 @@ impl Journal {
             step: Some(HistoryStep { num: step }),
         }))?;
         self.last_step = Some(step);
-        if let Some(w) = &self.wake {
-            // A full channel already holds a wake-up: never wait for the uploader.
-            let _ = w.try_send(());
-        }
         Ok(())
     }
 
@@ -358,7 +356,7 @@ impl Logger {
             started: Instant::now(),
             offset_s: resumed_s,
             warned_order: false,
-            wake: None,
+            ended: None,
         };
         let mut uploader = None;
         if settings.mode == Mode::Online {
@@ -416,7 +414,7 @@ impl Logger {
                     let report = s.tail(&wake_rx);
                     let _ = done_tx.send(report);
                 })?;
-            journal.wake = Some(wake_tx);
+            journal.ended = Some(wake_tx);
             uploader = Some((handle, done_rx));
         }
         Ok(Some(Logger {
@@ -565,8 +563,7 @@ impl Logger {
         let runtime = j.runtime() as i32;
         j.writer
             .write(RecordType::Exit(RunExitRecord { exit_code, runtime }))?;
-        // Closing the wake-up channel tells the uploader the log is complete.
-        j.wake = None;
+        j.ended = None;
         Ok(())
     }
 }

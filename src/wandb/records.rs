@@ -265,13 +265,21 @@ pub fn parse(data: &[u8], start: usize) -> Result<Parsed> {
     if data[..FILE_HEADER.len()] != FILE_HEADER {
         bail!("not a W&B record log (the file does not start with ':W&B')");
     }
-    let mut pos = start.max(FILE_HEADER.len());
+    let start = start.max(FILE_HEADER.len()).min(data.len());
+    Ok(parse_tail(&data[start..], start))
+}
+
+/// Parses the bytes of a record log from file offset `base` (0 excluded: past the header;
+/// `base` must be where a record starts), so a growing log is read only once.
+pub fn parse_tail(tail: &[u8], base: usize) -> Parsed {
+    let total = base + tail.len();
+    let mut pos = base;
     let mut end = pos;
     let mut records = vec![];
     let mut buf: Vec<u8> = vec![];
     let mut inside = false;
     let damage = loop {
-        if pos >= data.len() {
+        if pos >= total {
             break if inside {
                 Some(Damage::Truncated)
             } else {
@@ -282,14 +290,14 @@ pub fn parse(data: &[u8], start: usize) -> Result<Parsed> {
         if left < CHUNK_HEADER {
             pos += left;
             if !inside {
-                end = pos.min(data.len());
+                end = pos.min(total);
             }
             continue;
         }
-        if pos + CHUNK_HEADER > data.len() {
+        if pos + CHUNK_HEADER > total {
             break Some(Damage::Truncated);
         }
-        let h = &data[pos..pos + CHUNK_HEADER];
+        let h = &tail[pos - base..pos - base + CHUNK_HEADER];
         let crc = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
         let len = u16::from_le_bytes([h[4], h[5]]) as usize;
         let kind = h[6];
@@ -298,13 +306,13 @@ pub fn parse(data: &[u8], start: usize) -> Result<Parsed> {
             break Some(Damage::Truncated);
         }
         let body_start = pos + CHUNK_HEADER;
-        if body_start + len > data.len() {
+        if body_start + len > total {
             break Some(Damage::Truncated);
         }
         if len > left - CHUNK_HEADER {
             break Some(Damage::Corrupt(pos));
         }
-        let payload = &data[body_start..body_start + len];
+        let payload = &tail[body_start - base..body_start - base + len];
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&[kind]);
         hasher.update(payload);
@@ -339,11 +347,11 @@ pub fn parse(data: &[u8], start: usize) -> Result<Parsed> {
             end = pos;
         }
     };
-    Ok(Parsed {
+    Parsed {
         records,
         end,
         damage,
-    })
+    }
 }
 
 /// Reads a whole record log.

@@ -163,6 +163,8 @@ pub struct Stream<'a> {
     target: Option<Target>,
     run: Option<RunRecord>,
     read_pos: usize,
+    /// Bytes after `read_pos` read but not yet a complete record.
+    unread: Vec<u8>,
     /// History lines of this log before `offset` (already on the server) are skipped.
     history_start: usize,
     seen: usize,
@@ -205,6 +207,7 @@ impl<'a> Stream<'a> {
             target: None,
             run: None,
             read_pos: 0,
+            unread: vec![],
             history_start,
             seen: 0,
             offset: history_start,
@@ -235,12 +238,25 @@ impl<'a> Stream<'a> {
 
     /// Reads records appended since the last call. Returns whether any arrived.
     fn poll(&mut self) -> Result<bool> {
-        let data =
-            std::fs::read(&self.log).with_context(|| format!("reading {}", self.log.display()))?;
-        if data.len() <= self.read_pos {
-            return Ok(false);
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&self.log)
+            .with_context(|| format!("reading {}", self.log.display()))?;
+        if self.read_pos == 0 {
+            let mut head = [0u8; records::FILE_HEADER.len()];
+            if f.read_exact(&mut head).is_err() {
+                return Ok(false);
+            }
+            if head != records::FILE_HEADER {
+                anyhow::bail!("{}: not a W&B record log", self.log.display());
+            }
+            self.read_pos = head.len();
+            self.unread.clear();
         }
-        let parsed = records::parse(&data, self.read_pos)?;
+        // Only the bytes appended since the last call are read.
+        f.seek(SeekFrom::Start((self.read_pos + self.unread.len()) as u64))?;
+        f.read_to_end(&mut self.unread)?;
+        let parsed = records::parse_tail(&self.unread, self.read_pos);
+        self.unread.drain(..parsed.end - self.read_pos);
         self.read_pos = parsed.end;
         self.damaged = parsed.damage;
         let any = !parsed.records.is_empty();
@@ -495,16 +511,21 @@ impl<'a> Stream<'a> {
         ok
     }
 
-    /// Online: follow the log as training appends to it; `wake` says new records are there
-    /// (or, when closed, that the run ended). Returns at the Exit record or on stop.
+    /// Online: follow the log as training appends to it, reading it at most every 200 ms;
+    /// `wake` closes when the run ended. Returns at the Exit record or on stop.
     pub fn tail(&mut self, wake: &std::sync::mpsc::Receiver<()>) -> Report {
         let timing = self.client.timing.clone();
         loop {
             if (self.stop)() {
                 return self.report(false, Some("stopped before the upload finished".into()));
             }
-            if let Err(e) = self.poll() {
-                return self.report(false, Some(format!("{e:#}")));
+            // Lines already wait for the next post: new ones can be read when it is due.
+            let waiting = !self.pending.is_empty()
+                && self.last_post.is_some_and(|t| t.elapsed() < timing.pacing);
+            if !waiting {
+                if let Err(e) = self.poll() {
+                    return self.report(false, Some(format!("{e:#}")));
+                }
             }
             if self.fatal.is_some() {
                 return self.report(false, None);
