@@ -1000,3 +1000,66 @@ run.finish()
     assert_eq!(keys(a), keys(b), "final file_stream body keys");
     assert_eq!(mine.complete, official.complete);
 }
+
+#[test]
+fn a_resumed_run_continues_its_wandb_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stub = Stub::start();
+    let (run, out, ok) = train(tmp.path(), &stub.url(), &["checkpoint_every=1"], &[]);
+    assert!(ok, "{out}");
+    let (key, first) = stub.only_run();
+    let n1 = first.history().len();
+    let o = ezflt(tmp.path(), &stub.url())
+        .args(["train", "resume=run", "epochs=5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (key2, state) = stub.only_run();
+    assert_eq!(key, key2, "the resumed run keeps its W&B run id");
+    let rows = check_history(&stub, &state);
+    assert!(rows.len() > n1);
+    assert_eq!(state.upserts.len(), 2);
+    assert_eq!(state.complete, vec![0, 0]);
+    assert_eq!(
+        std::fs::read_dir(run.join("wandb")).unwrap().count(),
+        2,
+        "one log per session"
+    );
+}
+
+#[test]
+fn posts_are_paced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stub = Stub::start();
+    let (_, out, ok) = train(
+        tmp.path(),
+        &stub.url(),
+        &[
+            "data.n_train=40000",
+            "epochs=5",
+            "model.widths=[256]",
+            "log_every=1",
+            "logger.wandb.pacing_s=0.1",
+            "plot=none",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    let fs: Vec<_> = stub
+        .requests()
+        .into_iter()
+        .filter(|r| r.kind == "file_stream")
+        .collect();
+    assert!(fs.len() >= 4, "{} posts", fs.len());
+    // At the end the rest is flushed at once and the completion follows (as wandb-core
+    // does); all posts before keep the pacing.
+    for w in fs[..fs.len() - 2].windows(2) {
+        assert!(
+            w[1].t - w[0].t >= 0.095,
+            "posts {:.3} s apart",
+            w[1].t - w[0].t
+        );
+    }
+    let (_, state) = stub.only_run();
+    check_history(&stub, &state);
+}

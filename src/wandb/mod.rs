@@ -205,23 +205,30 @@ pub struct Logger {
     stop: Arc<AtomicBool>,
 }
 
-/// The run id a resumed run keeps, from the newest log under `root`.
-fn previous_run(root: &Path) -> Option<(String, usize)> {
-    let mut logs = find_logs(root);
-    logs.sort();
+/// What a resumed run continues from the newest log under `root`: its run id, the history
+/// lines its logs hold, and their last `_runtime`.
+fn previous_run(root: &Path) -> Option<(String, usize, f64)> {
+    let logs = find_logs(root);
     let id = logs.last().and_then(|p| log_run_id(p))?;
-    let lines = logs
+    let mut lines = 0;
+    let mut runtime = 0.0f64;
+    for p in logs
         .iter()
         .filter(|p| log_run_id(p).as_deref() == Some(id.as_str()))
-        .filter_map(|p| records::read(p).ok())
-        .map(|r| {
-            r.records
-                .iter()
-                .filter(|r| matches!(r.record_type, Some(RecordType::History(_))))
-                .count()
-        })
-        .sum();
-    Some((id, lines))
+    {
+        let Ok(parsed) = records::read(p) else {
+            continue;
+        };
+        for r in parsed.records {
+            if let Some(RecordType::History(h)) = r.record_type {
+                lines += 1;
+                for it in h.item.iter().filter(|i| i.key == "_runtime") {
+                    runtime = runtime.max(it.value_json.parse().unwrap_or(0.0));
+                }
+            }
+        }
+    }
+    Some((id, lines, runtime))
 }
 
 /// `run-<id>.wandb` -> `<id>`.
@@ -291,18 +298,23 @@ impl Logger {
             .clone()
             .or_else(|| previous.as_ref().map(|p| p.0.clone()))
             .unwrap_or_else(new_run_id);
-        let history_start = previous
-            .as_ref()
-            .filter(|p| p.0 == run_id)
-            .map(|p| p.1)
-            .unwrap_or(0);
+        let same = previous.as_ref().filter(|p| p.0 == run_id);
+        let history_start = same.map(|p| p.1).unwrap_or(0);
+        // `_runtime` keeps growing across a resume (the last rows came after training ended).
+        let resumed_s = same.map(|p| p.2.max(resumed_s)).unwrap_or(resumed_s);
         let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S");
         let prefix = if settings.mode == Mode::Offline {
             "offline-run"
         } else {
             "run"
         };
-        let dir = root.join(format!("{prefix}-{stamp}-{run_id}"));
+        // A new directory per session, even two in the same second (a quick resume).
+        let mut dir = root.join(format!("{prefix}-{stamp}-{run_id}"));
+        let mut n = 1;
+        while dir.exists() {
+            dir = root.join(format!("{prefix}-{stamp}_{n}-{run_id}"));
+            n += 1;
+        }
         let files = dir.join("files");
         std::fs::create_dir_all(&files).with_context(|| format!("creating {}", files.display()))?;
         std::fs::write(

@@ -581,6 +581,7 @@ impl<'a> Stream<'a> {
                 why.or(Some("the server could not be reached".into())),
             );
         }
+        // As wandb-core at finish: flush the lines at once, upload the files, then complete.
         while !self.pending.is_empty() {
             if !self.post(None, deadline) {
                 let why = self.fatal.clone();
