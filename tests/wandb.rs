@@ -1063,3 +1063,19 @@ fn posts_are_paced() {
     let (_, state) = stub.only_run();
     check_history(&stub, &state);
 }
+
+#[test]
+fn a_diverged_run_is_marked_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stub = Stub::start();
+    let (run, out, ok) = train(tmp.path(), &stub.url(), &["lr=1e30", "log_every=1"], &[]);
+    assert!(!ok);
+    assert_eq!(summary(&run)["status"], "diverged", "{out}");
+    let (_, state) = stub.only_run();
+    assert_eq!(
+        state.complete,
+        vec![1],
+        "a failed run completes with a non-zero exit code"
+    );
+    check_history(&stub, &state);
+}

@@ -277,6 +277,11 @@ fn execute(
             dir,
             &crate::wandb::identity(dir),
             time_offset,
+            previous
+                .as_ref()
+                .filter(|_| resume.is_some())
+                .and_then(|p| p["wandb"]["log"].as_str())
+                .map(Path::new),
         )?
         .map(Arc::new),
         None => None,

@@ -205,55 +205,32 @@ pub struct Logger {
     stop: Arc<AtomicBool>,
 }
 
-/// What a resumed run continues from the newest log under `root`: its run id, the history
-/// lines its logs hold, and their last `_runtime`.
-fn previous_run(root: &Path) -> Option<(String, usize, f64)> {
-    let logs = find_logs(root);
-    let id = logs.last().and_then(|p| log_run_id(p))?;
+/// What a resumed run continues from its previous session's log: the run id, the history
+/// lines that log ends at (its start + its rows), and its last `_runtime`.
+fn previous_run(log: &Path) -> Option<(String, usize, f64)> {
+    let id = log_run_id(log)?;
+    let start = std::fs::read_to_string(log.with_file_name(stream::STATE_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["history_start"].as_u64())
+        .unwrap_or(0) as usize;
     let mut lines = 0;
     let mut runtime = 0.0f64;
-    for p in logs
-        .iter()
-        .filter(|p| log_run_id(p).as_deref() == Some(id.as_str()))
-    {
-        let Ok(parsed) = records::read(p) else {
-            continue;
-        };
-        for r in parsed.records {
-            if let Some(RecordType::History(h)) = r.record_type {
-                lines += 1;
-                for it in h.item.iter().filter(|i| i.key == "_runtime") {
-                    runtime = runtime.max(it.value_json.parse().unwrap_or(0.0));
-                }
+    for r in records::read(log).ok()?.records {
+        if let Some(RecordType::History(h)) = r.record_type {
+            lines += 1;
+            for it in h.item.iter().filter(|i| i.key == "_runtime") {
+                runtime = runtime.max(it.value_json.parse().unwrap_or(0.0));
             }
         }
     }
-    Some((id, lines, runtime))
+    Some((id, start + lines, runtime))
 }
 
 /// `run-<id>.wandb` -> `<id>`.
 pub fn log_run_id(p: &Path) -> Option<String> {
     let n = p.file_name()?.to_str()?;
     Some(n.strip_prefix("run-")?.strip_suffix(".wandb")?.to_string())
-}
-
-/// Every `*/run-*.wandb` under a `wandb/` directory.
-pub fn find_logs(root: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(root) {
-        for e in rd.flatten() {
-            if let Ok(inner) = std::fs::read_dir(e.path()) {
-                for f in inner.flatten() {
-                    let p = f.path();
-                    if log_run_id(&p).is_some() {
-                        out.push(p);
-                    }
-                }
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Where a run directory keeps its W&B logs (`WANDB_DIR` moves them, as in the SDK).
@@ -270,6 +247,7 @@ impl Logger {
         run_dir: &Path,
         who: &Identity,
         resumed_s: f64,
+        previous_log: Option<&Path>,
     ) -> Result<Option<Logger>> {
         let mut settings = settings.clone();
         if settings.mode == Mode::Disabled {
@@ -292,7 +270,8 @@ impl Logger {
         let root = wandb_root(settings.dir.as_deref(), run_dir);
         // Absolute, so summary.json points at the log from anywhere.
         let root = std::path::absolute(&root).unwrap_or(root);
-        let previous = previous_run(&root);
+        // Only a resumed run continues a W&B run (WANDB_DIR may hold other runs' logs).
+        let previous = previous_log.and_then(previous_run);
         let run_id = settings
             .id
             .clone()
@@ -482,7 +461,17 @@ impl Logger {
             }
             return out;
         };
-        match done.recv_timeout(self.settings.timing.finish) {
+        let deadline = Instant::now() + self.settings.timing.finish;
+        let mut first =
+            done.recv_timeout(std::time::Duration::from_secs(2).min(self.settings.timing.finish));
+        if first.is_err() && Instant::now() < deadline {
+            eprintln!(
+                "wandb: uploading the rest of the run (up to {:.0} s; Ctrl-C twice leaves it for `{sync_hint}`)",
+                self.settings.timing.finish.as_secs_f64()
+            );
+            first = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+        match first {
             Ok(r) => {
                 let _ = handle.join();
                 out.synced = r.synced;
@@ -595,4 +584,61 @@ fn hostname() -> String {
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_wandb_json() {
+        assert_eq!(number_json(f64::NAN), "NaN");
+        assert_eq!(number_json(f64::NEG_INFINITY), "-Infinity");
+        assert_eq!(number_json(3.0), "3");
+        assert_eq!(number_json(0.25), "0.25");
+    }
+
+    #[test]
+    fn run_ids_look_like_the_sdks() {
+        let id = new_run_id();
+        assert_eq!(id.len(), 8);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn rows_merge_per_step_and_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("run-x.wandb");
+        let mut j = Journal {
+            writer: LogWriter::create(&log).unwrap(),
+            row_step: None,
+            row: vec![],
+            last_step: None,
+            started: Instant::now(),
+            offset_s: 0.0,
+            warned_order: false,
+            ended: None,
+        };
+        j.log(1, "a", "1".into()).unwrap();
+        j.log(1, "b", "2".into()).unwrap();
+        j.log(2, "a", "3".into()).unwrap();
+        j.log(1, "a", "4".into()).unwrap(); // dropped: step 1 is written
+        j.flush_row().unwrap();
+        let steps: Vec<Vec<String>> = records::read(&log)
+            .unwrap()
+            .records
+            .into_iter()
+            .filter_map(|r| match r.record_type {
+                Some(RecordType::History(h)) => {
+                    Some(h.item.iter().map(|i| i.key.clone()).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(&steps[0][..3], ["a", "b", "_step"]);
+        assert_eq!(&steps[1][..2], ["a", "_step"]);
+    }
 }

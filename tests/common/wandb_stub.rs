@@ -63,8 +63,14 @@ impl RunState {
             .map(|v| {
                 v.iter()
                     .map(|l| {
-                        serde_json::from_str(l.as_deref().expect("no gap in history"))
-                            .expect("history line is JSON")
+                        // W&B's JSON dialect has bare NaN/Infinity; serde reads them as null.
+                        let l = l
+                            .as_deref()
+                            .expect("no gap in history")
+                            .replace(":NaN", ":null")
+                            .replace(":-Infinity", ":null")
+                            .replace(":Infinity", ":null");
+                        serde_json::from_str(&l).expect("history line is JSON")
                     })
                     .collect()
             })
