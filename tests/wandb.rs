@@ -309,8 +309,17 @@ fn offline_run_syncs_later_exactly_once() {
         args.extend_from_slice(extra);
         ezflt(tmp.path(), &stub.url()).args(&args).output().unwrap()
     };
+    let inspect = |tmp: &Path| {
+        let o = ezflt(tmp, &stub.url())
+            .args(["inspect", "run"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(inspect(tmp.path()).contains("not synced: `ezflt sync run`"));
     let o = sync(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(inspect(tmp.path()).contains("(offline): synced"));
     let (_, state) = stub.only_run();
     let rows = check_history(&stub, &state);
     assert_eq!(rows.len(), metric_steps(&run).len() + 1);

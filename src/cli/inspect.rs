@@ -84,6 +84,21 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
                 .collect();
             println!("final     {}", items.join(" "));
         }
+        let w = &s["wandb"];
+        if w.is_object() {
+            let log = w["log"].as_str().unwrap_or("?");
+            let synced = Path::new(&format!("{log}.synced")).exists();
+            println!(
+                "wandb     run {} ({}): {}",
+                w["run_id"].as_str().unwrap_or("?"),
+                w["mode"].as_str().unwrap_or("?"),
+                match (synced, w["url"].as_str()) {
+                    (true, Some(u)) => format!("synced, {u}"),
+                    (true, None) => "synced".to_string(),
+                    (false, _) => format!("not synced: `ezflt sync {}`", dir.display()),
+                }
+            );
+        }
     } else {
         println!("status    no summary.json (not run yet, or still running)");
     }
