@@ -2,6 +2,7 @@
 //! rows per epoch, under the names W&B users expect (`train/loss`, `test/acc`, `lr`, `epoch`).
 
 use super::Logger;
+use crate::train::callbacks::metrics::LossWindow;
 use crate::train::trainer::{Callback, EpochInfo, StepInfo};
 use anyhow::Result;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 pub struct WandbCallback {
     logger: Arc<Logger>,
     log_every: usize,
-    window: (f64, usize),
+    window: LossWindow,
 }
 
 impl WandbCallback {
@@ -17,7 +18,7 @@ impl WandbCallback {
         WandbCallback {
             logger,
             log_every: log_every.max(1),
-            window: (0.0, 0),
+            window: LossWindow::default(),
         }
     }
 }
@@ -32,12 +33,10 @@ pub fn metric_key(name: &str) -> String {
 
 impl Callback for WandbCallback {
     fn on_batch_end(&mut self, s: &StepInfo) -> Result<()> {
-        self.window.0 += s.loss;
-        self.window.1 += 1;
+        self.window.add(s.loss);
         if s.step.is_multiple_of(self.log_every) {
-            let (l, n) = std::mem::take(&mut self.window);
             let mut row = vec![
-                ("train/loss".to_string(), l / n.max(1) as f64),
+                ("train/loss".to_string(), self.window.take()),
                 ("lr".into(), s.lr),
                 ("epoch".into(), s.epoch as f64),
             ];

@@ -434,7 +434,7 @@ impl Logger {
         }
     }
 
-    /// Ends the run: plots as images, the summary, the exit code; then waits (up to
+    /// Ends the run: `plots` (PNG files) as images, the summary, the exit code; then waits (up to
     /// `finish` timing) for the uploader. Never fails the run it describes.
     pub fn finish(&self, exit_code: i32, summary: &[(String, f64)], plots: &[PathBuf]) -> Outcome {
         if let Err(e) = self.write_end(exit_code, summary, plots) {
@@ -512,17 +512,14 @@ impl Logger {
             Err(p) => p.into_inner(),
         };
         if self.settings.upload_plots {
-            let step = j.row_step.or(j.last_step).unwrap_or(0);
-            let step = if j.row_step.is_none() && j.last_step.is_some() {
-                step + 1
-            } else {
-                step
+            // Images join the open row (the last step), or a new one after it.
+            let step = match (j.row_step, j.last_step) {
+                (Some(s), _) => s,
+                (None, Some(last)) => last + 1,
+                (None, None) => 0,
             };
             let mut media = vec![];
-            for p in plots
-                .iter()
-                .filter(|p| p.extension().is_some_and(|e| e == "png"))
-            {
+            for p in plots {
                 let Ok(bytes) = std::fs::read(p) else {
                     continue;
                 };

@@ -575,20 +575,12 @@ impl<'a> Stream<'a> {
             return self.report(false, Some("the log has no run record".into()));
         }
         if !self.ensure_target(deadline) {
-            let why = self.fatal.clone();
-            return self.report(
-                false,
-                why.or(Some("the server could not be reached".into())),
-            );
+            return self.unreached();
         }
         // As wandb-core at finish: flush the lines at once, upload the files, then complete.
         while !self.pending.is_empty() {
             if !self.post(None, deadline) {
-                let why = self.fatal.clone();
-                return self.report(
-                    false,
-                    why.or(Some("the server could not be reached".into())),
-                );
+                return self.unreached();
             }
         }
         let files_ok = self.upload_files(deadline);
@@ -596,11 +588,7 @@ impl<'a> Stream<'a> {
         let code = self.exit.map(|e| e.0).unwrap_or(1);
         self.summary_dirty = true;
         if !self.post(Some(code), deadline) {
-            let why = self.fatal.clone();
-            return self.report(
-                false,
-                why.or(Some("the server could not be reached".into())),
-            );
+            return self.unreached();
         }
         let damage = self.damaged.clone().map(|d| match d {
             Damage::Truncated => "the log ends with an incomplete record".to_string(),
@@ -622,6 +610,15 @@ impl<'a> Stream<'a> {
             })
         };
         self.report(synced, problem)
+    }
+
+    /// Gave up: the fatal error if there was one, else the server did not answer in time.
+    fn unreached(&self) -> Report {
+        let why = self
+            .fatal
+            .clone()
+            .unwrap_or_else(|| "the server could not be reached".into());
+        self.report(false, Some(why))
     }
 
     fn report(&self, synced: bool, problem: Option<String>) -> Report {

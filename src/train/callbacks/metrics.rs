@@ -8,6 +8,28 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Mean training loss over the steps since the last logged row: what metrics.jsonl and W&B
+/// both report on `log_every` steps.
+#[derive(Default)]
+pub struct LossWindow {
+    sum: f64,
+    n: usize,
+}
+
+impl LossWindow {
+    pub fn add(&mut self, loss: f64) {
+        self.sum += loss;
+        self.n += 1;
+    }
+
+    /// The mean so far; starts a new window.
+    pub fn take(&mut self) -> f64 {
+        let mean = self.sum / self.n.max(1) as f64;
+        *self = LossWindow::default();
+        mean
+    }
+}
+
 pub struct MetricsWriter {
     dir: PathBuf,
     log_every: usize,
@@ -17,8 +39,7 @@ pub struct MetricsWriter {
     started: Instant,
     /// Wall time already spent before a resume, so `time_s` keeps increasing.
     offset_s: f64,
-    /// Sum and count of step losses since the last row.
-    window: (f64, usize),
+    window: LossWindow,
 }
 
 impl MetricsWriter {
@@ -31,7 +52,7 @@ impl MetricsWriter {
             csv: None,
             started: Instant::now(),
             offset_s,
-            window: (0.0, 0),
+            window: LossWindow::default(),
         }
     }
 
@@ -111,15 +132,13 @@ impl Callback for MetricsWriter {
     }
 
     fn on_batch_end(&mut self, s: &StepInfo) -> Result<()> {
-        self.window.0 += s.loss;
-        self.window.1 += 1;
+        self.window.add(s.loss);
         if s.step.is_multiple_of(self.log_every) {
-            let (l, n) = std::mem::take(&mut self.window);
             let mut row = vec![
                 ("step".to_string(), s.step as f64),
                 ("epoch".into(), s.epoch as f64),
                 ("lr".into(), s.lr),
-                ("train_loss".into(), l / n.max(1) as f64),
+                ("train_loss".into(), self.window.take()),
             ];
             // The trainer reports the window's accuracy on exactly these steps.
             if let Some(a) = s.acc {
