@@ -276,6 +276,8 @@ fn online_run_follows_the_protocol() {
     let sm = summary(&run);
     assert_eq!(sm["wandb"]["synced"], true);
     assert!(out.contains("wandb: run synced"), "{out}");
+    let url = format!("{}/default-entity/ezflt-test/runs/{id}", stub.url());
+    assert!(out.contains(&format!("wandb: logging to {url}")), "{out}");
     assert!(!out.contains(KEY));
     assert!(
         !all_text(&run).contains(KEY),
@@ -576,6 +578,22 @@ fn config_and_env_errors_are_clear() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("WANDB_MODE"));
+    // disabled: no W&B at all, not even a directory.
+    let stub = Stub::start();
+    let o = ezflt(tmp.path(), &stub.url())
+        .env("WANDB_MODE", "disabled")
+        .args([
+            "train",
+            "logger=wandb",
+            "hydra.run.dir=off",
+            "epochs=1",
+            "plot=none",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!tmp.path().join("off/wandb").exists());
+    assert!(stub.requests().is_empty());
     let o = ezflt(tmp.path(), "http://127.0.0.1:9")
         .env_remove("WANDB_API_KEY")
         .args(["train", "logger=wandb"])

@@ -366,7 +366,10 @@ impl Logger {
                 // One attempt: a transient failure is retried by the uploader, not here.
                 &|| true,
             ) {
-                Ok(t) => Some(t),
+                Ok(t) => {
+                    eprintln!("wandb: logging to {}", t.url(&settings.base_url));
+                    Some(t)
+                }
                 Err(f @ client::Failure::Fatal { .. }) => {
                     let msg = stream::explain(&f, &run.entity, &run.project);
                     if settings.required {

@@ -30,6 +30,14 @@ pub struct Target {
     pub history_lines: usize,
 }
 
+impl Target {
+    /// The run's page: the app lives on the API host without its `api.` prefix.
+    pub fn url(&self, base: &str) -> String {
+        let app = base.replace("://api.", "://");
+        format!("{app}/{}/{}/runs/{}", self.entity, self.project, self.name)
+    }
+}
+
 /// What `ezflt sync` may change about the recorded run.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -626,10 +634,7 @@ impl<'a> Stream<'a> {
             synced,
             rows_sent: self.rows_sent,
             exit_code: self.exit.map(|e| e.0),
-            url: self.target.as_ref().map(|t| {
-                let base = self.client.base().replace("://api.", "://");
-                format!("{base}/{}/{}/runs/{}", t.entity, t.project, t.name)
-            }),
+            url: self.target.as_ref().map(|t| t.url(self.client.base())),
             problem: problem.or_else(|| self.fatal.clone()),
         }
     }
