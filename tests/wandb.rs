@@ -1106,3 +1106,40 @@ fn a_diverged_run_is_marked_failed() {
     );
     check_history(&stub, &state);
 }
+
+#[test]
+fn a_long_offline_run_syncs_in_several_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stub = Stub::start();
+    let (run, out, ok) = train(
+        tmp.path(),
+        &stub.url(),
+        &[
+            "data.n_train=48000",
+            "batch_size=4",
+            "epochs=1",
+            "log_every=1",
+            "plot=none",
+        ],
+        &[("WANDB_MODE", "offline")],
+    );
+    assert!(ok, "{out}");
+    let o = ezflt(tmp.path(), &stub.url())
+        .args(["sync", "run"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, state) = stub.only_run();
+    let rows = check_history(&stub, &state);
+    assert_eq!(rows.len(), metric_steps(&run).len() + 1);
+    assert!(rows.len() > 12_000);
+    let posts = stub
+        .requests()
+        .iter()
+        .filter(|r| r.kind == "file_stream")
+        .count();
+    assert!(
+        posts >= 3,
+        "10 000 lines at most per request: {posts} posts"
+    );
+}

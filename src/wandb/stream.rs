@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 /// A file_stream post stays well under the server's 10 MiB limit.
 const MAX_POST_BYTES: usize = 4 << 20;
 const MAX_POST_LINES: usize = 10_000;
+/// How much of the log one poll reads.
+const MAX_READ: usize = 8 << 20;
 
 /// Sidecar next to the log: where this log's history starts in the W&B run (a resumed run's
 /// second log continues the first).
@@ -244,8 +246,13 @@ impl<'a> Stream<'a> {
         self.target = Some(t);
     }
 
-    /// Reads records appended since the last call. Returns whether any arrived.
+    /// Reads records appended since the last call, a bounded amount at a time and none while
+    /// enough lines wait (a long outage stays on disk, not in memory). Returns whether it read
+    /// any bytes.
     fn poll(&mut self) -> Result<bool> {
+        if self.pending_bytes >= 2 * MAX_POST_BYTES {
+            return Ok(false);
+        }
         use std::io::{Read, Seek, SeekFrom};
         let mut f = std::fs::File::open(&self.log)
             .with_context(|| format!("reading {}", self.log.display()))?;
@@ -262,12 +269,13 @@ impl<'a> Stream<'a> {
         }
         // Only the bytes appended since the last call are read.
         f.seek(SeekFrom::Start((self.read_pos + self.unread.len()) as u64))?;
-        f.read_to_end(&mut self.unread)?;
+        let before = self.unread.len();
+        f.take(MAX_READ as u64).read_to_end(&mut self.unread)?;
+        let read = self.unread.len() > before;
         let parsed = records::parse_tail(&self.unread, self.read_pos);
         self.unread.drain(..parsed.end - self.read_pos);
         self.read_pos = parsed.end;
         self.damaged = parsed.damage;
-        let any = !parsed.records.is_empty();
         for r in parsed.records {
             match r.record_type {
                 Some(RecordType::Run(run)) if self.run.is_none() => self.run = Some(run),
@@ -308,7 +316,7 @@ impl<'a> Stream<'a> {
                 _ => {}
             }
         }
-        Ok(any)
+        Ok(read)
     }
 
     fn note_summary(&mut self, key: String, raw: &str) {
@@ -571,6 +579,7 @@ impl<'a> Stream<'a> {
 
     /// `ezflt sync`: read the whole log and deliver it.
     pub fn replay(&mut self, deadline: Option<Instant>) -> Report {
+        // The run record comes first; the rest is read as it is sent.
         if let Err(e) = self.poll() {
             return self.report(false, Some(format!("{e:#}")));
         }
@@ -586,8 +595,16 @@ impl<'a> Stream<'a> {
             return self.unreached();
         }
         // As wandb-core at finish: flush the lines at once, upload the files, then complete.
-        while !self.pending.is_empty() {
-            if !self.post(None, deadline) {
+        loop {
+            let read = match self.poll() {
+                Ok(r) => r,
+                Err(e) => return self.report(false, Some(format!("{e:#}"))),
+            };
+            if self.pending.is_empty() {
+                if !read {
+                    break;
+                }
+            } else if !self.post(None, deadline) {
                 return self.unreached();
             }
         }
