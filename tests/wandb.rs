@@ -1143,3 +1143,22 @@ fn a_long_offline_run_syncs_in_several_requests() {
         "10 000 lines at most per request: {posts} posts"
     );
 }
+
+#[test]
+fn an_unknown_entity_stops_at_start_with_the_servers_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stub = Stub::start();
+    stub.fault(
+        "UpsertBucket",
+        Action::GraphqlError("entity nope not found".into()),
+    );
+    let (run, out, ok) = train(tmp.path(), &stub.url(), &["logger.wandb.entity=nope"], &[]);
+    assert!(!ok);
+    assert!(out.contains("entity nope not found"), "{out}");
+    assert!(
+        out.contains("entity 'nope'") && out.contains("WANDB_ENTITY"),
+        "{out}"
+    );
+    assert!(!run.join("metrics.jsonl").exists());
+    assert_eq!(stub.requests().len(), 1);
+}

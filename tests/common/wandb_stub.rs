@@ -19,6 +19,8 @@ pub enum Action {
     Delay(Duration),
     /// Close the connection without answering.
     Close,
+    /// HTTP 200 with a GraphQL `errors` list (how a GraphQL server refuses, e.g. an unknown entity).
+    GraphqlError(String),
 }
 
 #[derive(Clone, Debug)]
@@ -321,6 +323,12 @@ fn handle(
             req.status = 0;
             st.lock().unwrap().requests.push(req);
             let _ = w.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+        Some(Action::GraphqlError(m)) => {
+            st.lock().unwrap().requests.push(req);
+            let body = json!({"errors": [{"message": m}], "data": {"upsertBucket": null}});
+            respond(&mut w, 200, &[], body.to_string().as_bytes());
             return Ok(());
         }
         Some(Action::Delay(d)) => std::thread::sleep(d),
