@@ -232,3 +232,16 @@ fn sweeps_get_a_metric_curve_and_a_phase_diagram() {
         .code(1)
         .stderr(predicate::str::contains("the jobs report"));
 }
+
+#[test]
+fn a_run_shorter_than_log_every_still_gets_its_curves() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 8 steps, log_every=10: only the per-epoch rows exist.
+    ezflt(tmp.path())
+        .args(["train", "hydra.run.dir=run", "threads=1", "epochs=1"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("plots failed").not());
+    let (w, h, colours) = png_facts(&tmp.path().join("run/plots/curves.png"));
+    assert!(w > 100 && h > 100 && colours > 2);
+}

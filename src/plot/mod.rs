@@ -355,7 +355,11 @@ fn pick_snapshot(steps: &[i64], epochs: &[i64], spec: &PlotSpec) -> Result<usize
 }
 
 fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
-    let train_loss = run.metric("train_loss", false);
+    let mut train_loss = run.metric("train_loss", false);
+    if train_loss.is_empty() {
+        // A run shorter than log_every has only its per-epoch rows.
+        train_loss = run.metric("train_loss", true);
+    }
     if train_loss.is_empty() {
         bail!(
             "{} has no metrics rows yet (metrics.jsonl)",
