@@ -73,6 +73,21 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     )
 }
 
+/// An error and its sources on one line ("error sending request: ...: Connection refused").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        src = s.source();
+    }
+    out
+}
+
 pub struct Client {
     http: reqwest::blocking::Client,
     base: String,
@@ -179,7 +194,7 @@ impl Client {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
-                    why: format!("{what}: {}", e.without_url()),
+                    why: format!("{what}: {}", causes(&e.without_url())),
                     after: None,
                 }
             }

@@ -383,7 +383,8 @@ impl Logger {
                 }
                 Err(f) => {
                     eprintln!(
-                        "wandb: warning: {}; training goes on, rows are kept in {} and sent when the server answers",
+                        "wandb: warning: the W&B server at {} did not answer ({}); training goes on, rows are kept in {} and sent when it answers",
+                        settings.base_url,
                         f.message(),
                         log.display()
                     );
