@@ -533,7 +533,6 @@ fn sweep_jobs_share_a_group_and_carry_their_overrides() {
         "epochs=1",
         "threads=1",
         "plot=none",
-        "hydra/launcher=basic",
     ];
     args.extend_from_slice(FAST);
     let o = ezflt(tmp.path(), &stub.url()).args(&args).output().unwrap();
