@@ -135,6 +135,8 @@ struct Journal {
     /// Run time before a resume, so `_runtime` keeps growing.
     offset_s: f64,
     warned_order: bool,
+    /// Writing the log failed (disk full): logging stops, training goes on.
+    broken: bool,
     /// Dropped when the log is complete: the uploader (which polls the log on a timer, so
     /// logging never signals or waits for it) then drains and finishes.
     ended: Option<SyncSender<()>>,
@@ -347,6 +349,7 @@ impl Logger {
             started: Instant::now(),
             offset_s: resumed_s,
             warned_order: false,
+            broken: false,
             ended: None,
         };
         let mut uploader = None;
@@ -430,9 +433,16 @@ impl Logger {
             Ok(j) => j,
             Err(p) => p.into_inner(),
         };
+        if j.broken {
+            return;
+        }
         for (k, v) in items {
             if let Err(e) = j.log(step as i64, k, number_json(*v)) {
-                eprintln!("wandb: warning: cannot write the W&B log: {e:#}");
+                // Once: a full disk must not flood the training output.
+                eprintln!(
+                    "wandb: warning: cannot write the W&B log, W&B logging stops here: {e:#}"
+                );
+                j.broken = true;
                 return;
             }
         }
@@ -493,7 +503,11 @@ impl Logger {
                     ),
                 }
             }
-            Err(_) => {
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => eprintln!(
+                "wandb: warning: the upload stopped unexpectedly; everything is kept in {}: upload it with `{sync_hint}`",
+                self.log.display()
+            ),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 self.stop.store(true, Ordering::SeqCst);
                 eprintln!(
                     "wandb: warning: the upload did not finish within logger.wandb.finish_timeout_s ({:.0} s); everything is kept in {}: upload it with `{sync_hint}`",
@@ -620,6 +634,7 @@ mod tests {
             started: Instant::now(),
             offset_s: 0.0,
             warned_order: false,
+            broken: false,
             ended: None,
         };
         j.log(1, "a", "1".into()).unwrap();
