@@ -531,6 +531,7 @@ impl<'a> Stream<'a> {
     /// `wake` closes when the run ended. Returns at the Exit record or on stop.
     pub fn tail(&mut self, wake: &std::sync::mpsc::Receiver<()>) -> Report {
         let timing = self.client.timing.clone();
+        let started = Instant::now();
         loop {
             if (self.stop)() {
                 return self.report(false, Some("stopped before the upload finished".into()));
@@ -552,9 +553,11 @@ impl<'a> Stream<'a> {
             if self.ensure_target(None) {
                 let since = self.last_post.map(|t| t.elapsed());
                 let due = since.is_none_or(|s| s >= timing.pacing);
+                // Silence counts from the last post, or from the start when none was made.
+                let quiet = since.unwrap_or_else(|| started.elapsed());
                 if due && (!self.pending.is_empty() || self.summary_dirty) {
                     self.post(None, None);
-                } else if since.is_some_and(|s| s >= timing.heartbeat) {
+                } else if quiet >= timing.heartbeat {
                     // Heartbeat: an empty post keeps the run from being marked crashed.
                     self.post(None, None);
                 }
@@ -654,5 +657,104 @@ impl<'a> Stream<'a> {
             url: self.target.as_ref().map(|t| t.url(self.client.base())),
             problem: problem.or_else(|| self.fatal.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wandb::records::{LogWriter, RunExitRecord, RunRecord};
+    use crate::wandb::settings::Timing;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// Answers every request with 200 and keeps the file_stream bodies.
+    fn server() -> (String, Arc<Mutex<Vec<Value>>>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let bodies = Arc::new(Mutex::new(vec![]));
+        let b2 = bodies.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let mut w = conn.try_clone().unwrap();
+                let mut r = BufReader::new(conn);
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                if line.contains("file_stream") {
+                    b2.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                }
+                let answer = br#"{"data":{}}"#;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = w.write_all(answer);
+            }
+        });
+        (url, bodies)
+    }
+
+    #[test]
+    fn an_idle_run_sends_heartbeats_and_completes() {
+        let (url, bodies) = server();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("run-abc.wandb");
+        let mut w = LogWriter::create(&log).unwrap();
+        w.write(RecordType::Run(RunRecord {
+            run_id: "abc".into(),
+            project: "p".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        let timing = Timing {
+            pacing: Duration::from_millis(10),
+            heartbeat: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let client = Client::new(&url, None, timing).unwrap();
+        let target = Target {
+            entity: "e".into(),
+            project: "p".into(),
+            name: "abc".into(),
+            storage_id: None,
+            history_lines: 0,
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let log2 = log.clone();
+        let t = std::thread::spawn(move || {
+            let never = || false;
+            let mut s = Stream::new(client, &log2, Overrides::default(), Some(target), &never);
+            s.tail(&rx)
+        });
+        // Idle long enough for several heartbeats, then end the run.
+        std::thread::sleep(Duration::from_millis(600));
+        w.write(RecordType::Exit(RunExitRecord {
+            exit_code: 0,
+            runtime: 1,
+        }))
+        .unwrap();
+        drop(tx);
+        let report = t.join().unwrap();
+        assert!(report.problem.is_none(), "{:?}", report.problem);
+        let bodies = bodies.lock().unwrap();
+        let beats = bodies.iter().filter(|b| *b == &json!({})).count();
+        assert!(beats >= 2, "heartbeats: {beats} in {bodies:?}");
+        assert_eq!(bodies.last().unwrap()["complete"], true);
     }
 }
