@@ -145,6 +145,20 @@ fn metric_steps(run: &Path) -> Vec<i64> {
     s
 }
 
+/// `ezflt sync run` in `tmp` against `stub`: it must succeed and deliver every row of the run
+/// (one per metrics step, plus the tracker's step 0) exactly once.
+fn sync_all(tmp: &Path, stub: &Stub, run: &Path) -> (stub::RunState, Vec<Value>) {
+    let o = ezflt(tmp, &stub.url())
+        .args(["sync", "run"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, state) = stub.only_run();
+    let rows = check_history(stub, &state);
+    assert_eq!(rows.len(), metric_steps(run).len() + 1);
+    (state, rows)
+}
+
 #[test]
 fn online_run_follows_the_protocol() {
     let tmp = tempfile::tempdir().unwrap();
@@ -353,14 +367,7 @@ fn server_down_for_the_whole_run_spools_and_sync_delivers() {
     assert_eq!(summary(&run)["status"], "completed");
     assert_eq!(summary(&run)["wandb"]["synced"], false);
     let stub = Stub::start();
-    let o = ezflt(tmp.path(), &stub.url())
-        .args(["sync", "run"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (_, state) = stub.only_run();
-    let rows = check_history(&stub, &state);
-    assert_eq!(rows.len(), metric_steps(&run).len() + 1);
+    let (state, _) = sync_all(tmp.path(), &stub, &run);
     assert_eq!(state.complete, vec![0]);
 }
 
@@ -481,17 +488,7 @@ fn slow_server_never_blocks_training_and_the_backlog_stays_for_sync() {
     assert!(ok, "{out}");
     assert_eq!(summary(&run)["status"], "completed");
     assert!(out.contains("ezflt sync"), "{out}");
-    let stub2 = Stub::start();
-    let o = ezflt(tmp.path(), &stub2.url())
-        .args(["sync", "run"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (_, state) = stub2.only_run();
-    assert_eq!(
-        check_history(&stub2, &state).len(),
-        metric_steps(&run).len() + 1
-    );
+    sync_all(tmp.path(), &Stub::start(), &run);
 }
 
 #[test]
@@ -1123,14 +1120,7 @@ fn a_long_offline_run_syncs_in_several_requests() {
         &[("WANDB_MODE", "offline")],
     );
     assert!(ok, "{out}");
-    let o = ezflt(tmp.path(), &stub.url())
-        .args(["sync", "run"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (_, state) = stub.only_run();
-    let rows = check_history(&stub, &state);
-    assert_eq!(rows.len(), metric_steps(&run).len() + 1);
+    let (_, rows) = sync_all(tmp.path(), &stub, &run);
     assert!(rows.len() > 12_000);
     let posts = stub
         .requests()
