@@ -1151,3 +1151,32 @@ fn an_unknown_entity_stops_at_start_with_the_servers_reason() {
     assert!(!run.join("metrics.jsonl").exists());
     assert_eq!(stub.requests().len(), 1);
 }
+
+#[test]
+fn stop_in_the_wandb_ui_stops_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stub = Stub::start();
+    stub.fault("file_stream", Action::StopRun);
+    let (run, out, _) = train(
+        tmp.path(),
+        &stub.url(),
+        &[
+            "data.n_train=40000",
+            "epochs=5",
+            "model.widths=[256]",
+            "log_every=1",
+            "plot=none",
+        ],
+        &[],
+    );
+    assert!(out.contains("stopped from the W&B UI"), "{out}");
+    let s = summary(&run);
+    assert_eq!(s["status"], "interrupted");
+    assert!(
+        s["steps"].as_u64().unwrap() < 5 * 625,
+        "stopped before the last of 3125 steps"
+    );
+    let (_, state) = stub.only_run();
+    check_history(&stub, &state);
+    assert_eq!(state.complete, vec![130]);
+}

@@ -282,6 +282,7 @@ fn execute(
                 .filter(|_| resume.is_some())
                 .and_then(|p| p["wandb"]["log"].as_str())
                 .map(Path::new),
+            stop_flag(),
         )?
         .map(Arc::new),
         None => None,

@@ -250,6 +250,7 @@ impl Logger {
         who: &Identity,
         resumed_s: f64,
         previous_log: Option<&Path>,
+        stop_training: Arc<AtomicBool>,
     ) -> Result<Option<Logger>> {
         let mut settings = settings.clone();
         if settings.mode == Mode::Disabled {
@@ -409,6 +410,10 @@ impl Logger {
                         target,
                         &stopped,
                     );
+                    s.remote_stop.push(Box::new(move || {
+                        eprintln!("\nwandb: the run was stopped from the W&B UI; stopping after this batch");
+                        stop_training.store(true, Ordering::SeqCst);
+                    }));
                     let report = s.tail(&wake_rx);
                     let _ = done_tx.send(report);
                 })?;

@@ -193,6 +193,8 @@ pub struct Stream<'a> {
     pub rows_sent: usize,
     fatal: Option<String>,
     stop: &'a dyn Fn() -> bool,
+    /// Called (once) when the server answers `"stopped": true`.
+    pub remote_stop: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl<'a> Stream<'a> {
@@ -234,6 +236,7 @@ impl<'a> Stream<'a> {
             rows_sent: 0,
             fatal: None,
             stop,
+            remote_stop: vec![],
         };
         if let Some(t) = target {
             s.set_target(t);
@@ -428,7 +431,13 @@ impl<'a> Stream<'a> {
             .client
             .file_stream(&path, &Value::Object(body), deadline, self.stop)
         {
-            Ok(_) => {
+            Ok(answer) => {
+                if answer["stopped"] == true && !self.remote_stop.is_empty() {
+                    // Stop pressed in the W&B UI: ask training to end, once.
+                    if let Some(f) = self.remote_stop.pop() {
+                        f();
+                    }
+                }
                 self.offset += n;
                 self.rows_sent += n;
                 let gone: usize = self.pending.drain(..n).map(|l| l.len()).sum();

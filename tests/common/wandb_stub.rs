@@ -19,6 +19,8 @@ pub enum Action {
     Delay(Duration),
     /// Close the connection without answering.
     Close,
+    /// file_stream answers `{"stopped": true}` (Stop pressed in the W&B UI).
+    StopRun,
     /// HTTP 200 with a GraphQL `errors` list (how a GraphQL server refuses, e.g. an unknown entity).
     GraphqlError(String),
 }
@@ -310,6 +312,7 @@ fn handle(
         fail(st, &mut req, &mut w, code, None);
         return Ok(());
     }
+    let stop_run = matches!(fault, Some(Action::StopRun));
     match fault {
         Some(Action::Status(c)) => {
             fail(st, &mut req, &mut w, c, None);
@@ -332,7 +335,7 @@ fn handle(
             return Ok(());
         }
         Some(Action::Delay(d)) => std::thread::sleep(d),
-        None => {}
+        Some(Action::StopRun) | None => {}
     }
     let answer: Value = match kind {
         "upload" => {
@@ -377,7 +380,11 @@ fn handle(
             if b["complete"].as_bool() == Some(true) {
                 run.complete.push(b["exitcode"].as_i64().unwrap_or(-1));
             }
-            json!({"exitcode": null, "limits": {}})
+            if stop_run {
+                json!({"exitcode": null, "limits": {}, "stopped": true})
+            } else {
+                json!({"exitcode": null, "limits": {}})
+            }
         }
         "graphql" => {
             let v = json
