@@ -58,17 +58,21 @@ fn nonempty(s: &str) -> Value {
 /// `{"key": {"value": <json>}, ...}` as a JSON string: the config encoding the W&B UI turns
 /// into columns (spec §3).
 pub fn config_json(run: &RunRecord) -> String {
+    let items = run.config.iter().flat_map(|c| &c.update);
+    raw_object(items.map(|it| (it.name(), format!("{{\"value\":{}}}", it.value_json))))
+}
+
+/// `{"key": <value>, ...}` from values that are already JSON text (W&B's dialect, bare NaN
+/// included), so they are passed through, not re-encoded.
+fn raw_object(pairs: impl IntoIterator<Item = (String, String)>) -> String {
     let mut out = String::from("{");
-    if let Some(c) = &run.config {
-        for (i, item) in c.update.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&Value::String(item.name()).to_string());
-            out.push_str(":{\"value\":");
-            out.push_str(&item.value_json);
-            out.push('}');
+    for (i, (k, v)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
+        out.push_str(&Value::String(k).to_string());
+        out.push(':');
+        out.push_str(&v);
     }
     out.push('}');
     out
@@ -283,18 +287,10 @@ impl<'a> Stream<'a> {
             match r.record_type {
                 Some(RecordType::Run(run)) if self.run.is_none() => self.run = Some(run),
                 Some(RecordType::History(h)) => {
-                    let mut line = String::from("{");
-                    for (i, it) in h.item.iter().enumerate() {
-                        if i > 0 {
-                            line.push(',');
-                        }
-                        let k = it.name();
-                        line.push_str(&Value::String(k.clone()).to_string());
-                        line.push(':');
-                        line.push_str(&it.value_json);
-                        self.note_summary(k, &it.value_json);
+                    for it in &h.item {
+                        self.note_summary(it.name(), &it.value_json);
                     }
-                    line.push('}');
+                    let line = raw_object(h.item.into_iter().map(|it| (it.name(), it.value_json)));
                     self.seen += 1;
                     // Lines the server already holds (a resumed upload) are not sent again.
                     if self.history_start + self.seen > self.offset + self.pending.len() {
@@ -334,23 +330,8 @@ impl<'a> Stream<'a> {
     }
 
     fn summary_line(&self, runtime: Option<i32>) -> String {
-        let mut line = String::from("{");
-        for (i, (k, v)) in self.summary_raw.iter().enumerate() {
-            if i > 0 {
-                line.push(',');
-            }
-            line.push_str(&Value::String(k.clone()).to_string());
-            line.push(':');
-            line.push_str(v);
-        }
-        if let Some(rt) = runtime {
-            if !self.summary_raw.is_empty() {
-                line.push(',');
-            }
-            line.push_str(&format!("\"_wandb\":{{\"runtime\":{rt}}}"));
-        }
-        line.push('}');
-        line
+        let wandb = runtime.map(|rt| ("_wandb".to_string(), format!("{{\"runtime\":{rt}}}")));
+        raw_object(self.summary_raw.iter().cloned().chain(wandb))
     }
 
     fn path(&self) -> Option<String> {
