@@ -26,6 +26,15 @@ const FAST: &[&str] = &[
     "logger.wandb.finish_timeout_s=60",
 ];
 
+/// A run long enough (3125 steps, a row each) for several paced posts before it ends.
+const LONG: &[&str] = &[
+    "data.n_train=40000",
+    "epochs=5",
+    "model.widths=[256]",
+    "log_every=1",
+    "plot=none",
+];
+
 fn ezflt(dir: &Path, base_url: &str) -> Command {
     let mut c = Command::cargo_bin("ezflt").expect("binary");
     c.current_dir(dir);
@@ -389,11 +398,7 @@ fn server_errors_then_recovery_lose_and_duplicate_nothing() {
     assert_eq!(rows.len(), metric_steps(&run).len() + 1);
     assert_eq!(state.complete, vec![0]);
     // A retried post repeats the failed one's offset and first lines.
-    let fs: Vec<_> = stub
-        .requests()
-        .into_iter()
-        .filter(|r| r.kind == "file_stream")
-        .collect();
+    let fs = stub.posts();
     let first_ok = fs.iter().position(|r| r.status == 200).unwrap();
     assert!(first_ok >= 5);
     let h = |r: &stub::Req| {
@@ -419,11 +424,7 @@ fn retry_after_is_honoured() {
     stub.fault("file_stream", Action::RetryAfter(429, 1));
     let (_, out, ok) = train(tmp.path(), &stub.url(), &[], &[]);
     assert!(ok, "{out}");
-    let fs: Vec<_> = stub
-        .requests()
-        .into_iter()
-        .filter(|r| r.kind == "file_stream")
-        .collect();
+    let fs = stub.posts();
     assert_eq!(fs[0].status, 429);
     // The retry waited the server's second, not the 20 ms backoff.
     assert!(
@@ -1006,15 +1007,7 @@ run.finish()
         keys(mine.summary().unwrap()),
         keys(official.summary().unwrap())
     );
-    let last = |s: &Stub| {
-        s.requests()
-            .into_iter()
-            .rev()
-            .find(|r| r.kind == "file_stream")
-            .unwrap()
-            .json
-            .unwrap()
-    };
+    let last = |s: &Stub| s.posts().pop().unwrap().json.unwrap();
     let (a, b) = (last(&ours), last(&theirs));
     assert_eq!(
         (a["complete"].clone(), a["exitcode"].clone()),
@@ -1057,22 +1050,11 @@ fn posts_are_paced() {
     let (_, out, ok) = train(
         tmp.path(),
         &stub.url(),
-        &[
-            "data.n_train=40000",
-            "epochs=5",
-            "model.widths=[256]",
-            "log_every=1",
-            "logger.wandb.pacing_s=0.1",
-            "plot=none",
-        ],
+        &[LONG, &["logger.wandb.pacing_s=0.1"]].concat(),
         &[],
     );
     assert!(ok, "{out}");
-    let fs: Vec<_> = stub
-        .requests()
-        .into_iter()
-        .filter(|r| r.kind == "file_stream")
-        .collect();
+    let fs = stub.posts();
     assert!(fs.len() >= 4, "{} posts", fs.len());
     // At the end the rest is flushed at once and the completion follows (as wandb-core
     // does); all posts before keep the pacing.
@@ -1122,11 +1104,7 @@ fn a_long_offline_run_syncs_in_several_requests() {
     assert!(ok, "{out}");
     let (_, rows) = sync_all(tmp.path(), &stub, &run);
     assert!(rows.len() > 12_000);
-    let posts = stub
-        .requests()
-        .iter()
-        .filter(|r| r.kind == "file_stream")
-        .count();
+    let posts = stub.posts().len();
     assert!(
         posts >= 3,
         "10 000 lines at most per request: {posts} posts"
@@ -1157,18 +1135,7 @@ fn stop_in_the_wandb_ui_stops_training() {
     let tmp = tempfile::tempdir().unwrap();
     let stub = Stub::start();
     stub.fault("file_stream", Action::StopRun);
-    let (run, out, _) = train(
-        tmp.path(),
-        &stub.url(),
-        &[
-            "data.n_train=40000",
-            "epochs=5",
-            "model.widths=[256]",
-            "log_every=1",
-            "plot=none",
-        ],
-        &[],
-    );
+    let (run, out, _) = train(tmp.path(), &stub.url(), LONG, &[]);
     assert!(out.contains("stopped from the W&B UI"), "{out}");
     let s = summary(&run);
     assert_eq!(s["status"], "interrupted");

@@ -163,6 +163,14 @@ impl Stub {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// The file_stream posts, in arrival order.
+    pub fn posts(&self) -> Vec<Req> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.kind == "file_stream")
+            .collect()
+    }
+
     pub fn runs(&self) -> HashMap<String, RunState> {
         self.state.lock().unwrap().runs.clone()
     }
