@@ -1,6 +1,8 @@
 //! ezflt: Hydra-style experiment runner for feature-learning-theory research.
 //! Entry point: normalises argv, dispatches a subcommand, turns errors into clean messages.
 
+#[macro_use]
+mod shell;
 mod artifacts;
 mod backend;
 mod cli;
@@ -20,18 +22,41 @@ mod wandb;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let code = match cli::run(std::env::args().collect()) {
+    let code = match args().and_then(cli::run) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {}", format_error(&e));
+            errln!("Error: {}", format_error(&e));
             1
         }
     };
+    shell::flush();
     std::process::exit(code);
 }
 
-/// One paragraph: the outermost message, then its causes, no backtrace.
+/// The command line as UTF-8 text; an argument that is not (a Latin-1 file name, a stray
+/// byte) is an error naming it, not a panic.
+fn args() -> anyhow::Result<Vec<String>> {
+    std::env::args_os()
+        .enumerate()
+        .map(|(i, a)| {
+            a.into_string().map_err(|bad| {
+                anyhow::anyhow!(
+                    "argument {i} ({:?}) is not valid UTF-8: ezflt reads overrides and paths as UTF-8 text; \
+                     rename the file or pass the value in UTF-8",
+                    bad.to_string_lossy()
+                )
+            })
+        })
+        .collect()
+}
+
+/// One paragraph: the outermost message, then its causes, no backtrace; words over 200
+/// characters (a pasted array) are cut.
 fn format_error(e: &anyhow::Error) -> String {
+    shell::clip(&format_chain(e))
+}
+
+fn format_chain(e: &anyhow::Error) -> String {
     let mut s = e.to_string();
     for cause in e.chain().skip(1) {
         s.push_str(&format!("\n  caused by: {cause}"));

@@ -17,6 +17,9 @@ pub fn cli() -> Command {
 pub fn exec(m: &ArgMatches) -> Result<i32> {
     let shell = *m.get_one::<Shell>("shell").expect("required");
     let mut app = super::app();
-    clap_complete::generate(shell, &mut app, "ezflt", &mut std::io::stdout());
+    // Into a buffer first: clap_complete panics when stdout is a closed pipe.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut app, "ezflt", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     Ok(0)
 }

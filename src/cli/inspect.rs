@@ -33,11 +33,11 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     let has_spill = dir.join(spill::SPILL).join("meta.json").exists();
     if m.get_flag("repair") {
         if !has_spill {
-            println!("nothing to repair: {} has no snapshot spill", dir.display());
+            outln!("nothing to repair: {} has no snapshot spill", dir.display());
             return Ok(0);
         }
         let t = spill::finish(dir, false)?;
-        println!("assembled {} with {t} snapshots", archive.display());
+        outln!("assembled {} with {t} snapshots", archive.display());
         return Ok(0);
     }
     if let Some(name) = m.get_one::<String>("tensor") {
@@ -49,7 +49,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         };
         let steps = a.read_i64("step")?;
         let x = a.read_step(name, index)?;
-        println!(
+        outln!(
             "{name} snapshot {index} (step {}): shape {:?} {}",
             steps.get(index).copied().unwrap_or(-1),
             x.shape,
@@ -58,11 +58,11 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         return Ok(0);
     }
 
-    println!("run       {}", dir.display());
+    outln!("run       {}", dir.display());
     if let Ok(text) = std::fs::read_to_string(dir.join("summary.json")) {
         let s: serde_json::Value =
             serde_json::from_str(&text).context("summary.json is not valid JSON")?;
-        println!(
+        outln!(
             "status    {} ({} steps, {} epochs, {:.2} s, {} on {})",
             s["status"].as_str().unwrap_or("?"),
             s["steps"],
@@ -71,7 +71,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             s["backend"].as_str().unwrap_or("?"),
             s["device"].as_str().unwrap_or("?"),
         );
-        println!(
+        outln!(
             "model     {} on {} (seed {})",
             s["model"].as_str().unwrap_or("?"),
             s["data"].as_str().unwrap_or("?"),
@@ -82,13 +82,13 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
                 .iter()
                 .map(|(k, v)| format!("{k}={:.4}", v.as_f64().unwrap_or(f64::NAN)))
                 .collect();
-            println!("final     {}", items.join(" "));
+            outln!("final     {}", items.join(" "));
         }
         let w = &s["wandb"];
         if w.is_object() {
             let log = w["log"].as_str().unwrap_or("?");
             let synced = Path::new(&format!("{log}.synced")).exists();
-            println!(
+            outln!(
                 "wandb     run {} ({}): {}",
                 w["run_id"].as_str().unwrap_or("?"),
                 w["mode"].as_str().unwrap_or("?"),
@@ -100,11 +100,11 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             );
         }
     } else {
-        println!("status    no summary.json (not run yet, or still running)");
+        outln!("status    no summary.json (not run yet, or still running)");
     }
     if dir.join(".hydra").exists() {
         let ov = crate::plan::rundir::read_task_overrides(dir);
-        println!(
+        outln!(
             "overrides {}",
             if ov.is_empty() {
                 "(none)".to_string()
@@ -114,7 +114,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         );
     }
     if let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) {
-        println!("metrics   metrics.jsonl: {} rows", text.lines().count());
+        outln!("metrics   metrics.jsonl: {} rows", text.lines().count());
     }
     if archive.exists() {
         let mut a = Archive::open(&archive)?;
@@ -124,7 +124,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        println!(
+        outln!(
             "features  {}: {} snapshots (steps {}..{}, {}){}",
             spill::ARCHIVE,
             steps.len(),
@@ -141,12 +141,12 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             if name == "metadata" {
                 continue;
             }
-            println!("  {name:<40} {:?}", a.shape(&name)?);
+            outln!("  {name:<40} {:?}", a.shape(&name)?);
         }
     } else if has_spill {
-        println!("features  incomplete: snapshot spill files from an interrupted run; `ezflt inspect --repair {}` assembles them", dir.display());
+        outln!("features  incomplete: snapshot spill files from an interrupted run; `ezflt inspect --repair {}` assembles them", dir.display());
     } else {
-        println!("features  none (tracker=none)");
+        outln!("features  none (tracker=none)");
     }
     let plots = dir.join("plots");
     let mut pngs: Vec<String> = std::fs::read_dir(&plots)
@@ -157,7 +157,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         })
         .unwrap_or_default();
     pngs.sort();
-    println!(
+    outln!(
         "plots     {}",
         if pngs.is_empty() {
             "(none)".to_string()

@@ -16,7 +16,7 @@ pub fn status_exec(m: &ArgMatches) -> Result<i32> {
     let root = Path::new(m.get_one::<String>("dir").expect("required"));
     let jobs = launch::jobs_of(root)?;
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    println!("{:>4}  {:<11} {:>9}  overrides", "job", "status", "time_s");
+    outln!("{:>4}  {:<11} {:>9}  overrides", "job", "status", "time_s");
     for j in &jobs {
         let st = launch::job_status(&j.dir);
         let secs = std::fs::read_to_string(j.dir.join("summary.json"))
@@ -24,7 +24,7 @@ pub fn status_exec(m: &ArgMatches) -> Result<i32> {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|s| s["duration_s"].as_f64())
             .map_or("-".to_string(), |d| format!("{d:.1}"));
-        println!(
+        outln!(
             "{:>4}  {:<11} {:>9}  {}",
             j.num,
             st,
@@ -34,7 +34,7 @@ pub fn status_exec(m: &ArgMatches) -> Result<i32> {
         *counts.entry(st).or_default() += 1;
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    println!(
+    outln!(
         "{} job(s): {} ({})",
         jobs.len(),
         summary.join(", "),

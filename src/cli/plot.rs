@@ -36,7 +36,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         log_x: m.get_flag("log-x"),
     };
     for f in plot::plot(dir, &spec)? {
-        println!("{}", f.display());
+        outln!("{}", f.display());
     }
     Ok(0)
 }

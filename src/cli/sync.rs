@@ -105,14 +105,14 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     let mut done = 0;
     for log in &logs {
         if synced_marker(log).exists() && !force {
-            println!(
+            outln!(
                 "{}: already synced (--force to upload again)",
                 log.display()
             );
             continue;
         }
         if m.get_flag("dry-run") {
-            println!("{}: would be uploaded", log.display());
+            outln!("{}: would be uploaded", log.display());
             continue;
         }
         let s = settings_for(log)?;
@@ -130,7 +130,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         match (&r.problem, r.synced) {
             (None, true) => {
                 done += 1;
-                println!(
+                outln!(
                     "{}: synced {} rows{}",
                     log.display(),
                     r.rows_sent,
@@ -139,7 +139,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             }
             (p, _) => {
                 failed += 1;
-                eprintln!(
+                errln!(
                     "{}: not fully synced: {} ({} rows sent{})",
                     log.display(),
                     p.clone().unwrap_or_else(|| "unknown reason".into()),
@@ -152,7 +152,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         }
     }
     if failed > 0 {
-        eprintln!("sync: {done} synced, {failed} not; fix the cause and run `ezflt sync` again (rows the server has are not sent twice)");
+        errln!("sync: {done} synced, {failed} not; fix the cause and run `ezflt sync` again (rows the server has are not sent twice)");
         return Ok(1);
     }
     Ok(0)

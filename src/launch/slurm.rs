@@ -114,13 +114,13 @@ pub fn launch(
         bail!("sbatch printed no job id");
     }
     std::fs::write(dir.join("array_id"), &id)?;
-    println!(
+    outln!(
         "Submitted SLURM array job {id} ({} task(s)); script {}",
         jobs.len(),
         sh.display()
     );
     if spec.no_wait {
-        println!(
+        outln!(
             "Not waiting (--no-wait); follow it with: ezflt status {}",
             root.display()
         );
@@ -169,7 +169,7 @@ pub fn launch(
             if code != 0 && task_state(&id, i).as_deref() == Some("TIMEOUT") {
                 rec.set_status(j.num, "timeout");
             }
-            println!("#{} {}", j.num, rec.status(j.num));
+            outln!("#{} {}", j.num, rec.status(j.num));
             done.push((j.num, code));
         }
         rec.write()?;

@@ -172,7 +172,7 @@ impl Journal {
         }
         if self.row_step.is_some_and(|s| step < s) || self.last_step.is_some_and(|s| step <= s) {
             if !self.warned_order {
-                eprintln!("wandb: warning: a value for step {step} came after a later step; W&B keeps steps increasing, so it is not sent");
+                errln!("wandb: warning: a value for step {step} came after a later step; W&B keeps steps increasing, so it is not sent");
                 self.warned_order = true;
             }
             return Ok(());
@@ -262,7 +262,7 @@ impl Logger {
             if settings.required {
                 anyhow::bail!("{msg}");
             }
-            eprintln!("wandb: warning: {msg}; logging offline (logger.wandb.required=false)");
+            errln!("wandb: warning: {msg}; logging offline (logger.wandb.required=false)");
             settings.mode = Mode::Offline;
         }
         if let Some(k) = &settings.api_key {
@@ -371,7 +371,7 @@ impl Logger {
                 &|| true,
             ) {
                 Ok(t) => {
-                    eprintln!("wandb: logging to {}", t.url(&settings.base_url));
+                    errln!("wandb: logging to {}", t.url(&settings.base_url));
                     Some(t)
                 }
                 Err(f @ client::Failure::Fatal { .. }) => {
@@ -379,14 +379,14 @@ impl Logger {
                     if settings.required {
                         anyhow::bail!("W&B: {msg}. To train without W&B, set logger.wandb.required=false (rows are then kept for `ezflt sync`) or logger=none");
                     }
-                    eprintln!(
+                    errln!(
                         "wandb: warning: {msg}; logging to {} only (logger.wandb.required=false)",
                         log.display()
                     );
                     None
                 }
                 Err(f) => {
-                    eprintln!(
+                    errln!(
                         "wandb: warning: the W&B server at {} did not answer ({}); training goes on, rows are kept in {} and sent when it answers",
                         settings.base_url,
                         f.message(),
@@ -411,7 +411,7 @@ impl Logger {
                         &stopped,
                     );
                     s.remote_stop.push(Box::new(move || {
-                        eprintln!("\nwandb: the run was stopped from the W&B UI; stopping after this batch");
+                        errln!("\nwandb: the run was stopped from the W&B UI; stopping after this batch");
                         stop_training.store(true, Ordering::SeqCst);
                     }));
                     let report = s.tail(&wake_rx);
@@ -444,9 +444,7 @@ impl Logger {
         for (k, v) in items {
             if let Err(e) = j.log(step as i64, k, number_json(*v)) {
                 // Once: a full disk must not flood the training output.
-                eprintln!(
-                    "wandb: warning: cannot write the W&B log, W&B logging stops here: {e:#}"
-                );
+                errln!("wandb: warning: cannot write the W&B log, W&B logging stops here: {e:#}");
                 j.broken = true;
                 return;
             }
@@ -457,7 +455,7 @@ impl Logger {
     /// `finish` timing) for the uploader. Never fails the run it describes.
     pub fn finish(&self, exit_code: i32, summary: &[(String, f64)], plots: &[PathBuf]) -> Outcome {
         if let Err(e) = self.write_end(exit_code, summary, plots) {
-            eprintln!("wandb: warning: could not finish the W&B log: {e:#}");
+            errln!("wandb: warning: could not finish the W&B log: {e:#}");
         }
         let mut out = Outcome {
             mode: self.settings.mode,
@@ -473,7 +471,7 @@ impl Logger {
         };
         let Some((handle, done)) = taken else {
             if self.settings.mode == Mode::Offline {
-                eprintln!(
+                errln!(
                     "wandb: offline run saved in {}; upload it with `{sync_hint}`",
                     self.log.parent().unwrap_or(&self.log).display()
                 );
@@ -484,7 +482,7 @@ impl Logger {
         let mut first =
             done.recv_timeout(std::time::Duration::from_secs(2).min(self.settings.timing.finish));
         if first.is_err() && Instant::now() < deadline {
-            eprintln!(
+            errln!(
                 "wandb: uploading the rest of the run (up to {:.0} s; Ctrl-C twice leaves it for `{sync_hint}`)",
                 self.settings.timing.finish.as_secs_f64()
             );
@@ -498,23 +496,23 @@ impl Logger {
                 match (&r.problem, r.synced) {
                     (None, true) => {
                         if let Some(u) = &r.url {
-                            eprintln!("wandb: run synced: {u}");
+                            errln!("wandb: run synced: {u}");
                         }
                     }
-                    (p, _) => eprintln!(
+                    (p, _) => errln!(
                         "wandb: warning: the run is not fully uploaded ({}); everything is kept in {}: upload it with `{sync_hint}`",
                         p.clone().unwrap_or_else(|| "unknown reason".into()),
                         self.log.display()
                     ),
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => eprintln!(
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => errln!(
                 "wandb: warning: the upload stopped unexpectedly; everything is kept in {}: upload it with `{sync_hint}`",
                 self.log.display()
             ),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 self.stop.store(true, Ordering::SeqCst);
-                eprintln!(
+                errln!(
                     "wandb: warning: the upload did not finish within logger.wandb.finish_timeout_s ({:.0} s); everything is kept in {}: upload it with `{sync_hint}`",
                     self.settings.timing.finish.as_secs_f64(),
                     self.log.display()

@@ -475,7 +475,7 @@ impl<'a> Stream<'a> {
         ) {
             Ok(d) => d,
             Err(f) => {
-                eprintln!("wandb: warning: {}", f.message());
+                errln!("wandb: warning: {}", f.message());
                 return false;
             }
         };
@@ -501,7 +501,7 @@ impl<'a> Stream<'a> {
             let bytes = match std::fs::read(self.files_dir.join(name)) {
                 Ok(b) => b,
                 Err(e) => {
-                    eprintln!("wandb: warning: cannot read {name} for upload: {e}");
+                    errln!("wandb: warning: cannot read {name} for upload: {e}");
                     ok = false;
                     continue;
                 }
@@ -509,7 +509,7 @@ impl<'a> Stream<'a> {
             match self.client.put(url, &headers, &bytes, deadline, self.stop) {
                 Ok(()) => self.uploaded.push(name.to_string()),
                 Err(f) => {
-                    eprintln!("wandb: warning: {}", f.message());
+                    errln!("wandb: warning: {}", f.message());
                     ok = false;
                 }
             }

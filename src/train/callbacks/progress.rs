@@ -40,7 +40,7 @@ impl Progress {
         }
         match &self.bar {
             Some(b) => b.println(s),
-            None => println!("{s}"),
+            None => outln!("{s}"),
         }
     }
 }
