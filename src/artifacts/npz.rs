@@ -101,9 +101,8 @@ impl NpzWriter {
 
     pub fn finish(self) -> Result<()> {
         let f = self.zip.finish().context("finishing the archive")?;
-        f.sync_all().ok();
-        std::fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("renaming {} to {}", self.tmp.display(), self.path.display()))
+        drop(f);
+        crate::plan::rundir::commit(&self.tmp, &self.path)
     }
 }
 

@@ -53,16 +53,51 @@ pub fn create_unique_dir(want: &Path) -> Result<PathBuf> {
     ))
 }
 
-/// Writes a file atomically (temp name + rename), so a crash never leaves half a file.
+/// Writes a file atomically (temp name, fsync, rename), so a crash or a kill never leaves
+/// half a file under the real name.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension(format!(
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
+    commit(&tmp, path)
+}
+
+/// Makes a finished temp file durable and gives it its real name: fsync the data, rename,
+/// fsync the directory so the rename itself survives a power cut.
+pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
+    fsync(tmp)?;
+    std::fs::rename(tmp, path)
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // Not every filesystem can fsync a directory; the rename is done either way.
+        let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+    }
     Ok(())
+}
+
+/// Flushes a written file's data to disk.
+pub fn fsync(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("flushing {} to disk", path.display()))
+}
+
+/// Removes temp files a killed process left in `dir` (`x.tmp`, `x.tmp.bpk`, `x.bpk.123.tmp`):
+/// none of them is ever read, and a run that starts or resumes here writes its own.
+pub fn clean_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let is_temp = name.ends_with(".tmp") || name.contains(".tmp.");
+        if is_temp && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Job-specific fields Hydra sets when a job starts.

@@ -355,34 +355,39 @@ pub fn finish(run_dir: &Path, complete: bool) -> Result<usize> {
     Ok(t_w)
 }
 
-/// Copies the snapshots of an existing archive into a fresh spill (a resumed run keeps its
-/// history). Arrays are matched by key; the archive must hold the same arrays.
-pub fn import(archive: &Path, spill: &mut Spill) -> Result<usize> {
+/// Copies the snapshots of an existing archive up to step `upto` into a fresh spill (a resumed
+/// run keeps its history; later ones were taken by the stopped run past its checkpoint and are
+/// taken again). Arrays are matched by key; the archive must hold the same arrays.
+pub fn import(archive: &Path, spill: &mut Spill, upto: usize) -> Result<usize> {
     let mut a = Archive::open(archive)?;
-    let steps = a.read_i64("step")?;
-    let epochs = a.read_i64("epoch")?;
-    let batches = a.read_i64("batch")?;
-    let grad_steps = if a.names().iter().any(|n| n == "grad_step") {
+    let all_steps = a.read_i64("step")?;
+    let all_grads = if a.names().iter().any(|n| n == "grad_step") {
         a.read_i64("grad_step")?
     } else {
         vec![]
     };
+    let keep = |s: &[i64]| s.iter().take_while(|&&x| x <= upto as i64).count();
+    let (t_w, t_g) = (keep(&all_steps), keep(&all_grads));
+    let steps = &all_steps[..t_w];
+    let grad_steps = &all_grads[..t_g];
+    let epochs = a.read_i64("epoch")?;
+    let batches = a.read_i64("batch")?;
     for s in spill.arrays.iter_mut().filter(|s| s.index != Index::Static) {
         let bytes = a.raw_data(&s.key)?;
-        let want = s.row_bytes()
-            * match s.index {
-                Index::Weights => steps.len(),
-                _ => grad_steps.len(),
-            } as u64;
-        if bytes.len() as u64 != want {
+        let (rows, kept) = match s.index {
+            Index::Weights => (all_steps.len(), t_w),
+            _ => (all_grads.len(), t_g),
+        };
+        if bytes.len() as u64 != s.row_bytes() * rows as u64 {
             bail!("{}: '{}' does not match the tracker's settings; move the archive away to start a new one", archive.display(), s.key);
         }
-        s.file.write_all(&bytes)?;
+        s.file
+            .write_all(&bytes[..(s.row_bytes() * kept as u64) as usize])?;
     }
     for i in 0..steps.len() {
         spill.commit(Index::Weights, &[steps[i], epochs[i], batches[i]])?;
     }
-    for g in &grad_steps {
+    for g in grad_steps {
         spill.commit(Index::Grads, &[*g])?;
     }
     Ok(steps.len())

@@ -124,6 +124,16 @@ pub struct EpochInfo<'a> {
     pub optim: &'a ModuleOptimizer,
 }
 
+/// Where an interrupted run stopped, when that is an epoch boundary: a consistent point to
+/// checkpoint (the epoch's batches are all done or none begun).
+pub struct Boundary<'a> {
+    /// Epochs done so far.
+    pub epoch: usize,
+    pub step: usize,
+    pub model: &'a dyn ModelView,
+    pub optim: &'a ModuleOptimizer,
+}
+
 pub struct StartInfo<'a> {
     pub epochs: usize,
     pub total_steps: usize,
@@ -188,6 +198,11 @@ pub trait Callback {
         Ok(())
     }
     fn on_epoch_end(&mut self, _e: &EpochInfo) -> Result<()> {
+        Ok(())
+    }
+    /// A stop request (Ctrl-C, SIGTERM) arrived at an epoch boundary; called before
+    /// `on_train_end`, so a checkpoint can capture exactly where training stopped.
+    fn on_interrupt(&mut self, _at: &Boundary) -> Result<()> {
         Ok(())
     }
     /// Called however training ended, so callbacks flush what they hold; `model` holds
@@ -293,26 +308,20 @@ impl<'a> Trainer<'a> {
         )
     }
 
-    /// Accuracy under the configured attack (PGD with `eval_steps`), on the test split.
+    /// Accuracy under PGD with `eval_steps` steps on the test split, whatever attack trains.
     fn robust_accuracy<M: Net>(&self, model: &M, d: &OnDevice) -> f64 {
         let Some(adv) = &self.spec.adv else {
             return 0.0;
         };
+        let attack = adv.eval_attack();
         let valid = model.valid();
         let (mut correct, chunk, mut start) = (0.0, 1024, 0);
         while start < d.n {
             let len = chunk.min(d.n - start);
             let x = d.x.clone().narrow(0, start, len).autodiff();
             let y = d.y.clone().narrow(0, start, len);
-            let xa = adversarial::perturb(
-                model,
-                x,
-                y.clone(),
-                adv,
-                adv.eval_steps,
-                self.spec.loss,
-                self.data.task,
-            );
+            let xa =
+                adversarial::perturb(model, x, y.clone(), &attack, self.spec.loss, self.data.task);
             let out = valid.forward(xa.without_autodiff());
             if let Some(c) = loss::correct(self.data.task, out, y) {
                 correct += c.into_scalar::<f32>() as f64;
@@ -400,6 +409,17 @@ impl<'a> Trainer<'a> {
                 }
                 if self.stop.load(Ordering::SeqCst) {
                     status = Status::Interrupted;
+                    if b == 0 {
+                        let at = Boundary {
+                            epoch,
+                            step,
+                            model: &model,
+                            optim: &opt,
+                        };
+                        for cb in self.callbacks.iter_mut() {
+                            cb.on_interrupt(&at)?;
+                        }
+                    }
                     break 'epochs;
                 }
                 let t0 = Instant::now();
@@ -418,7 +438,7 @@ impl<'a> Trainer<'a> {
                     )
                 };
                 if let Some(adv) = spec.adv.as_ref().filter(|a| a.train) {
-                    x = adversarial::perturb(&model, x, y.clone(), adv, adv.steps, spec.loss, task);
+                    x = adversarial::perturb(&model, x, y.clone(), adv, spec.loss, task);
                 }
                 lr = spec.schedule.lr(spec.optim.lr, step, epoch, total);
                 let out = model.forward(x.clone());

@@ -121,6 +121,13 @@ impl Callback for MetricsWriter {
                 .with_context(|| format!("opening {}", p.display()))
                 .map(|f| (f, existed))
         };
+        if info.start_step > 0 {
+            // Rows past the checkpoint were logged by the run that was stopped; the resumed
+            // run logs those steps again.
+            for name in ["metrics.jsonl", "metrics.csv"] {
+                keep_rows_upto(&self.dir.join(name), info.start_step)?;
+            }
+        }
         let (jsonl, _) = open("metrics.jsonl")?;
         let (mut csv, existed) = open("metrics.csv")?;
         if !existed {
@@ -167,5 +174,60 @@ impl Callback for MetricsWriter {
         row.extend(e.eval.iter().cloned());
         row.push(("time_s".into(), self.elapsed()));
         self.write_row(&row)
+    }
+}
+
+/// Rewrites a metrics file (atomically) without the rows logged after `step`, and without a
+/// last line cut off by a kill. The CSV header (a line whose first field is not a number) stays.
+fn keep_rows_upto(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let row_step = |line: &str| -> Option<f64> {
+        if line.starts_with('{') {
+            serde_json::from_str::<serde_json::Value>(line).ok()?["step"].as_f64()
+        } else {
+            line.split(',').next()?.parse().ok()
+        }
+    };
+    let complete = text.rfind('\n').map_or("", |i| &text[..i]);
+    let kept: String = complete
+        .split('\n')
+        .enumerate()
+        .filter(|(i, l)| match row_step(l) {
+            Some(s) => s <= step as f64,
+            None => *i == 0 && !l.starts_with('{') && !l.is_empty(),
+        })
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        crate::plan::rundir::write_atomic(path, &kept)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resume_drops_rows_after_the_checkpoint_and_a_cut_line() {
+        let dir = tempfile_dir();
+        let j = dir.join("metrics.jsonl");
+        std::fs::write(&j, "{\"step\":5}\n{\"step\":10}\n{\"step\":15}\n{\"ste").unwrap();
+        super::keep_rows_upto(&j, 10).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&j).unwrap(),
+            "{\"step\":5}\n{\"step\":10}\n"
+        );
+        let c = dir.join("metrics.csv");
+        std::fs::write(&c, "step,epoch\n5,0\n10,1\n15,1\n").unwrap();
+        super::keep_rows_upto(&c, 5).unwrap();
+        assert_eq!(std::fs::read_to_string(&c).unwrap(), "step,epoch\n5,0\n");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("ezflt-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 }
