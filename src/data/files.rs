@@ -187,6 +187,33 @@ fn mnist(dir: &Path, n_train: Option<usize>, n_test: Option<usize>) -> Result<Da
     })
 }
 
+/// Class ids must be 0..K-1: a stray large id (99000000) would silently become a K-row
+/// output layer. Every id below the largest must occur.
+fn check_class_ids(
+    path: &str,
+    y_key: &str,
+    ids: impl Iterator<Item = i64>,
+    max_label: usize,
+) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for id in ids {
+        seen.insert(id);
+    }
+    if seen.len() == max_label + 1 {
+        return Ok(());
+    }
+    let shown: Vec<String> = seen.iter().take(8).map(|v| v.to_string()).collect();
+    bail!(
+        "{path}: labels '{y_key}' must be class ids 0..K-1, but they take {} distinct value(s) \
+         ({}{}) with the largest {max_label}, which would make a {}-way output layer; \
+         renumber them first, e.g. `y = np.unique(y, return_inverse=True)[1]`",
+        seen.len(),
+        shown.join(", "),
+        if seen.len() > 8 { ", ..." } else { "" },
+        max_label + 1
+    )
+}
+
 /// One array from a `.npy` reader, as f32 with its shape.
 pub fn npy_array(r: impl Read, what: &str) -> Result<(Vec<usize>, Vec<f32>)> {
     let f = npyz::NpyFile::new(r).with_context(|| format!("{what}: not a valid .npy array"))?;
@@ -209,7 +236,10 @@ pub fn npy_array(r: impl Read, what: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         }};
     }
     try_as!(f, f32, f64, i64, i32, i16, i8, u8, u16, u32, u64);
-    bail!("{what}: unsupported dtype {dtype:?}; use a float or integer array")
+    bail!(
+        "{what}: unsupported dtype '{}'; use a float or integer array (object and string arrays cannot be trained on)",
+        dtype.descr()
+    )
 }
 
 /// All arrays of a `.npz` (or the single array of a `.npy`, named `arr_0`).
@@ -317,6 +347,14 @@ fn numpy(
         None => split(x, y, n, test_fraction, seed),
     };
     let max_label = train.y.iter().chain(&test.y).copied().max().unwrap_or(0) as usize;
+    if task != Some("reconstruct") {
+        check_class_ids(
+            path,
+            y_key,
+            train.y.iter().chain(&test.y).copied(),
+            max_label,
+        )?;
+    }
     let task = match task {
         Some("reconstruct") => Task::Reconstruct,
         Some("binary") => Task::Binary,

@@ -156,14 +156,71 @@ impl DataSpec {
     }
 }
 
+impl DataSpec {
+    /// How many samples generation will hold in memory (all splits), known without
+    /// generating: the memory check runs on it. `None` for file sources (read them to know).
+    pub fn samples(&self) -> Option<usize> {
+        use DataSpec::*;
+        Some(match *self {
+            GaussianMixture {
+                n_train, n_test, ..
+            }
+            | Xor {
+                n_train, n_test, ..
+            }
+            | SignalNoise {
+                n_train, n_test, ..
+            }
+            | SparseCoding {
+                n_train, n_test, ..
+            } => n_train.saturating_add(n_test),
+            // Test, semantic and non-semantic anomaly splits.
+            OrthonormalPatches {
+                n_train, n_test, ..
+            } => n_train.saturating_add(n_test.saturating_mul(3)),
+            // Every pair once, plus the true-test copy of the held-out ones.
+            ModularAddition { p, .. } => p.saturating_mul(p).saturating_mul(2),
+            Digits { .. } => 1797,
+            Mnist { .. } | Numpy { .. } => return None,
+        })
+    }
+}
+
 /// Builds the dataset; `seed` drives every random draw (generation, split, ground truth).
 pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
     use DataSpec::*;
-    match spec {
+    let ds = match spec {
         GaussianMixture { .. } | Xor { .. } | SignalNoise { .. } | SparseCoding { .. } => {
             synthetic::generate(spec, seed)
         }
         OrthonormalPatches { .. } | ModularAddition { .. } => synthetic::generate(spec, seed),
         Digits { .. } | Mnist { .. } | Numpy { .. } => files::load(spec, seed),
+    }?;
+    ds.check_finite()?;
+    Ok(ds)
+}
+
+impl Dataset {
+    /// NaN or infinite inputs would surface later as a diverged loss with a misleading hint
+    /// about the learning rate; say what is wrong with the data instead.
+    fn check_finite(&self) -> Result<()> {
+        let f = self.features().max(1);
+        let splits = [("train", &self.train), ("test", &self.test)]
+            .into_iter()
+            .chain(self.extra.iter().map(|(n, s)| (n.as_str(), s)));
+        for (name, split) in splits {
+            let bad = split.x.iter().filter(|v| !v.is_finite()).count();
+            if let Some(i) = split.x.iter().position(|v| !v.is_finite()) {
+                anyhow::bail!(
+                    "data={}: the {name} inputs hold {bad} NaN or infinite value(s), the first at sample {}, \
+                     feature {} ({}); clean the data first (e.g. drop those rows, or np.nan_to_num)",
+                    self.name,
+                    i / f,
+                    i % f,
+                    split.x[i]
+                );
+            }
+        }
+        Ok(())
     }
 }

@@ -112,6 +112,76 @@ pub fn check(spec: &ModelSpec, io: &ModelIo) -> Result<()> {
     }
 }
 
+/// Names and shapes of the parameters `build` would create, computed without allocating
+/// anything: the memory estimate and the tracker's layer check run on it before a run starts.
+/// A unit test holds it equal to the built models' `param_names`.
+pub fn param_shapes(spec: &ModelSpec, io: &ModelIo) -> Result<Vec<(String, Vec<usize>)>> {
+    check(spec, io)?;
+    let shape = &io.sample_shape;
+    let features: usize = shape.iter().product();
+    let outputs = io.task.outputs(features);
+    let mut out = vec![];
+    match spec {
+        ModelSpec::Mlp {
+            widths,
+            bias,
+            fixed_last_layer,
+            ..
+        } => {
+            let mut dims = vec![features];
+            dims.extend_from_slice(widths);
+            dims.push(outputs);
+            let n = dims.len() - 1;
+            for i in 0..n {
+                out.push((format!("layers.{i}.weight"), vec![dims[i + 1], dims[i]]));
+                let fixed = *fixed_last_layer && i == n - 1 && n > 1;
+                if *bias && !fixed {
+                    out.push((format!("layers.{i}.bias"), vec![dims[i + 1]]));
+                }
+            }
+        }
+        ModelSpec::TwoLayerCnn { filters, .. } => {
+            let groups = if io.task == Task::Binary { 2 } else { outputs };
+            out.push(("filters".into(), vec![groups, *filters, shape[1]]));
+        }
+        ModelSpec::Cnn {
+            channels,
+            kernel,
+            hidden,
+            ..
+        } => {
+            let (mut c, mut h, mut w) = (shape[0], shape[1], shape[2]);
+            for (i, &o) in channels.iter().enumerate() {
+                out.push((format!("convs.{i}.weight"), vec![o, c, *kernel, *kernel]));
+                out.push((format!("convs.{i}.bias"), vec![o]));
+                c = o;
+                if h >= 4 && w >= 4 {
+                    h /= 2;
+                    w /= 2;
+                }
+            }
+            out.push(("fc.weight".into(), vec![c * h * w, *hidden]));
+            out.push(("fc.bias".into(), vec![*hidden]));
+            out.push(("head.weight".into(), vec![*hidden, outputs]));
+            out.push(("head.bias".into(), vec![outputs]));
+        }
+        ModelSpec::ConvAutoencoder { kernels, .. } => {
+            out.push((
+                "kernels".into(),
+                vec![autoencoder_kernels(*kernels, shape[1]), shape[1]],
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The autoencoder's kernel count: given, or 1.2x the patch dimension as in the paper.
+fn autoencoder_kernels(kernels: Option<usize>, dim: usize) -> usize {
+    kernels
+        .unwrap_or((1.2 * dim as f64).floor() as usize)
+        .max(1)
+}
+
 /// Builds the model on `device` (seed the device first) and hands it to `w`.
 pub fn build<W: WithNet>(spec: &ModelSpec, io: &ModelIo, device: &Device, w: W) -> Result<W::Out> {
     check(spec, io)?;
@@ -178,9 +248,7 @@ pub fn build<W: WithNet>(spec: &ModelSpec, io: &ModelIo, device: &Device, w: W) 
             kernels,
             init_scale,
         } => {
-            let c = kernels
-                .unwrap_or((1.2 * shape[1] as f64).floor() as usize)
-                .max(1);
+            let c = autoencoder_kernels(*kernels, shape[1]);
             let m = autoencoder::ConvAutoencoder::new(shape[0], shape[1], c, *init_scale, device);
             w.run(touch(m))
         }
@@ -249,4 +317,87 @@ pub fn param_names<M: Module>(m: &M) -> Vec<(String, Vec<usize>)> {
     };
     m.visit(&mut v);
     v.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands back the built model's parameter names and shapes.
+    struct Names;
+    impl WithNet for Names {
+        type Out = Vec<(String, Vec<usize>)>;
+        fn run<M: Net>(self, model: M) -> Self::Out {
+            param_names(&model)
+        }
+    }
+
+    #[test]
+    fn param_shapes_match_the_built_models() {
+        let act = Activation::Relu;
+        let classify = |classes, shape: Vec<usize>| ModelIo {
+            sample_shape: shape,
+            task: Task::Classify { classes },
+        };
+        let cases = [
+            (
+                ModelSpec::Mlp {
+                    widths: vec![7, 5],
+                    act,
+                    bias: true,
+                    init_scale: None,
+                    fixed_last_layer: false,
+                },
+                classify(3, vec![4]),
+            ),
+            (
+                ModelSpec::Mlp {
+                    widths: vec![6],
+                    act,
+                    bias: true,
+                    init_scale: Some(0.1),
+                    fixed_last_layer: true,
+                },
+                ModelIo {
+                    sample_shape: vec![5],
+                    task: Task::Binary,
+                },
+            ),
+            (
+                ModelSpec::TwoLayerCnn {
+                    filters: 3,
+                    act,
+                    init_scale: 0.1,
+                },
+                ModelIo {
+                    sample_shape: vec![2, 6],
+                    task: Task::Binary,
+                },
+            ),
+            (
+                ModelSpec::Cnn {
+                    channels: vec![2, 3],
+                    kernel: 3,
+                    hidden: 8,
+                    act,
+                },
+                classify(10, vec![1, 8, 8]),
+            ),
+            (
+                ModelSpec::ConvAutoencoder {
+                    kernels: None,
+                    init_scale: 0.01,
+                },
+                ModelIo {
+                    sample_shape: vec![3, 5],
+                    task: Task::Reconstruct,
+                },
+            ),
+        ];
+        let device = Device::flex();
+        for (spec, io) in cases {
+            let built = build(&spec, &io, &device, Names).unwrap();
+            assert_eq!(param_shapes(&spec, &io).unwrap(), built, "{spec:?}");
+        }
+    }
 }

@@ -178,6 +178,12 @@ impl<'a> Cfg<'a> {
         }
     }
 
+    /// A path setting, with a leading `~` expanded to the home directory as Python's
+    /// loaders (`os.path.expanduser`) do: `data.path=~/data/mnist` reaches the program quoted.
+    pub fn opt_path(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.opt_str(key)?.map(|p| expand_home(&p)))
+    }
+
     pub fn str(&self, key: &str, default: &str) -> Result<String> {
         Ok(self.opt_str(key)?.unwrap_or_else(|| default.to_string()))
     }
@@ -244,5 +250,19 @@ impl<'a> Cfg<'a> {
                 _ => Err(self.bad(key, n, "a non-negative integer seed", "0")),
             },
         }
+    }
+}
+
+/// `~` and `~/rest` become `$HOME` and `$HOME/rest`; anything else (`~user`, no HOME) is
+/// returned unchanged.
+pub fn expand_home(path: &str) -> String {
+    let home = || std::env::var("HOME").ok().filter(|h| !h.is_empty());
+    match path.strip_prefix('~') {
+        Some("") => home().unwrap_or_else(|| path.to_string()),
+        Some(rest) if rest.starts_with('/') => match home() {
+            Some(h) => format!("{}{rest}", h.trim_end_matches('/')),
+            None => path.to_string(),
+        },
+        _ => path.to_string(),
     }
 }

@@ -29,6 +29,8 @@ pub struct RunSpec {
     pub plot: Option<crate::plot::PlotSpec>,
     /// W&B logging; `None` = `logger=none` (or WANDB_MODE=disabled).
     pub wandb: Option<crate::wandb::settings::Settings>,
+    /// Refuse to start a run whose estimated memory exceeds what the machine has.
+    pub memory_check: bool,
 }
 
 pub fn read(root: &Cfg) -> Result<RunSpec> {
@@ -65,6 +67,7 @@ pub fn read(root: &Cfg) -> Result<RunSpec> {
         track: track_spec(&root.sub("tracker")?)?,
         plot: plot_spec(&root.sub("plot")?)?,
         wandb: logger_spec(&root.sub("logger")?)?,
+        memory_check: root.bool("memory_check", true)?,
     })
 }
 
@@ -82,7 +85,7 @@ fn data_spec(c: &Cfg) -> Result<DataSpec> {
     ];
     let name = c.choice("name", "gaussian_mixture", NAMES)?;
     let path = |key: &str| -> Result<String> {
-        c.opt_str(key)?.ok_or_else(|| {
+        c.opt_path(key)?.ok_or_else(|| {
             c.err(key, "is required: the path of the data file or folder. Try e.g. `data.path=/data/mnist`")
         })
     };
@@ -142,7 +145,7 @@ fn data_spec(c: &Cfg) -> Result<DataSpec> {
             path: path("path")?,
             x_key: c.str("x_key", "x")?,
             y_key: c.str("y_key", "y")?,
-            test_path: c.opt_str("test_path")?,
+            test_path: c.opt_path("test_path")?,
             test_fraction: c.fraction("test_fraction", 0.2)?,
             task: match c.opt_str("task")? {
                 None => None,
