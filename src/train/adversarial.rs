@@ -18,7 +18,6 @@ pub fn perturb<M: Net>(
     x: Tensor<2>,
     y: Tensor<1, Int>,
     spec: &AdvSpec,
-    steps: usize,
     kind: LossKind,
     task: Task,
 ) -> Tensor<2> {
@@ -27,7 +26,7 @@ pub fn perturb<M: Net>(
     let mut delta = base.zeros_like();
     let (steps, alpha) = match spec.attack {
         Attack::Fgsm => (1, spec.eps),
-        Attack::Pgd => (steps.max(1), spec.step_size),
+        Attack::Pgd => (spec.steps.max(1), spec.step_size),
     };
     let eps = spec.eps as f32;
     for _ in 0..steps {

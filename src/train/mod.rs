@@ -65,7 +65,8 @@ pub enum ScheduleKind {
 #[derive(Clone, Debug)]
 pub struct ScheduleSpec {
     pub kind: ScheduleKind,
-    /// Linear warm-up over the first steps: factor `min(1, (step + 1) / warmup_steps)`.
+    /// Linear warm-up over the first steps: factor `min(1, step / warmup_steps)`, PyTorch's
+    /// `LambdaLR(opt, lambda s: min(1, s / W))` (the first step has lr 0, as there).
     pub warmup_steps: usize,
 }
 
@@ -83,7 +84,7 @@ impl ScheduleSpec {
             }
         };
         if self.warmup_steps > 0 {
-            lr * ((step + 1) as f64 / self.warmup_steps as f64).min(1.0)
+            lr * (step as f64 / self.warmup_steps as f64).min(1.0)
         } else {
             lr
         }
@@ -114,6 +115,21 @@ pub struct AdvSpec {
     pub eval_steps: usize,
     /// Attack the training batches (false: clean training, robust accuracy still measured).
     pub train: bool,
+}
+
+impl AdvSpec {
+    /// The attack `robust_acc` is measured with: PGD in the same norm and radius, with
+    /// `eval_steps` steps of 2.5·eps/`eval_steps` (Madry et al.'s rule), whichever attack
+    /// (FGSM or PGD, and its own step size) the training uses.
+    pub fn eval_attack(&self) -> AdvSpec {
+        let steps = self.eval_steps.max(1);
+        AdvSpec {
+            attack: Attack::Pgd,
+            steps,
+            step_size: 2.5 * self.eps / steps as f64,
+            ..self.clone()
+        }
+    }
 }
 
 /// Everything the trainer needs to know, as plain values.
@@ -155,7 +171,8 @@ mod tests {
             },
             warmup_steps: 10,
         };
-        assert!((s.lr(1.0, 0, 0, 100) - 0.1).abs() < 1e-12);
+        assert_eq!(s.lr(1.0, 0, 0, 100), 0.0);
+        assert!((s.lr(1.0, 1, 0, 100) - 0.1).abs() < 1e-12);
         assert!((s.lr(1.0, 20, 3, 100) - 0.1).abs() < 1e-12);
         assert!((s.lr(1.0, 20, 4, 100) - 0.01).abs() < 1e-12);
     }
