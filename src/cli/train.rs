@@ -123,12 +123,12 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     }
     if let Some(what) = m.get_one::<String>("info") {
         let c = opts.compose(Mode::Run)?;
-        print!("{}", info(&c, what, &opts));
+        out!("{}", info(&c, what, &opts));
         return Ok(0);
     }
     if let Some(which) = m.get_one::<String>("cfg") {
         let c = opts.compose(Mode::Run)?;
-        print!(
+        out!(
             "{}",
             print_cfg(
                 &c.cfg,
@@ -165,17 +165,10 @@ fn resolved_job(cfg: &Node, now: chrono::DateTime<Local>) -> Result<Node> {
     Ok(out)
 }
 
-/// Resolves and checks a job's settings before any directory exists, so a bad value
-/// (unknown model, negative lr) creates nothing.
-fn validate(cfg: &Node, now: chrono::DateTime<Local>) -> Result<()> {
-    let job = resolved_job(cfg, now)?;
-    let spec = run::specs::read(&run::settings::Cfg::new(&job, ""))?;
-    if let Some((sample_shape, task)) = spec.data.shape_and_task() {
-        crate::model::check(&spec.model, &crate::model::ModelIo { sample_shape, task })?;
-        crate::train::loss::resolve(spec.loss, task)?;
-    }
-    crate::backend::check(&spec.backend, &spec.device)?;
-    Ok(())
+/// Runs the job's preflight (settings, data, model fit, tracked layers, memory) before any
+/// directory exists, so a bad value creates nothing; a dry run runs exactly this too.
+fn validate(cfg: &Node, now: chrono::DateTime<Local>) -> Result<run::preflight::Checked> {
+    run::preflight::check(&resolved_job(cfg, now)?)
 }
 
 fn log_path(cfg: &Node, dir: &std::path::Path) -> Option<PathBuf> {
@@ -198,11 +191,14 @@ fn train_job(
     dir: &std::path::Path,
     now: chrono::DateTime<Local>,
     resume: Option<crate::train::trainer::ResumePoint>,
+    checked: run::preflight::Checked,
 ) -> Result<i32> {
+    // The handler first: from here on a signal stops the run at a safe point.
+    run::stop_flag();
     let job = resolved_job(cfg, now)?;
-    let r = run::run(&job, dir, log_path(cfg, dir), false, resume)?;
+    let r = run::run(&job, dir, log_path(cfg, dir), false, resume, Some(checked))?;
     if let Some(e) = r.summary.get("error").and_then(|e| e.as_str()) {
-        eprintln!("Error: {e}");
+        errln!("Error: {e}");
     }
     Ok(r.exit_code())
 }
@@ -213,16 +209,19 @@ fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Loca
     if let Some(dir) = cfg
         .get_path("resume")
         .and_then(|n| n.as_str())
-        .map(PathBuf::from)
+        .map(|p| PathBuf::from(run::settings::expand_home(p)))
     {
         return resume_run(&dir, opts, dry, now);
     }
     let want = rundir::resolve_setting(&cfg, "hydra.run.dir", now)?;
-    if !dry {
-        let mut probe = cfg.clone();
-        rundir::set_job_runtime(&mut probe, std::path::Path::new(&want), "RUN", None);
-        validate(&probe, now)?;
-    }
+    let mut probe = cfg.clone();
+    rundir::set_job_runtime(&mut probe, std::path::Path::new(&want), "RUN", None);
+    // A real run stops here on a bad value, before any directory exists; a dry run writes
+    // its plan first and then reports what would fail.
+    let checked = match validate(&probe, now) {
+        Err(e) if !dry => return Err(e),
+        c => c,
+    };
     let dir = rundir::create_unique_dir(&PathBuf::from(&want))?;
     rundir::set_job_runtime(&mut cfg, &dir, "RUN", None);
     let log = format!(
@@ -243,12 +242,14 @@ fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Loca
         raw.join(" ")
     };
     if dry {
-        println!("Dry run: 1 job");
-        println!("#0 : {what}  ->  {}", dir.display());
-        return Ok(0);
+        outln!("Dry run: 1 job");
+        outln!("#0 : {}  ->  {}", crate::shell::clip(&what), dir.display());
+        return checked
+            .map(|_| 0)
+            .context("dry run: this job would fail when run");
     }
-    println!("Run: {what}  ->  {}", dir.display());
-    train_job(&cfg, &dir, now, None)
+    outln!("Run: {}  ->  {}", crate::shell::clip(&what), dir.display());
+    train_job(&cfg, &dir, now, None, checked?)
 }
 
 /// `resume=<run dir>`: continue that run from its last checkpoint with its saved config;
@@ -284,10 +285,10 @@ fn resume_run(
         }
     }
     job.set_path_create("resume", Node::bare(Value::Null));
-    validate(&job, now)?;
+    let checked = validate(&job, now)?;
     let point = run::resume_point(dir)?;
     if dry {
-        println!(
+        outln!(
             "Dry run: would resume {} at epoch {} (step {})",
             dir.display(),
             point.epoch,
@@ -296,7 +297,7 @@ fn resume_run(
         return Ok(0);
     }
     rundir::write_atomic(&cfg_path, &yaml::dump(&job))?;
-    println!(
+    outln!(
         "Resume: {} at epoch {} (step {})",
         dir.display(),
         point.epoch,
@@ -304,7 +305,7 @@ fn resume_run(
     );
     let mut full = job.clone();
     full.set_path_create("hydra.job.name", Node::str("train"));
-    train_job(&full, dir, now, Some(point))
+    train_job(&full, dir, now, Some(point), checked)
 }
 
 fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result<i32> {
@@ -314,7 +315,7 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         .cfg
         .get_path("resume")
         .and_then(|n| n.as_str())
-        .map(PathBuf::from)
+        .map(|p| PathBuf::from(run::settings::expand_home(p)))
     {
         if dir.join("multirun.yaml").exists() {
             return crate::launch::resume_sweep(&dir, opts.fail_fast);
@@ -326,8 +327,10 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         &master.search_path,
         &opts.zip,
     )?;
-    // Compose (and check) every job before launching any, so a bad value launches nothing.
+    // Compose and check every job before launching any, so a bad value launches nothing;
+    // every failing job is reported, not only the first (a dry run checks exactly this).
     let mut composed = Vec::with_capacity(jobs.len());
+    let mut failed = vec![];
     for (i, lines) in jobs.iter().enumerate() {
         let parsed = lines
             .iter()
@@ -345,10 +348,25 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         let c = job_opts
             .compose(Mode::Run)
             .with_context(|| format!("composing job #{i} ({})", lines.join(" ")))?;
-        if !dry {
-            validate(&c.cfg, now).with_context(|| format!("job #{i} ({})", lines.join(" ")))?;
+        if let Err(e) = validate(&c.cfg, now) {
+            failed.push(format!(
+                "job #{i} ({}): {}",
+                lines.join(" "),
+                crate::format_error(&e)
+            ));
         }
         composed.push(c);
+    }
+    let failures = |what: &str| {
+        anyhow::anyhow!(
+            "{} of {} job(s) would fail; {what}:\n  {}",
+            failed.len(),
+            jobs.len(),
+            failed.join("\n  ")
+        )
+    };
+    if !failed.is_empty() && !dry {
+        return Err(failures("nothing was launched"));
     }
     let mut master_cfg = master.cfg;
     master_cfg.set_path_create("hydra.mode", Node::str("MULTIRUN"));
@@ -356,9 +374,9 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
     let root = rundir::create_unique_dir(&PathBuf::from(&root_want))?;
     rundir::write_atomic(&root.join("multirun.yaml"), &yaml::dump(&master_cfg))?;
     if dry {
-        println!("Dry run: {} job(s) in {}", jobs.len(), root.display());
+        outln!("Dry run: {} job(s) in {}", jobs.len(), root.display());
     } else {
-        println!("Sweep: {} job(s) in {}", jobs.len(), root.display());
+        outln!("Sweep: {} job(s) in {}", jobs.len(), root.display());
     }
     let mut prepared = vec![];
     for (i, (lines, c)) in jobs.iter().zip(composed).enumerate() {
@@ -380,12 +398,12 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
             }
         );
         rundir::write_job_records(&cfg, &dir, lines, &log)?;
-        println!(
+        outln!(
             "#{i} : {}  ->  {}",
             if lines.is_empty() {
                 "(no overrides)".to_string()
             } else {
-                lines.join(" ")
+                crate::shell::clip(&lines.join(" "))
             },
             dir.display()
         );
@@ -405,6 +423,9 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         });
     }
     if dry {
+        if !failed.is_empty() {
+            return Err(failures("their directories hold the composed configs"));
+        }
         return Ok(0);
     }
     // One failing job does not stop the others (unless --fail-fast).
@@ -515,7 +536,7 @@ fn print_help(opts: &Opts) -> Result<()> {
     }
     out.push_str(
         "\n== Overrides ==\n\
-  key=value           change an existing value (lr=1e-3, model.width=64)\n\
+  key=value           change an existing value (lr=1e-3, model.widths=[64])\n\
   group=option        pick a config group option (model=mlp)\n\
   +key=value          add a new key; +group=option appends a default\n\
   ++key=value         add or change\n\
@@ -533,6 +554,6 @@ fn print_help(opts: &Opts) -> Result<()> {
   --config-path/-cp DIR   --config-name/-cn NAME   --config-dir/-cd DIR\n\
   --multirun/-m  --run/-r  --dry-run  --version\n",
     );
-    print!("{out}");
+    out!("{out}");
     Ok(())
 }

@@ -507,7 +507,9 @@ impl P {
                     self.i += 1;
                     trailing_ws_raw += 1;
                 }
-                c if c.is_ascii_alphanumeric() || "_-/+.$%*@?|:".contains(c) => {
+                // `~` and `^` are ezflt's additions to Hydra's set: bash passes
+                // `data.path=~/data` and `model.activation='relu^2'` to us unquoted.
+                c if c.is_ascii_alphanumeric() || "_-/+.$%*@?|:~^".contains(c) => {
                     raw.push(c);
                     val.push(c);
                     self.i += 1;
@@ -1120,6 +1122,9 @@ mod tests {
         assert_eq!(e("$\\{a\\}"), Elem::Str("${a}".into()));
         assert_eq!(e("${a.b}_x"), Elem::Str("${a.b}_x".into()));
         assert_eq!(e(""), Elem::Str("".into()));
+        // Beyond Hydra's grammar: what bash leaves of `~/x` and `'relu^2'`.
+        assert_eq!(e("~/data/mnist"), Elem::Str("~/data/mnist".into()));
+        assert_eq!(e("relu^2"), Elem::Str("relu^2".into()));
     }
     #[test]
     fn quoted_and_containers() {

@@ -131,6 +131,8 @@ pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
     {
         job.set_path_create("threads", Node::bare(crate::config::Value::Int(t as i64)));
     }
+    // A worker stops at a safe point on SIGINT/SIGTERM, like a single run.
+    run::stop_flag();
     let marker = serde_json::json!({"status": "running", "pid": std::process::id(), "started": Local::now().to_rfc3339()});
     crate::plan::rundir::write_atomic(&dir.join(MARKER), &marker.to_string())?;
     let resume = run::resume_point(dir).ok();
@@ -146,7 +148,7 @@ pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
         }
         let _ = std::fs::remove_dir_all(dir.join("features.spill"));
     }
-    let result = run::run(&job, dir, Some(dir.join("train.log")), quiet, resume);
+    let result = run::run(&job, dir, Some(dir.join("train.log")), quiet, resume, None);
     let (status, code) = match &result {
         Ok(r) => (r.status.clone(), r.exit_code()),
         Err(_) => ("failed".to_string(), 1),
@@ -197,7 +199,7 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
     });
     let say = |s: String| match &bar {
         Some(b) => b.println(s),
-        None => println!("{s}"),
+        None => outln!("{s}"),
     };
     let mut finished: Vec<Finished> = vec![];
     let mut stopped = false;
@@ -221,7 +223,7 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
                 rec.write()?;
                 let t0 = Instant::now();
                 let code = run_job(&j.dir, None, false).unwrap_or_else(|e| {
-                    eprintln!("Error in job #{}: {e:#}", j.num);
+                    errln!("Error in job #{}: {e:#}", j.num);
                     1
                 });
                 rec.finish(j.num, code, t0.elapsed().as_secs_f64());
@@ -314,7 +316,7 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
     rec.write()?;
     let failed: Vec<&Finished> = finished.iter().filter(|f| f.code != 0).collect();
     let not_run = jobs.len() - finished.len();
-    println!(
+    outln!(
         "Sweep done in {:.1} s: {} completed, {} failed{} ({})",
         started.elapsed().as_secs_f64(),
         finished.len() - failed.len(),
@@ -331,7 +333,7 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
     }
     for f in &failed {
         let j = jobs.iter().find(|j| j.num == f.num).expect("launched job");
-        eprintln!(
+        errln!(
             "  #{} {} [{}] exit {}: {}",
             f.num,
             rec.status(f.num),
@@ -339,10 +341,10 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
             f.code,
             j.dir.display()
         );
-        eprintln!("{}", tail(&j.dir, 5));
+        errln!("{}", tail(&j.dir, 5));
     }
     if !failed.is_empty() || not_run > 0 {
-        eprintln!(
+        errln!(
             "Re-run what did not complete with: ezflt resume {}",
             root.display()
         );
@@ -359,9 +361,11 @@ pub fn jobs_of(root: &Path) -> Result<Vec<Job>> {
         );
     }
     let mut jobs = vec![];
+    let mut composed_only = 0;
     for e in std::fs::read_dir(root)?.filter_map(|e| e.ok()) {
         let dir = e.path();
         if !dir.join(".hydra").join(RESOLVED).exists() {
+            composed_only += usize::from(dir.join(".hydra").join("config.yaml").exists());
             continue;
         }
         let hydra = std::fs::read_to_string(dir.join(".hydra/hydra.yaml")).unwrap_or_default();
@@ -377,6 +381,13 @@ pub fn jobs_of(root: &Path) -> Result<Vec<Job>> {
         jobs.push(Job { num, lines, dir });
     }
     jobs.sort_by_key(|j| j.num);
+    if jobs.is_empty() && composed_only > 0 {
+        bail!(
+            "{} is a dry run: {composed_only} job(s) were composed and checked, none was prepared to run; \
+             launch them with the same command without --dry-run",
+            root.display()
+        );
+    }
     if jobs.is_empty() {
         bail!(
             "{} holds no prepared jobs (run it with ezflt --multirun first)",
@@ -423,7 +434,7 @@ pub fn resume_sweep(root: &Path, fail_fast: bool) -> Result<i32> {
     let text = std::fs::read_to_string(root.join("multirun.yaml"))?;
     let master = yaml::load(&text, &root.join("multirun.yaml").display().to_string())?;
     let launcher = Launcher::from_config(&master, fail_fast, false)?;
-    println!(
+    outln!(
         "Resume: {} of {} job(s) in {} did not complete",
         todo.len(),
         jobs.len(),
@@ -433,7 +444,7 @@ pub fn resume_sweep(root: &Path, fail_fast: bool) -> Result<i32> {
         return Ok(0);
     }
     for j in &todo {
-        println!("#{} : {}", j.num, j.lines.join(" "));
+        outln!("#{} : {}", j.num, j.lines.join(" "));
     }
     launch(root, &jobs, &todo, &launcher)
 }

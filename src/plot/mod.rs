@@ -95,12 +95,33 @@ struct Run {
     rows: Vec<Value>,
 }
 
-fn read_json_lines(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+/// Rows of a JSON-lines file; none when it does not exist. A last line without its newline
+/// (a run still writing, or killed mid-row) is skipped; any other bad line is an error
+/// naming it, not an empty file.
+fn read_json_lines(p: &Path) -> Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+    };
+    let complete = text.rfind('\n').map_or("", |i| &text[..i]);
+    let mut rows = vec![];
+    for (i, line) in complete.lines().enumerate() {
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) if v.is_object() => rows.push(v),
+            Ok(_) => bail!(
+                "{}:{}: expected a JSON object per line (a metrics row)",
+                p.display(),
+                i + 1
+            ),
+            Err(e) => bail!(
+                "{}:{}: not valid JSON ({e}); the file is damaged: fix or delete that line",
+                p.display(),
+                i + 1
+            ),
+        }
+    }
+    Ok(rows)
 }
 
 fn overrides(dir: &Path) -> Vec<String> {
@@ -129,7 +150,7 @@ impl Run {
             dir: dir.to_path_buf(),
             title,
             summary,
-            rows: read_json_lines(&dir.join("metrics.jsonl")),
+            rows: read_json_lines(&dir.join("metrics.jsonl"))?,
         })
     }
 
@@ -148,7 +169,7 @@ impl Run {
         let p = self.dir.join(spill::ARCHIVE);
         if !p.exists() && self.dir.join(spill::SPILL).join("meta.json").exists() {
             spill::finish(&self.dir, false)?;
-            eprintln!(
+            errln!(
                 "note: assembled {} from the spill an interrupted run left",
                 p.display()
             );
@@ -211,7 +232,19 @@ pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
     let archive = match run.archive() {
         Ok(a) => Some(a),
         Err(e) if need_archive => return Err(e),
-        Err(_) => None,
+        Err(e) => {
+            if dir.join(spill::ARCHIVE).exists() {
+                // Present but unreadable: say so rather than drawing fewer figures silently.
+                errln!(
+                    "warning: {} is damaged ({}); only the curves were drawn. \
+                     `ezflt inspect --repair {}` recovers what it can",
+                    dir.join(spill::ARCHIVE).display(),
+                    crate::format_error(&e).replace('\n', " "),
+                    dir.display()
+                );
+            }
+            None
+        }
     };
     let Some(mut ar) = archive else {
         return Ok(files);

@@ -1,6 +1,7 @@
 //! One run, start to finish: resolved job config -> specs -> device -> data -> model ->
 //! trainer with callbacks -> `summary.json`. The launcher calls this once per job.
 
+pub mod preflight;
 pub mod settings;
 pub mod specs;
 
@@ -12,26 +13,31 @@ use crate::train::callbacks::{checkpoint, Checkpointer, MetricsWriter, Progress}
 use crate::train::trainer::{Callback, EpochInfo, ResumePoint};
 use crate::train::{loss, Status, Trainer};
 use anyhow::{Context, Result};
-use settings::Cfg;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// Set by Ctrl-C (or SIGTERM, e.g. a scheduler's time limit); the trainer stops at the next
-/// batch and the run is marked interrupted.
-fn stop_flag() -> Arc<AtomicBool> {
+/// Set by Ctrl-C (or SIGTERM/SIGHUP, e.g. a scheduler's time limit); the trainer stops at the
+/// next batch boundary, a safe point, and the run is marked interrupted. The handler only sets
+/// the flag: `timeout` and terminals signal a whole process group, so one stop request often
+/// arrives twice, and a repeat within a few seconds is the same request. A repeat after that
+/// is the user insisting: quit now (files are written to temp names and renamed, so at worst
+/// a stray temp file is left, cleaned by the next start).
+pub(crate) fn stop_flag() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {
         let f = Arc::new(AtomicBool::new(false));
         let g = f.clone();
+        let first = OnceLock::<Instant>::new();
         // If a handler is already installed (embedding), training just can't be interrupted softly.
         let _ = ctrlc::set_handler(move || {
-            if g.swap(true, Ordering::SeqCst) {
-                // Second Ctrl-C: the user really wants out.
+            let at = *first.get_or_init(Instant::now);
+            if !g.swap(true, Ordering::SeqCst) {
+                errln!("\nInterrupted: stopping after this batch (Ctrl-C again to quit now)");
+            } else if at.elapsed().as_secs_f64() > 2.0 {
                 std::process::exit(130);
             }
-            eprintln!("\nInterrupted: stopping after this batch (Ctrl-C again to quit now)");
         });
         f
     })
@@ -54,7 +60,7 @@ impl RunResult {
     }
 }
 
-/// Collects what the summary reports: parameter shapes, best metrics (min losses, max accuracies).
+/// Collects what the summary reports: parameter shapes, best metrics (each in its direction).
 #[derive(Default)]
 struct Best {
     values: serde_json::Map<String, serde_json::Value>,
@@ -81,10 +87,10 @@ impl Callback for Best {
             if !v.is_finite() {
                 continue;
             }
+            use crate::artifacts::metric;
             let better = match self.values.get(&k).and_then(|x| x.as_f64()) {
-                None => true,
-                Some(old) if k.ends_with("_acc") => v > old,
-                Some(old) => v < old,
+                None => metric::direction(&k).is_some(),
+                Some(old) => metric::better(&k, v, old),
             };
             if better {
                 self.values.insert(k, serde_json::json!(v));
@@ -163,6 +169,9 @@ impl<T: Callback + ?Sized> Callback for &mut T {
     ) -> Result<()> {
         (**self).on_after_backward(step, model, grads)
     }
+    fn on_interrupt(&mut self, at: &crate::train::trainer::Boundary) -> Result<()> {
+        (**self).on_interrupt(at)
+    }
     fn on_train_end(
         &mut self,
         o: &crate::train::Outcome,
@@ -175,6 +184,7 @@ impl<T: Callback + ?Sized> Callback for &mut T {
 /// Where a run directory's last checkpoint says to continue, if it has one.
 pub fn resume_point(dir: &Path) -> Result<ResumePoint> {
     let ck = dir.join("checkpoint");
+    checkpoint::recover(&ck)?;
     let state_path = ck.join(checkpoint::STATE);
     let text = std::fs::read_to_string(&state_path).with_context(|| {
         format!(
@@ -201,15 +211,17 @@ pub fn resume_point(dir: &Path) -> Result<ResumePoint> {
 
 /// Trains one job whose resolved config is `job` into `dir`. Writes `summary.json`
 /// however training ends; errors in the config are returned before anything trains, and
-/// every error is also appended to the job's log file.
+/// every error is also appended to the job's log file. `checked`: the job's preflight, when
+/// the caller ran it already (its data is then used, not loaded again).
 pub fn run(
     job: &Node,
     dir: &Path,
     log: Option<PathBuf>,
     quiet: bool,
     resume: Option<ResumePoint>,
+    checked: Option<preflight::Checked>,
 ) -> Result<RunResult> {
-    let result = execute(job, dir, log.clone(), quiet, resume);
+    let result = execute(job, dir, log.clone(), quiet, resume, checked);
     if let (Err(e), Some(l)) = (&result, &log) {
         use std::io::Write;
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -233,11 +245,15 @@ fn execute(
     log: Option<PathBuf>,
     quiet: bool,
     resume: Option<ResumePoint>,
+    checked: Option<preflight::Checked>,
 ) -> Result<RunResult> {
-    let root = Cfg::new(job, "");
-    let spec = specs::read(&root)?;
+    let preflight::Checked { spec, data: ds } = match checked {
+        Some(c) => c,
+        None => preflight::check(job)?,
+    };
+    // `features.npz.tmp`, `summary.json.tmp`: what a killed process was writing.
+    crate::plan::rundir::clean_temps(dir);
     let chosen = backend::choose(&spec.backend, &spec.device, spec.threads)?;
-    let ds = data::load(&spec.data, spec.data_seed)?;
     let mut train = spec.train.clone();
     train.loss = loss::resolve(spec.loss, ds.task)?;
     chosen.device.seed(spec.seed);
@@ -358,7 +374,7 @@ fn execute(
     if let Some(p) = &spec.plot {
         // Figures are a convenience: a failure here never fails the run it describes.
         if let Err(e) = crate::plot::plot_run(dir, p) {
-            eprintln!(
+            errln!(
                 "warning: end-of-run plots failed: {e:#} (retry with `ezflt plot {}`)",
                 dir.display()
             );

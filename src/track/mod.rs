@@ -177,7 +177,7 @@ impl Tracker {
         self.bytes += self.snapshot_bytes;
         if self.bytes > self.spec.max_bytes {
             self.truncated = true;
-            eprintln!(
+            errln!(
                 "warning: the feature archive reached tracker.max_bytes ({} bytes) at step {step}; \
                  no further snapshots are kept (the final step is still recorded if possible). \
                  Raise tracker.max_bytes, or track less: tracker.layers, tracker.count, tracker.track_frequency, tracker.dtype=f16",
@@ -270,7 +270,7 @@ impl Callback for Tracker {
         self.grad_bytes = bytes_of(Index::Grads);
         let estimate = (self.snapshot_bytes + self.grad_bytes) * self.steps.len() as u64;
         if estimate > self.spec.max_bytes {
-            eprintln!(
+            errln!(
                 "warning: tracking {} snapshots of {} would write about {} MB, over tracker.max_bytes ({} MB); \
                  snapshots stop at the budget. Change tracker.count / tracker.track_frequency / tracker.schedule, \
                  tracker.layers, tracker.dtype=f16, or raise tracker.max_bytes",
@@ -296,6 +296,11 @@ impl Callback for Tracker {
             "steps_per_epoch": self.per_epoch,
         });
         let archive = self.dir.join(spill::ARCHIVE);
+        if info.start_step > 0 && self.dir.join(spill::SPILL).join("meta.json").is_file() {
+            // The stopped run was killed before assembling its archive: its spill holds every
+            // snapshot (older ones included), so assemble it before starting a new one.
+            spill::finish(&self.dir, false)?;
+        }
         let mut sp = Spill::create(&self.dir, meta, &arrays)?;
         for (i, f) in self.features.iter().enumerate() {
             let key = format!("gt.{}", f.name);
@@ -311,7 +316,7 @@ impl Callback for Tracker {
         sp.flush_static()?;
         if info.start_step > 0 && archive.exists() {
             // A resumed run continues the archive it already has.
-            spill::import(&archive, &mut sp)?;
+            spill::import(&archive, &mut sp, info.start_step)?;
             self.last = Some(info.start_step);
         }
         let aligns = self
