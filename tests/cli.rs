@@ -43,6 +43,7 @@ fn dry_run_cnn(dir: &Path) -> Command {
     c.args([
         "--dry-run",
         "model=two_layer_cnn",
+        "data=signal_noise",
         "seed=3",
         "hydra.run.dir=runs/${model.name}_${seed}",
     ]);
@@ -64,12 +65,12 @@ fn dry_run_writes_hydra_records_and_runs_nothing() {
     let hy = std::fs::read_to_string(d.join(".hydra/hydra.yaml")).expect("hydra.yaml");
     assert!(hy.contains("mode: RUN"), "{hy}");
     assert!(
-        hy.contains("override_dirname: model=two_layer_cnn,seed=3"),
+        hy.contains("override_dirname: data=signal_noise,model=two_layer_cnn,seed=3"),
         "{hy}"
     );
     assert!(hy.contains("model: two_layer_cnn"), "runtime.choices: {hy}");
     let ov = std::fs::read_to_string(d.join(".hydra/overrides.yaml")).expect("overrides.yaml");
-    assert_eq!(ov, "- model=two_layer_cnn\n- seed=3\n");
+    assert_eq!(ov, "- model=two_layer_cnn\n- data=signal_noise\n- seed=3\n");
     assert!(d.join("train.log").exists());
     // Same directory again (as two runs in the same second would get): a new, suffixed one.
     dry_run_cnn(tmp.path()).assert().success();

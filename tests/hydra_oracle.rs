@@ -2,6 +2,8 @@
 //! The oracle lives in `.venv` (made by `scripts/setup-venv.sh`); `.ci/run` requires it.
 
 use std::path::{Path, PathBuf};
+
+mod common;
 use std::process::Command;
 
 fn repo() -> PathBuf {
@@ -24,7 +26,10 @@ fn oracle_python() -> Option<PathBuf> {
     } else if std::env::var("EZFLT_REQUIRE_ORACLE").is_ok() {
         panic!("EZFLT_REQUIRE_ORACLE is set but no hydra-core venv was found; run scripts/setup-venv.sh");
     } else {
-        eprintln!("note: hydra-core oracle not installed (scripts/setup-venv.sh); differential tests skipped");
+        common::skip(
+            "hydra oracle",
+            "no hydra-core 1.3.2 in .venv (bash scripts/setup-venv.sh); nothing was compared",
+        );
         None
     }
 }
@@ -194,7 +199,15 @@ fn sweep_jobs_match_hydra_core() {
             &dir,
         );
         assert!(h.ok, "hydra failed on {s}: {}", h.stderr);
-        assert!(o.ok, "ezflt failed on {s}: {}", o.stderr);
+        // The fixture app is no training config: its jobs fail ezflt's run checks (a dry
+        // run still writes them); what is compared here is the composition.
+        assert!(
+            o.ok || o
+                .stderr
+                .contains("would fail; their directories hold the composed configs"),
+            "ezflt failed on {s}: {}",
+            o.stderr
+        );
         let jobs = |root: &Path| -> Vec<(String, String, String)> {
             let mut v = Vec::new();
             for n in 0.. {

@@ -101,38 +101,40 @@ fn a_failing_job_does_not_stop_the_others() {
 #[test]
 fn fail_fast_stops_launching_and_resume_finishes_the_sweep() {
     let tmp = tempfile::tempdir().expect("tmp");
-    // Job 0 fails on a missing data file; the basic launcher runs in order, so with
-    // --fail-fast jobs 1 and 2 never start.
-    std::fs::write(tmp.path().join("x.npy"), b"not numpy").unwrap();
-    ezflt(tmp.path())
-        .args([
+    // Job 0 diverges (a bad input file would now stop the sweep before launch: every job is
+    // checked first); the basic launcher runs in order, so with --fail-fast jobs 1-3 never start.
+    let sweep = |extra: &[&str]| {
+        let mut c = ezflt(tmp.path());
+        c.args([
             "-m",
-            "--fail-fast",
             "hydra/launcher=basic",
             "hydra.sweep.dir=sw",
-            "data=numpy,xor",
-            "++data.path=x.npy",
+            "data=xor",
+        ])
+        .args([
+            "lr=1e30,0.1",
             "seed=0,1",
-            "epochs=1",
+            "epochs=2",
             "plot=none",
             "tracker=none",
         ])
-        .assert()
-        .code(1);
+        .args(extra);
+        c
+    };
+    sweep(&["--fail-fast"]).assert().code(1);
     let root = tmp.path().join("sw");
     let st: Vec<String> = records(&root)
         .iter()
         .map(|r| r["status"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(st[0], "failed");
+    assert_eq!(st[0], "diverged");
     assert!(st[1..].iter().all(|s| s == "pending"), "{st:?}");
     ezflt(tmp.path())
         .args(["status", "sw"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("1 failed, 3 pending"));
-    // Fix the input, then resume: only the jobs that did not complete run.
-    std::fs::write(tmp.path().join("x.npy"), b"still not numpy").unwrap();
+        .stdout(predicate::str::contains("1 diverged, 3 pending"));
+    // Resume: only the jobs that did not complete run (the diverging one diverges again).
     ezflt(tmp.path())
         .args(["resume", "sw"])
         .assert()
@@ -142,7 +144,7 @@ fn fail_fast_stops_launching_and_resume_finishes_the_sweep() {
         .iter()
         .map(|r| r["status"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(st, vec!["failed", "failed", "completed", "completed"]);
+    assert_eq!(st, vec!["diverged", "diverged", "completed", "completed"]);
     ezflt(tmp.path())
         .args(["resume", "sw"])
         .assert()

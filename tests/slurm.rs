@@ -2,6 +2,8 @@
 //! it). Skipped when `sbatch` is missing, unless EZFLT_REQUIRE_SLURM is set (CI), or when
 //! EZFLT_SKIP_SLURM is set (CI's second, LibTorch pass: the launcher does not change).
 
+mod common;
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
@@ -25,8 +27,9 @@ fn have_slurm() -> bool {
         panic!("EZFLT_REQUIRE_SLURM is set but no SLURM cluster answers; run scripts/slurm-up.sh");
     }
     if !ok {
-        eprintln!(
-            "note: no SLURM cluster here (scripts/slurm-up.sh starts one); SLURM tests skipped"
+        common::skip(
+            "slurm",
+            "no SLURM cluster answers (bash scripts/slurm-up.sh starts one); the launcher was not run",
         );
     }
     ok

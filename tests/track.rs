@@ -254,11 +254,11 @@ fn a_killed_run_leaves_a_spill_that_inspect_repairs() {
         .spawn()
         .expect("spawn");
     let idx = tmp.path().join("run/features.spill/weights.idx");
-    while std::fs::metadata(&idx).map_or(0, |m| m.len()) < 24 * 5 {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_until("5 spilled snapshots", 120, &mut child, || {
+        std::fs::metadata(&idx).map_or(0, |m| m.len()) >= 24 * 5
+    });
     child.kill().expect("kill"); // SIGKILL: no chance to finish anything
-    child.wait().expect("wait");
+    common::wait_exit(&mut child, 60);
     let run = tmp.path().join("run");
     assert!(!run.join("features.npz").exists());
     ezflt(tmp.path())

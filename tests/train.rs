@@ -6,6 +6,9 @@ use predicates::prelude::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::npy;
+
 fn ezflt(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("ezflt").expect("binary");
     c.current_dir(dir);
@@ -316,14 +319,11 @@ fn bad_input_gets_a_clear_error_and_creates_nothing() {
             .assert()
             .code(1)
             .stderr(predicate::str::contains(*want));
-        // Config problems are caught before the run directory exists, except file errors
-        // found while loading data (the directory then holds the records and the error).
-        if !want.contains(".npz") && !want.contains("directory") {
-            assert!(
-                !tmp.path().join("outputs").exists(),
-                "{args:?} created outputs/"
-            );
-        }
+        // Config and data problems are caught before the run directory exists.
+        assert!(
+            !tmp.path().join("outputs").exists(),
+            "{args:?} created outputs/"
+        );
     }
 }
 
@@ -342,27 +342,6 @@ fn tch_without_the_feature_says_how_to_build_it() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("CUDA needs the LibTorch backend"));
-}
-
-/// A minimal `.npy` (v1.0, little-endian) for the tests' own arrays.
-fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
-    let shape_s = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    out
 }
 
 #[test]
@@ -565,15 +544,11 @@ fn ctrl_c_stops_at_the_next_batch_and_marks_the_run_interrupted() {
         .expect("spawn");
     let metrics = tmp.path().join("run/metrics.csv");
     // Wait until training has started (a metrics row exists), then interrupt it.
-    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 3 {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-    let status = child.wait().expect("wait");
+    common::wait_until("two metrics rows", 120, &mut child, || {
+        std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) >= 3
+    });
+    common::signal(child.id(), "INT");
+    let status = common::wait_exit(&mut child, 60);
     assert_eq!(status.code(), Some(130));
     let s = summary(&tmp.path().join("run"));
     assert_eq!(s["status"], "interrupted");

@@ -5,6 +5,8 @@
 #[path = "common/wandb_stub.rs"]
 mod stub;
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -614,7 +616,13 @@ fn trace_dir() -> Option<PathBuf> {
     } else if std::env::var("EZFLT_REQUIRE_ORACLE").is_ok() {
         panic!("EZFLT_REQUIRE_ORACLE is set but {} is missing", p.display());
     } else {
-        eprintln!("note: {} missing; fixture checks skipped", p.display());
+        common::skip(
+            "wandb fixtures",
+            &format!(
+                "{} missing; the recorded fixtures were not replayed",
+                p.display()
+            ),
+        );
         None
     }
 }
@@ -637,7 +645,10 @@ fn wandb_python() -> Option<PathBuf> {
             "EZFLT_REQUIRE_ORACLE is set but .venv has no wandb 0.31.0; run scripts/setup-venv.sh"
         );
     } else {
-        eprintln!("note: wandb 0.31.0 not in .venv (scripts/setup-venv.sh); oracle checks skipped");
+        common::skip(
+            "wandb oracle",
+            "no wandb 0.31.0 in .venv (bash scripts/setup-venv.sh); nothing was compared",
+        );
         None
     }
 }

@@ -24,7 +24,10 @@ pub fn numpy_python() -> Option<PathBuf> {
     } else if std::env::var("EZFLT_REQUIRE_ORACLE").is_ok() {
         panic!("EZFLT_REQUIRE_ORACLE is set but .venv has no numpy; run scripts/setup-venv.sh");
     } else {
-        eprintln!("note: numpy not installed (scripts/setup-venv.sh); numpy checks skipped");
+        skip(
+            "numpy check",
+            ".venv has no numpy (bash scripts/setup-venv.sh); the archive was not opened in numpy",
+        );
         None
     }
 }
@@ -42,4 +45,113 @@ pub fn numpy_check(archive: &Path, script: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The binary as a plain `std::process::Command`, for tests that spawn and signal it.
+pub fn ezflt_cmd(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("ezflt"));
+    c.current_dir(dir);
+    c
+}
+
+/// Polls `cond` every 20 ms for at most `secs`; fails with `what` and the child's state if
+/// it never holds (a child that died early fails the test instead of hanging the suite).
+pub fn wait_until(
+    what: &str,
+    secs: u64,
+    child: &mut std::process::Child,
+    mut cond: impl FnMut() -> bool,
+) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        if let Ok(Some(status)) = child.try_wait() {
+            // One last look: the condition may have come true as it exited.
+            if cond() {
+                return;
+            }
+            panic!("waiting for {what}: the process exited first ({status})");
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            panic!("waiting for {what}: not after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits for a child at most `secs`; kills it and fails the test past that.
+pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the process did not exit within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends a signal by name (`INT`, `TERM`, `KILL`) to a process id.
+pub fn signal(pid: u32, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{name} {pid}");
+}
+
+/// A `.npy` file's bytes: a v1.0 header for `descr` (e.g. `<f4`, `<i8`) and `shape`, then `data`.
+pub fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Writes a `.npz` of `(name, npy bytes)` members.
+pub fn write_npz(path: &Path, members: &[(&str, Vec<u8>)]) {
+    let f = std::fs::File::create(path).expect("create npz");
+    let mut z = zip::ZipWriter::new(f);
+    for (name, bytes) in members {
+        z.start_file(
+            format!("{name}.npy"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .expect("zip member");
+        std::io::Write::write_all(&mut z, bytes).expect("zip write");
+    }
+    z.finish().expect("zip finish");
+}
+
+/// f32 values as little-endian bytes.
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// i64 values as little-endian bytes.
+pub fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Says, where `cargo test` shows it (not captured, unlike `eprintln!`), that a test did not
+/// check what it is for, and why. CI sets EZFLT_REQUIRE_ORACLE / EZFLT_REQUIRE_SLURM so
+/// that these turn into failures there.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
 }

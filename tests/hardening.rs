@@ -1,0 +1,569 @@
+//! Bad input and hostile conditions, end to end through the binary: closed pipes, non-UTF-8
+//! arguments, absurd sizes, signals at any point, dry runs that check what runs check, data
+//! errors that leave nothing behind, and messages that say what is wrong.
+
+use predicates::prelude::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+mod common;
+use common::{
+    ezflt, ezflt_cmd, f32_bytes, i64_bytes, npy, numpy_check, signal, wait_exit, wait_until,
+    write_npz,
+};
+
+fn summary(run: &Path) -> Value {
+    let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary is JSON")
+}
+
+fn rows(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row is JSON"))
+        .collect()
+}
+
+/// Every file under `dir` whose name marks it as a temp file.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(temp_files(&p));
+        } else {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.ends_with(".tmp") || n.contains(".tmp.") || n == "COMMITTING" {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn no_panic() -> impl predicates::Predicate<str> {
+    predicate::str::contains("panicked").not()
+}
+
+/// A pipe whose reader is already gone: every write to it fails with EPIPE.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    writer
+}
+
+#[test]
+fn a_closed_stdout_pipe_does_not_stop_training() {
+    // `ezflt train | head -2`: the reader leaves after two lines; the run must finish.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut child = ezflt_cmd(tmp.path())
+        .args(["train", "hydra.run.dir=run", "epochs=30", "threads=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+    for _ in 0..2 {
+        lines.next().expect("a line").expect("utf-8");
+    }
+    drop(lines);
+    let status = wait_exit(&mut child, 300);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let run = tmp.path().join("run");
+    let s = summary(&run);
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["epochs"], 30);
+    assert!(run.join("features.npz").is_file());
+    assert!(run.join("checkpoint/state.json").is_file());
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("epoch 30/30"), "{log}");
+}
+
+#[test]
+fn listing_commands_exit_quietly_when_stdout_is_closed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args(["train", "hydra.run.dir=run", "epochs=2", "threads=1"])
+        .assert()
+        .success();
+    let cases: &[&[&str]] = &[
+        &["plot", "run"],
+        &["inspect", "run"],
+        &["completions", "bash"],
+        &["--help"],
+        &["train", "--cfg", "job"],
+        &["train", "--dry-run", "hydra.run.dir=dry"],
+    ];
+    for args in cases {
+        let out = ezflt_cmd(tmp.path())
+            .args(*args)
+            .stdout(closed_pipe())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_argument_is_a_clear_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .arg("train")
+        .arg(std::ffi::OsStr::from_bytes(b"data.path=caf\xe9.npz"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("argument 2"))
+        .stderr(predicate::str::contains("not valid UTF-8"))
+        .stderr(no_panic());
+    assert!(!tmp.path().join("outputs").exists());
+}
+
+#[test]
+fn absurd_sizes_are_refused_before_allocating_with_the_numbers() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for args in [
+        &["model.widths=[100000000]"][..],
+        &["data.n_train=1000000000"],
+        &["data.dim=1000000000"],
+        &["-m", "model.widths=[8],[100000000]"],
+    ] {
+        ezflt(tmp.path())
+            .arg("train")
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("of memory"))
+            .stderr(predicate::str::contains("is available"))
+            .stderr(predicate::str::contains("memory_check=false"))
+            .stderr(no_panic());
+    }
+    assert!(!tmp.path().join("outputs").exists());
+    assert!(!tmp.path().join("multirun").exists());
+}
+
+#[test]
+fn class_ids_that_are_not_0_to_k_minus_1_are_an_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let x: Vec<f32> = (0..40).map(|i| i as f32 * 0.1).collect();
+    let y: Vec<i64> = (0..20)
+        .map(|i| if i % 2 == 0 { 0 } else { 99_000_000 })
+        .collect();
+    write_npz(
+        &tmp.path().join("d.npz"),
+        &[
+            ("x", npy("<f4", &[20, 2], &f32_bytes(&x))),
+            ("y", npy("<i8", &[20], &i64_bytes(&y))),
+        ],
+    );
+    ezflt(tmp.path())
+        .args([
+            "train",
+            "data=numpy",
+            "data.path=d.npz",
+            "data.x_key=x",
+            "data.y_key=y",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("class ids 0..K-1"))
+        .stderr(predicate::str::contains("99000000"))
+        .stderr(predicate::str::contains("np.unique"));
+    assert!(!tmp.path().join("outputs").exists());
+}
+
+/// A run with a checkpoint after every (one-step) epoch, so signals land mid-save often.
+fn spawn_long_run(dir: &Path) -> std::process::Child {
+    ezflt_cmd(dir)
+        .args([
+            "train",
+            "hydra.run.dir=run",
+            "data.n_train=64",
+            "batch_size=full",
+            "epochs=1000000",
+            "checkpoint_every=1",
+            "eval_every=50",
+            "log_every=1",
+            "tracker.track_frequency=3",
+            "plot=none",
+            "threads=1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+#[cfg(unix)]
+#[test]
+fn a_signal_at_any_point_stops_cleanly_and_resume_continues() {
+    let delays_ms = [0u64, 5, 20, 60, 120, 200, 350, 500, 800, 1200];
+    for (i, delay) in delays_ms.iter().enumerate() {
+        let sig = if i % 2 == 0 { "TERM" } else { "INT" };
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut child = spawn_long_run(tmp.path());
+        let run = tmp.path().join("run");
+        // The handler is installed before the run directory exists.
+        wait_until("the run directory", 60, &mut child, || {
+            run.join(".hydra/config.yaml").exists()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(*delay));
+        signal(child.id(), sig);
+        // `timeout` and terminals signal the whole group: the same request twice.
+        if i % 3 == 0 {
+            signal(child.id(), sig);
+        }
+        let status = wait_exit(&mut child, 120);
+        let what = format!("SIG{sig} after {delay} ms");
+        assert_eq!(status.code(), Some(130), "{what}");
+        assert_eq!(summary(&run)["status"], "interrupted", "{what}");
+        assert_eq!(temp_files(&run), Vec::<PathBuf>::new(), "{what}");
+        assert!(!run.join("features.spill").exists(), "{what}");
+        numpy_check(
+            &run.join("features.npz"),
+            "import sys, numpy as np\nz = np.load(sys.argv[1])\ns = z['step']\nassert len(s) >= 1 and (np.diff(s) > 0).all(), s\nassert z['layers.0.weight'].shape[0] == len(s)",
+        );
+        // Stopped at an epoch boundary (full batch): the checkpoint is exactly there.
+        let state: Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join("checkpoint/state.json")).expect("state.json"),
+        )
+        .unwrap();
+        let stopped = state["epoch"].as_u64().unwrap();
+        assert_eq!(summary(&run)["steps"].as_u64(), Some(stopped), "{what}");
+        let more = (stopped + 3).to_string();
+        ezflt(tmp.path())
+            .args(["train", "resume=run", &format!("epochs={more}")])
+            .assert()
+            .success();
+        let s = summary(&run);
+        assert_eq!(s["status"], "completed", "{what}");
+        assert_eq!(s["steps"].as_u64(), Some(stopped + 3), "{what}");
+        let steps: Vec<u64> = rows(&run)
+            .iter()
+            .filter(|r| r.get("test_loss").is_none())
+            .map(|r| r["step"].as_u64().unwrap())
+            .collect();
+        let want: Vec<u64> = (1..=stopped + 3).collect();
+        assert_eq!(steps, want, "{what}: every step logged once");
+        numpy_check(
+            &run.join("features.npz"),
+            &format!("import sys, numpy as np\nz = np.load(sys.argv[1])\ns = z['step']\nassert (np.diff(s) > 0).all(), s\nassert s[-1] == {}, s", stopped + 3),
+        );
+    }
+}
+
+#[test]
+fn stale_temp_files_are_cleaned_and_a_half_committed_checkpoint_is_finished() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args([
+            "train",
+            "hydra.run.dir=run",
+            "epochs=2",
+            "threads=1",
+            "plot=none",
+        ])
+        .assert()
+        .success();
+    let ck = tmp.path().join("run/checkpoint");
+    // What a kill between two renames of a commit leaves: the marker, new state pending.
+    std::fs::write(ck.join("state.tmp.json"), "{\"epoch\":2,\"step\":16}\n").unwrap();
+    std::fs::write(ck.join("COMMITTING"), "").unwrap();
+    std::fs::write(ck.join("optim.tmp.bpk.123.tmp"), "junk").unwrap();
+    std::fs::write(tmp.path().join("run/features.npz.tmp"), "junk").unwrap();
+    ezflt(tmp.path())
+        .args(["train", "resume=run", "epochs=3"])
+        .assert()
+        .success();
+    assert_eq!(temp_files(&tmp.path().join("run")), Vec::<PathBuf>::new());
+    assert_eq!(summary(&tmp.path().join("run"))["epochs"], 3);
+}
+
+#[test]
+fn dry_run_checks_every_value_a_real_run_checks() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (arg, says) in [
+        ("epochs=2.5", "epochs"),
+        ("batch_size=fulll", "batch_size"),
+        ("tracker.layers=[nope]", "matches no parameter"),
+        ("model.widths=[100000000]", "of memory"),
+    ] {
+        ezflt(tmp.path())
+            .args(["train", "--dry-run", arg])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("would fail"))
+            .stderr(predicate::str::contains(says));
+    }
+    // A sweep's dry run writes its plan and reports every failing job...
+    let sweep = ["-m", "epochs=1,2.5", "lr=0.1,-1"];
+    ezflt(tmp.path())
+        .arg("--dry-run")
+        .args(sweep)
+        .arg("hydra.sweep.dir=sw")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("3 of 4 job(s) would fail"))
+        .stderr(predicate::str::contains("job #0").not())
+        .stderr(predicate::str::contains("job #1 (epochs=1 lr=-1 "))
+        .stderr(predicate::str::contains("job #2 (epochs=2.5 lr=0.1 "))
+        .stderr(predicate::str::contains("job #3"));
+    assert!(tmp.path().join("sw/3/.hydra/config.yaml").is_file());
+    // ...and the same sweep run for real launches nothing.
+    ezflt(tmp.path())
+        .args(sweep)
+        .arg("hydra.sweep.dir=real")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nothing was launched"));
+    assert!(!tmp.path().join("real").exists());
+}
+
+#[test]
+fn data_errors_leave_no_run_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let x: Vec<f32> = (0..40).map(|i| i as f32).collect();
+    let y: Vec<i64> = (0..20).map(|i| i % 2).collect();
+    write_npz(
+        &tmp.path().join("good.npz"),
+        &[
+            ("x", npy("<f4", &[20, 2], &f32_bytes(&x))),
+            ("y", npy("<i8", &[20], &i64_bytes(&y))),
+        ],
+    );
+    let bytes = std::fs::read(tmp.path().join("good.npz")).unwrap();
+    std::fs::write(tmp.path().join("cut.npz"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(tmp.path().join("junk.npz"), b"not a zip at all").unwrap();
+    std::fs::create_dir(tmp.path().join("idx")).unwrap();
+    // An IDX image file whose header promises more than it holds.
+    let mut idx = vec![0, 0, 8, 3];
+    for d in [10u32, 28, 28] {
+        idx.extend_from_slice(&d.to_be_bytes());
+    }
+    idx.extend_from_slice(&[0u8; 100]);
+    std::fs::write(tmp.path().join("idx/train-images-idx3-ubyte"), idx).unwrap();
+    for args in [
+        &["data=numpy", "data.path=missing.npz"][..],
+        &[
+            "data=numpy",
+            "data.path=cut.npz",
+            "data.x_key=x",
+            "data.y_key=y",
+        ],
+        &["data=numpy", "data.path=junk.npz"],
+        &["data=mnist", "data.path=idx"],
+    ] {
+        ezflt(tmp.path())
+            .arg("train")
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(no_panic());
+        assert!(
+            !tmp.path().join("outputs").exists(),
+            "{args:?} left a run directory"
+        );
+    }
+}
+
+#[test]
+fn messages_say_what_is_wrong() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let t = tmp.path();
+    // NaN in the inputs: named at load, not answered with "lower the learning rate".
+    let mut x: Vec<f32> = (0..40).map(|i| i as f32).collect();
+    x[13] = f32::NAN;
+    let y: Vec<i64> = (0..20).map(|i| i % 2).collect();
+    write_npz(
+        &t.join("nan.npz"),
+        &[
+            ("x", npy("<f4", &[20, 2], &f32_bytes(&x))),
+            ("y", npy("<i8", &[20], &i64_bytes(&y))),
+        ],
+    );
+    ezflt(t)
+        .args([
+            "train",
+            "data=numpy",
+            "data.path=nan.npz",
+            "data.x_key=x",
+            "data.y_key=y",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("NaN"))
+        .stderr(predicate::str::contains("learning rate").not());
+    // An object array: its dtype as numpy writes it, not a Rust debug struct.
+    write_npz(
+        &t.join("obj.npz"),
+        &[("x", npy("|O", &[2], b"\x80\x02]q\x00."))],
+    );
+    ezflt(t)
+        .args(["train", "data=numpy", "data.path=obj.npz", "data.x_key=x"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("{").not())
+        .stderr(no_panic());
+    // A 100 KB override is not echoed back whole.
+    let huge = format!("lr={}", "9".repeat(100_000));
+    let out = ezflt(t)
+        .args(["train", "--dry-run", &huge, "lr=x"])
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.len() < 2_000,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+    // `status` on a dry-run sweep says it was a dry run.
+    ezflt(t)
+        .args(["-m", "--dry-run", "seed=0,1", "hydra.sweep.dir=dry"])
+        .assert()
+        .success();
+    ezflt(t)
+        .args(["status", "dry"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("dry run"));
+    // A damaged archive and a damaged metrics file are named, not passed over.
+    ezflt(t)
+        .args([
+            "train",
+            "hydra.run.dir=run",
+            "epochs=2",
+            "threads=1",
+            "plot=none",
+        ])
+        .assert()
+        .success();
+    let npz = t.join("run/features.npz");
+    let bytes = std::fs::read(&npz).unwrap();
+    std::fs::write(&npz, &bytes[..bytes.len() / 2]).unwrap();
+    ezflt(t)
+        .args(["plot", "run"])
+        .assert()
+        .stderr(predicate::str::contains("damaged"))
+        .stderr(predicate::str::contains("inspect --repair"));
+    let m = t.join("run/metrics.jsonl");
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(&m, format!("{{\"step\": 1, oops\n{text}")).unwrap();
+    ezflt(t)
+        .args(["plot", "run", "--what", "curves"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("metrics.jsonl:1"))
+        .stderr(predicate::str::contains("no metrics rows").not());
+}
+
+#[test]
+fn best_auroc_is_the_maximum_and_best_loss_the_minimum() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args([
+            "train",
+            "hydra.run.dir=run",
+            "experiment=cae_anomaly",
+            "data.n_train=200",
+            "data.n_test=200",
+            "epochs=60",
+            "eval_every=3",
+            "plot=none",
+            "threads=1",
+        ])
+        .assert()
+        .success();
+    let run = tmp.path().join("run");
+    let best = summary(&run)["best"].clone();
+    let all = rows(&run);
+    let mut checked = 0;
+    for (k, v) in best.as_object().unwrap() {
+        let series: Vec<f64> = all.iter().filter_map(|r| r[k].as_f64()).collect();
+        let want = if k.ends_with("_auroc") {
+            series.iter().cloned().fold(f64::MIN, f64::max)
+        } else if k.ends_with("_loss") {
+            series.iter().cloned().fold(f64::MAX, f64::min)
+        } else {
+            continue;
+        };
+        assert_eq!(v.as_f64(), Some(want), "best.{k}");
+        checked += 1;
+    }
+    assert!(best.get("semantic_auroc").is_some(), "{best}");
+    // The AUROC series must move for the test to tell max from min.
+    let auroc: Vec<f64> = all
+        .iter()
+        .filter_map(|r| r["semantic_auroc"].as_f64())
+        .collect();
+    assert!(auroc.iter().any(|a| *a != auroc[0]), "{auroc:?}");
+    assert!(checked >= 4, "{best}");
+}
+
+#[test]
+fn robust_accuracy_uses_the_documented_pgd_whatever_the_training_attack() {
+    // With clean training the model is the same under adv=fgsm and adv=pgd, so the
+    // evaluation attack (PGD, eval_steps) must give the same robust accuracy.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut robust = vec![];
+    for adv in ["adv=fgsm", "adv=pgd"] {
+        let dir = format!("hydra.run.dir={adv}").replace("adv=", "run_");
+        ezflt(tmp.path())
+            .args([
+                "train",
+                &dir,
+                adv,
+                "adv.train=false",
+                "adv.eps=1.0",
+                "epochs=5",
+                "plot=none",
+                "threads=1",
+            ])
+            .assert()
+            .success();
+        let s = summary(&tmp.path().join(adv.replace("adv=", "run_")));
+        let r = s["final"]["robust_acc"].as_f64().unwrap();
+        let clean = s["final"]["test_acc"].as_f64().unwrap();
+        assert!(r <= clean, "{adv}: robust {r} > clean {clean}");
+        robust.push(r);
+    }
+    assert_eq!(robust[0], robust[1], "fgsm vs pgd evaluation");
+    assert!(
+        robust[0] < 0.9,
+        "an eps-1 attack that does nothing: {robust:?}"
+    );
+}
+
+#[test]
+fn home_in_path_settings_expands() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let x: Vec<f32> = (0..40).map(|i| (i % 7) as f32).collect();
+    let y: Vec<i64> = (0..20).map(|i| i % 2).collect();
+    std::fs::create_dir(tmp.path().join("data")).unwrap();
+    write_npz(
+        &tmp.path().join("data/d.npz"),
+        &[
+            ("x", npy("<f4", &[20, 2], &f32_bytes(&x))),
+            ("y", npy("<i8", &[20], &i64_bytes(&y))),
+        ],
+    );
+    ezflt(tmp.path())
+        .env("HOME", tmp.path())
+        .args([
+            "train",
+            "hydra.run.dir=run",
+            "data=numpy",
+            "data.path=~/data/d.npz",
+            "epochs=1",
+            "plot=none",
+        ])
+        .assert()
+        .success();
+}
