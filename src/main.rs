@@ -8,6 +8,8 @@ mod backend;
 mod cli;
 mod config;
 mod data;
+#[cfg(test)]
+mod fuzz;
 mod launch;
 mod model;
 mod plan;

@@ -15,7 +15,13 @@ pub struct Resolver<'a> {
     /// When true, `???` propagates as a value (for printing); when false it is an error.
     pub missing_ok: bool,
     stack: RefCell<Vec<String>>,
+    /// Interpolations being resolved inside one another (nested `${..${..}}`, or a chain
+    /// of keys each pointing to the next): bounded, as the resolver recurses.
+    depth: std::cell::Cell<usize>,
 }
+
+/// Deepest nesting of interpolations; Python's OmegaConf stops near its recursion limit.
+const MAX_DEPTH: usize = 200;
 
 enum Part {
     Lit(String),
@@ -29,6 +35,7 @@ impl<'a> Resolver<'a> {
             now,
             missing_ok,
             stack: RefCell::new(Vec::new()),
+            depth: std::cell::Cell::new(0),
         }
     }
 
@@ -88,6 +95,21 @@ impl<'a> Resolver<'a> {
     }
 
     fn resolve_string(&self, s: &str, path: &[String], node: &Node) -> Result<Node> {
+        let depth = self.depth.get() + 1;
+        if depth > MAX_DEPTH {
+            bail!(
+                "interpolations nest more than {MAX_DEPTH} levels deep at '{}' ({})",
+                path.join("."),
+                node.src.as_deref().unwrap_or("config")
+            );
+        }
+        self.depth.set(depth);
+        let r = self.resolve_parts(s, path, node);
+        self.depth.set(depth - 1);
+        r
+    }
+
+    fn resolve_parts(&self, s: &str, path: &[String], node: &Node) -> Result<Node> {
         let parts = split_parts(s).map_err(|e| {
             anyhow!(
                 "{e} in '{s}' at {}",
@@ -471,6 +493,24 @@ mod tests {
         assert_eq!(s("a: '\\${x}'\n", "a"), "${x}");
         assert_eq!(s("l: [1, 2]\nb: ${l.1}\n", "b"), "2");
     }
+    #[test]
+    fn deep_nesting_and_long_chains_are_errors_not_stack_overflows() {
+        let deep = format!(
+            "a: \"{}x{}\"\n",
+            "${oc.select:".repeat(20_000),
+            "}".repeat(20_000)
+        );
+        let e = res(&deep, "a").unwrap_err().to_string();
+        assert!(e.contains("levels deep"), "{e}");
+        let mut chain = String::from("k0: 1\n");
+        for i in 1..5_000 {
+            chain.push_str(&format!("k{i}: ${{k{}}}\n", i - 1));
+        }
+        let e = res(&chain, "k4999").unwrap_err().to_string();
+        assert!(e.contains("levels deep"), "{e}");
+        assert_eq!(s(&chain, "k150"), "1");
+    }
+
     #[test]
     fn resolvers_and_errors() {
         std::env::set_var("EZFLT_TEST_VAR", "hello");

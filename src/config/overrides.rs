@@ -264,6 +264,7 @@ pub fn parse_value(text: &str) -> std::result::Result<OvValue, String> {
     let mut p = P {
         s: text.chars().collect(),
         i: 0,
+        depth: 0,
     };
     if p.s.iter().all(|c| *c == ' ' || *c == '\t') {
         return Ok(OvValue::Elem(Elem::Str(String::new())));
@@ -298,7 +299,13 @@ fn into_elem(v: OvValue) -> std::result::Result<Elem, String> {
 struct P {
     s: Vec<char>,
     i: usize,
+    /// Nesting of lists, dicts and calls so far: the parser recurses, so a value nested
+    /// thousands deep would overflow the stack instead of getting an error.
+    depth: usize,
 }
+
+/// Deepest nesting of lists, dicts and function calls an override value may have.
+const MAX_DEPTH: usize = 64;
 
 type R<T> = std::result::Result<T, String>;
 
@@ -333,6 +340,18 @@ impl P {
 
     /// element | function call (which may yield a sweep)
     fn item(&mut self) -> R<OvValue> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!(
+                "the value nests lists, dicts or calls more than {MAX_DEPTH} levels deep"
+            ));
+        }
+        let v = self.item_at_depth();
+        self.depth -= 1;
+        v
+    }
+
+    fn item_at_depth(&mut self) -> R<OvValue> {
         self.ws();
         // function call: ID '(' ...
         let start = self.i;
@@ -1125,6 +1144,12 @@ mod tests {
         // Beyond Hydra's grammar: what bash leaves of `~/x` and `'relu^2'`.
         assert_eq!(e("~/data/mnist"), Elem::Str("~/data/mnist".into()));
         assert_eq!(e("relu^2"), Elem::Str("relu^2".into()));
+        // Deep nesting is an error, not a stack overflow.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_value(&deep).unwrap_err().contains("levels deep"));
+        let deep = format!("{}1{}", "{a:".repeat(30_000), "}".repeat(30_000));
+        assert!(parse_value(&deep).unwrap_err().contains("levels deep"));
+        assert!(parse_value(&format!("{}{}", "[".repeat(20), "]".repeat(20))).is_ok());
     }
     #[test]
     fn quoted_and_containers() {

@@ -87,6 +87,11 @@ fn digits(test_fraction: f64, seed: u64) -> Result<Dataset> {
 /// Reads an IDX file (raw or `.gz`), returning its dimensions and bytes as f32.
 fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_idx(raw, path)
+}
+
+/// An IDX file's bytes (raw or gzipped), read from `path`, as dimensions and f32 values.
+pub(crate) fn parse_idx(raw: Vec<u8>, path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
@@ -112,7 +117,15 @@ fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
             u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
         })
         .collect();
-    let total: usize = dims.iter().product();
+    let total = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .with_context(|| {
+            format!(
+                "{}: the header's dimensions {dims:?} overflow",
+                path.display()
+            )
+        })?;
     let body = &bytes[4 + 4 * nd..];
     if body.len() != total {
         bail!(
@@ -249,7 +262,7 @@ type Array = (String, Vec<usize>, Vec<f32>);
 /// Inputs with their shape, and labels if the file has them.
 type Labelled = (Vec<usize>, Vec<f32>, Option<Vec<f32>>);
 
-fn read_arrays(path: &Path) -> Result<Vec<Array>> {
+pub(crate) fn read_arrays(path: &Path) -> Result<Vec<Array>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     if path.extension().and_then(|e| e.to_str()) == Some("npy") {
         let (s, v) = npy_array(std::io::BufReader::new(file), &path.display().to_string())?;
