@@ -24,11 +24,7 @@ fn mutation(seeds: usize) -> impl Strategy<Value = Mutation> {
         prop::collection::vec((any::<usize>(), 0u8..3, any::<u8>()), 0..6),
         prop::option::of(any::<usize>()),
     )
-        .prop_map(|(seed, edits, cut)| Mutation {
-            seed,
-            edits: edits.into_iter().map(|(p, k, b)| (p, k, b)).collect(),
-            cut,
-        })
+        .prop_map(|(seed, edits, cut)| Mutation { seed, edits, cut })
 }
 
 fn apply(seed: &[u8], m: &Mutation) -> Vec<u8> {
