@@ -567,3 +567,139 @@ fn home_in_path_settings_expands() {
         .assert()
         .success();
 }
+
+/// A small fixed-seed generator: the chaos test's "random" times and victims repeat.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// Job directories of a sweep whose marker says a process is running them, with its pid.
+fn running_workers(root: &Path) -> Vec<u32> {
+    let mut pids = vec![];
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let m = std::fs::read_to_string(e.path().join(".ezflt-job.json")).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<Value>(&m) {
+            if v["status"] == "running" {
+                if let Some(p) = v["pid"].as_u64() {
+                    pids.push(p as u32);
+                }
+            }
+        }
+    }
+    pids
+}
+
+#[cfg(unix)]
+#[test]
+fn chaos_killed_workers_and_launcher_then_resume_completes_every_job_once() {
+    let jobs = 6;
+    let steps = 300;
+    let (mut killed, mut resumed) = (0, 0);
+    for round in 0..3u64 {
+        let mut rng = Lcg(0x5eed + round);
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("sw");
+        let mut launcher = ezflt_cmd(tmp.path())
+            .args([
+                "-m",
+                "hydra.sweep.dir=sw",
+                "seed=0,1,2,3,4,5",
+                "data.n_train=64",
+                "batch_size=full",
+                &format!("epochs={steps}"),
+                "checkpoint_every=1",
+                "eval_every=25",
+                "log_every=1",
+                "tracker.track_frequency=7",
+                "plot=none",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        wait_until("a worker to start", 60, &mut launcher, || {
+            !running_workers(&root).is_empty()
+        });
+        // Kill a few workers at random times, then the launcher itself (its other
+        // workers live on as orphans and must not be started a second time).
+        for _ in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(50 + rng.below(400)));
+            let pids = running_workers(&root);
+            if let Some(&pid) = pids.get(rng.below(pids.len() as u64) as usize) {
+                let hit = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                killed += usize::from(hit);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(300)));
+        signal(launcher.id(), "KILL");
+        wait_exit(&mut launcher, 30);
+        // A worker spawned just before the kill takes its job's lock within milliseconds.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        ezflt(tmp.path()).args(["resume", "sw"]).assert().success();
+        // Orphaned workers finish on their own; wait for them (bounded).
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let done = |d: usize| {
+            std::fs::read_to_string(root.join(d.to_string()).join("summary.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .is_some_and(|s| s["status"] == "completed")
+        };
+        while !(0..jobs).all(done) {
+            assert!(
+                std::time::Instant::now() < end,
+                "round {round}: jobs still not completed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ezflt(tmp.path())
+            .args(["status", "sw"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(format!("{jobs} completed")));
+        for d in 0..jobs {
+            let run = root.join(d.to_string());
+            let what = format!("round {round}, job {d}");
+            let s = summary(&run);
+            assert_eq!(s["steps"], steps, "{what}");
+            let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+            assert_eq!(
+                log.matches("finished: ").count(),
+                1,
+                "{what}: completed once\n{log}"
+            );
+            resumed += usize::from(log.contains("resuming after epoch"));
+            let train_steps: Vec<u64> = rows(&run)
+                .iter()
+                .filter(|r| r.get("test_loss").is_none())
+                .map(|r| r["step"].as_u64().unwrap())
+                .collect();
+            assert_eq!(
+                train_steps,
+                (1..=steps).collect::<Vec<u64>>(),
+                "{what}: rows once each"
+            );
+            assert_eq!(temp_files(&run), Vec::<PathBuf>::new(), "{what}");
+            numpy_check(
+                &run.join("features.npz"),
+                &format!("import sys, numpy as np\nz = np.load(sys.argv[1])\ns = z['step']\nassert s[0] == 0 and s[-1] == {steps} and (np.diff(s) > 0).all(), s"),
+            );
+        }
+    }
+    // The chaos must have happened: workers killed, and jobs continued from checkpoints.
+    assert!(killed >= 3, "only {killed} workers were killed");
+    assert!(
+        resumed >= 3,
+        "only {resumed} jobs resumed from a checkpoint"
+    );
+}

@@ -19,6 +19,33 @@ use std::time::{Duration, Instant};
 pub const RESOLVED: &str = "resolved.yaml";
 /// Written by the job itself while it runs: how a sweep's state is known without a scheduler.
 pub const MARKER: &str = ".ezflt-job.json";
+/// Held (an OS file lock) by the process running a job, for as long as it runs: the kernel
+/// drops it when the process dies, even by SIGKILL, so "running" cannot outlive the process
+/// and two processes never run the same job.
+const LOCK: &str = ".ezflt-job.lock";
+
+/// Takes the job's lock; `None` when a live process holds it.
+fn try_lock_job(dir: &Path) -> Result<Option<std::fs::File>> {
+    let path = dir.join(LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+/// Whether some live process holds the job's lock.
+fn job_locked(dir: &Path) -> bool {
+    matches!(try_lock_job(dir), Ok(None))
+}
 
 /// One prepared job: its number, its override lines and its directory.
 #[derive(Clone, Debug)]
@@ -133,6 +160,12 @@ pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
     }
     // A worker stops at a safe point on SIGINT/SIGTERM, like a single run.
     run::stop_flag();
+    let Some(_lock) = try_lock_job(dir)? else {
+        bail!(
+            "{} is already running in another process; not starting it twice",
+            dir.display()
+        );
+    };
     let marker = serde_json::json!({"status": "running", "pid": std::process::id(), "started": Local::now().to_rfc3339()});
     crate::plan::rundir::write_atomic(&dir.join(MARKER), &marker.to_string())?;
     let resume = run::resume_point(dir).ok();
@@ -412,12 +445,12 @@ pub fn job_status(dir: &Path) -> String {
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
     {
-        Some(m) if m["status"] == "running" => {
-            let alive = m["pid"]
-                .as_u64()
-                .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-            if alive { "running" } else { "crashed" }.to_string()
+        Some(m) if m["status"] == "running" => if job_locked(dir) {
+            "running"
+        } else {
+            "crashed"
         }
+        .to_string(),
         Some(m) => m["status"].as_str().unwrap_or("failed").to_string(),
         None => "pending".into(),
     }
@@ -426,11 +459,20 @@ pub fn job_status(dir: &Path) -> String {
 /// `ezflt resume <sweep>`: re-launches the jobs that did not complete.
 pub fn resume_sweep(root: &Path, fail_fast: bool) -> Result<i32> {
     let jobs = jobs_of(root)?;
-    let todo: Vec<Job> = jobs
-        .iter()
-        .filter(|j| job_status(&j.dir) != "completed")
-        .cloned()
-        .collect();
+    // What a killed launcher was writing (sweep.csv.tmp, ...).
+    crate::plan::rundir::clean_temps(root);
+    let mut todo = vec![];
+    for j in &jobs {
+        match job_status(&j.dir).as_str() {
+            "completed" => {}
+            // A worker that outlived its launcher (killed) finishes the job itself.
+            "running" => outln!(
+                "#{} : still running in another process; left to finish there",
+                j.num
+            ),
+            _ => todo.push(j.clone()),
+        }
+    }
     let text = std::fs::read_to_string(root.join("multirun.yaml"))?;
     let master = yaml::load(&text, &root.join("multirun.yaml").display().to_string())?;
     let launcher = Launcher::from_config(&master, fail_fast, false)?;
