@@ -1,5 +1,5 @@
 //! W&B logging through the real binary against a local stand-in server (tests/common/wandb_stub.rs):
-//! the protocol invariants of shared/specs/wandb-protocol.md §10.2, faults, offline + sync,
+//! the protocol invariants of the W&B client (request order, pacing, retries), faults, offline + sync,
 //! and the official `wandb` client as the oracle (from .venv, scripts/setup-venv.sh).
 
 #[path = "common/wandb_stub.rs"]
@@ -14,7 +14,7 @@ use std::time::Duration;
 use stub::{Action, Stub};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
-/// Basic base64("api:" + KEY), from shared/specs/wandb-trace/README.md.
+/// Basic base64("api:" + KEY): how the official client sends the key.
 const AUTH: &str = "Basic YXBpOjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZg==";
 
 /// Protocol timings shrunk so a test takes milliseconds, not the real 15 s pacing.
@@ -606,26 +606,7 @@ fn config_and_env_errors_are_clear() {
     );
 }
 
-// ---- Oracles: shared/specs fixtures and the official `wandb` 0.31.0 client ----
-
-/// shared/specs/wandb-trace beside the repo (CI lays shared/ next to the clone).
-fn trace_dir() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/specs/wandb-trace");
-    if p.is_dir() {
-        Some(p)
-    } else if std::env::var("EZFLT_REQUIRE_ORACLE").is_ok() {
-        panic!("EZFLT_REQUIRE_ORACLE is set but {} is missing", p.display());
-    } else {
-        common::skip(
-            "wandb fixtures",
-            &format!(
-                "{} missing; the recorded fixtures were not replayed",
-                p.display()
-            ),
-        );
-        None
-    }
-}
+// ---- Oracles: the official `wandb` 0.31.0 client ----
 
 /// The repo's venv python with the official wandb client (scripts/setup-venv.sh).
 fn wandb_python() -> Option<PathBuf> {
@@ -670,40 +651,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// History lines and the last summary the official client delivered in a recorded trace.
-fn recorded(trace: &Value) -> (Vec<Value>, Value, Value) {
-    let mut hist: Vec<Option<Value>> = vec![];
-    let mut summary = Value::Null;
-    let mut upsert = Value::Null;
-    for r in trace["requests"].as_array().unwrap() {
-        let b = &r["body"];
-        if b["operationName"] == "UpsertBucket" && upsert.is_null() {
-            upsert = b["variables"].clone();
-        }
-        if r["kind"] != "file_stream" || r["stub_response"]["status"].as_u64().unwrap_or(200) != 200
-        {
-            continue;
-        }
-        if let Some(h) = b["files"].get("wandb-history.jsonl") {
-            let off = h["offset"].as_u64().unwrap() as usize;
-            for (i, l) in h["content"].as_array().unwrap().iter().enumerate() {
-                if hist.len() <= off + i {
-                    hist.resize(off + i + 1, None);
-                }
-                hist[off + i] = Some(serde_json::from_str(l.as_str().unwrap()).unwrap());
-            }
-        }
-        if let Some(s) = b["files"].get("wandb-summary.json") {
-            summary = serde_json::from_str(s["content"][0].as_str().unwrap()).unwrap();
-        }
-    }
-    (
-        hist.into_iter().map(|h| h.unwrap()).collect(),
-        summary,
-        upsert,
-    )
-}
-
 /// Numbers as f64, so `1.0` and `1` (Go re-serialises floats) compare equal.
 fn norm(v: &Value) -> Value {
     match v {
@@ -721,103 +668,149 @@ fn config_of(vars: &Value) -> Value {
     c
 }
 
+/// The official client writes an offline run (config, group, tags, notes, rows with an
+/// image, a summary); `ezflt sync` and the official `wandb sync` each send it to a stand-in
+/// server, and the two servers must have received the same run.
 #[test]
-fn sync_of_the_recorded_offline_runs_matches_the_official_sync() {
-    let Some(trace) = trace_dir() else { return };
-    for (fixture, recording, rows) in [
-        ("ezflt-gen-full", "sync-full.json", 6),
-        ("official-0.31.0", "sync-ref-official.json", 0),
-        ("ezflt-gen-boundary7", "", 6),
+fn ezflt_sync_of_an_official_offline_run_matches_wandb_sync() {
+    let Some(py) = wandb_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"
+import numpy as np, wandb
+from PIL import Image
+Image.fromarray((np.arange(48 * 64 * 3) % 251).astype("uint8").reshape(48, 64, 3)).save("img.png")
+run = wandb.init(mode="offline", project="ezflt-oracle", group="g1", name="off-run", notes="a note",
+                 job_type="train", tags=["a", "b"],
+                 config={"lr": 0.1, "model": {"name": "mlp", "widths": [8, 4]}, "seed": 3},
+                 settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True))
+for s in range(6):
+    row = {"train/loss": 1.0 / (s + 1), "epoch": s}
+    if s == 3:
+        row["plots/curves"] = wandb.Image("img.png")
+    wandb.log(row, step=s)
+run.summary["best/test/acc"] = 0.9
+run.finish()
+"#;
+    let o = std::process::Command::new(&py)
+        .args(["-c", script])
+        .current_dir(tmp.path())
+        .env("HOME", tmp.path())
+        .env("WANDB_DIR", tmp.path().join("official"))
+        .env("WANDB_API_KEY", KEY)
+        .env_remove("WANDB_MODE")
+        .env_remove("WANDB_ENTITY")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "official client: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let root = tmp.path().join("official/wandb");
+    let written = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("offline-run-")
+        })
+        .expect("the official client's offline run");
+    // Each sync marks what it synced: give each its own copy.
+    let name = written.file_name().unwrap();
+    let (ours_dir, theirs_dir) = (
+        tmp.path().join("ours").join(name),
+        tmp.path().join("theirs").join(name),
+    );
+    copy_dir(&written, &ours_dir);
+    copy_dir(&written, &theirs_dir);
+    let ours = Stub::start();
+    let o = ezflt(tmp.path(), &ours.url())
+        .arg("sync")
+        .arg(&ours_dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ezflt sync: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let theirs = Stub::start();
+    let o = std::process::Command::new(py.parent().unwrap().join("wandb"))
+        .arg("sync")
+        .arg(&theirs_dir)
+        .current_dir(tmp.path())
+        .env("HOME", tmp.path())
+        .env("WANDB_API_KEY", KEY)
+        .env("WANDB_BASE_URL", theirs.url())
+        .env("WANDB_DIR", tmp.path())
+        .env_remove("WANDB_MODE")
+        .env_remove("WANDB_ENTITY")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "wandb sync: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ((_, mine), (_, official)) = (ours.only_run(), theirs.only_run());
+    let (got, want) = (
+        check_history(&ours, &mine),
+        check_history(&theirs, &official),
+    );
+    assert_eq!(got.len(), 6);
+    assert_eq!(norm(&Value::from(got)), norm(&Value::from(want)), "history");
+    assert_eq!(mine.complete, official.complete, "exit code");
+    let strip = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("_wandb");
+        norm(&v)
+    };
+    assert_eq!(
+        strip(mine.summary().unwrap()),
+        strip(official.summary().unwrap()),
+        "summary"
+    );
+    let (a, b) = (&mine.upserts[0], &official.upserts[0]);
+    for k in [
+        "name",
+        "project",
+        "entity",
+        "groupName",
+        "displayName",
+        "notes",
+        "jobType",
+        "tags",
+        "host",
     ] {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_dir(&trace.join("offline-fixtures").join(fixture), tmp.path());
-        let mut logs = vec![];
-        for d in std::fs::read_dir(tmp.path()).unwrap().flatten() {
-            logs.extend(
-                std::fs::read_dir(d.path())
-                    .unwrap()
-                    .flatten()
-                    .filter(|f| f.path().extension().is_some_and(|e| e == "wandb")),
-            );
-        }
-        if logs.is_empty() {
-            // shared/ holds this run's files but not its .wandb log (as of 2026-11-29).
-            eprintln!("note: {fixture} has no .wandb file; skipped");
-            continue;
-        }
-        let stub = Stub::start();
-        let o = ezflt(tmp.path(), &stub.url())
-            .args(["sync", "."])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{fixture}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let (_, state) = stub.only_run();
-        let hist = check_history(&stub, &state);
-        assert_eq!(state.complete, vec![0], "{fixture}");
-        if rows > 0 {
-            assert_eq!(hist.len(), rows, "{fixture}");
-        }
-        if recording.is_empty() {
-            continue;
-        }
-        let official: Value =
-            serde_json::from_str(&std::fs::read_to_string(trace.join(recording)).unwrap()).unwrap();
-        let (want_hist, want_summary, want_vars) = recorded(&official);
-        assert_eq!(
-            norm(&Value::from(hist)),
-            norm(&Value::from(want_hist)),
-            "{fixture}: history differs from the official sync"
-        );
-        let mut got_summary = state.summary().unwrap();
-        let mut want_summary = want_summary;
-        got_summary.as_object_mut().unwrap().remove("_wandb");
-        want_summary.as_object_mut().unwrap().remove("_wandb");
-        assert_eq!(
-            norm(&got_summary),
-            norm(&want_summary),
-            "{fixture}: summary"
-        );
-        let vars = &state.upserts[0];
-        for k in [
-            "name",
-            "project",
-            "entity",
-            "groupName",
-            "displayName",
-            "notes",
-            "jobType",
-            "tags",
-            "host",
-        ] {
-            assert_eq!(vars[k], want_vars[k], "{fixture}: UpsertBucket {k}");
-        }
-        assert_eq!(
-            norm(&config_of(vars)),
-            norm(&config_of(&want_vars)),
-            "{fixture}: config"
-        );
-        // The image the log names was uploaded byte for byte.
-        for f in official["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["kind"] == "upload")
-        {
-            let name = f["path"].as_str().unwrap().trim_start_matches("/upload/");
-            if name.starts_with("media/") {
-                let bytes = stub.upload(name).expect("media uploaded");
-                use sha2::Digest;
-                assert_eq!(
-                    format!("{:x}", sha2::Sha256::digest(&bytes)),
-                    f["body_sha256"].as_str().unwrap()
-                );
-            }
-        }
+        assert_eq!(a[k], b[k], "UpsertBucket {k}");
     }
+    assert_eq!(norm(&config_of(a)), norm(&config_of(b)), "config");
+    // The image went up byte for byte, under the same name.
+    let media = |s: &Stub| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = s
+            .requests()
+            .iter()
+            .filter(|r| r.kind == "upload")
+            .filter_map(|r| {
+                let name = r.path.trim_start_matches("/upload/").to_string();
+                name.starts_with("media/")
+                    .then(|| (name.clone(), s.upload(&name).unwrap()))
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let (m1, m2) = (media(&ours), media(&theirs));
+    assert_eq!(
+        m1.len(),
+        1,
+        "{:?}",
+        m1.iter().map(|m| &m.0).collect::<Vec<_>>()
+    );
+    assert_eq!(m1, m2, "uploaded media");
 }
 
 #[test]

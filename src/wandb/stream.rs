@@ -64,6 +64,50 @@ pub fn config_json(run: &RunRecord) -> String {
 
 /// `{"key": <value>, ...}` from values that are already JSON text (W&B's dialect, bare NaN
 /// included), so they are passed through, not re-encoded.
+/// History or summary items as top-level `(key, raw JSON)` pairs. Plain keys keep their
+/// value's text as written; nested keys (`["plots/curves", "path"]`, as the official client
+/// writes media) are gathered into one object per top-level key, as `wandb sync` sends them.
+fn top_level(items: Vec<records::Item>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, Option<String>)> = vec![];
+    let mut nested: Vec<(String, Value)> = vec![];
+    for it in items {
+        match it.nested_key.split_first() {
+            Some((first, rest)) if it.key.is_empty() && !rest.is_empty() => {
+                let v = serde_json::from_str(&it.value_json).unwrap_or(Value::Null);
+                if !nested.iter().any(|(k, _)| k == first) {
+                    nested.push((first.clone(), json!({})));
+                    out.push((first.clone(), None));
+                }
+                let slot = &mut nested.iter_mut().find(|(k, _)| k == first).unwrap().1;
+                let mut cur = slot;
+                for (i, k) in rest.iter().enumerate() {
+                    if !cur.is_object() {
+                        *cur = json!({});
+                    }
+                    let map = cur.as_object_mut().unwrap();
+                    if i + 1 == rest.len() {
+                        map.insert(k.clone(), v.clone());
+                        break;
+                    }
+                    cur = map.entry(k.clone()).or_insert_with(|| json!({}));
+                }
+            }
+            _ => out.push((it.name(), Some(it.value_json))),
+        }
+    }
+    out.into_iter()
+        .map(|(k, v)| {
+            let v = v.unwrap_or_else(|| {
+                nested
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map_or_else(String::new, |(_, v)| v.to_string())
+            });
+            (k, v)
+        })
+        .collect()
+}
+
 fn raw_object(pairs: impl IntoIterator<Item = (String, String)>) -> String {
     let mut out = String::from("{");
     for (i, (k, v)) in pairs.into_iter().enumerate() {
@@ -287,10 +331,11 @@ impl<'a> Stream<'a> {
             match r.record_type {
                 Some(RecordType::Run(run)) if self.run.is_none() => self.run = Some(run),
                 Some(RecordType::History(h)) => {
-                    for it in &h.item {
-                        self.note_summary(it.name(), &it.value_json);
+                    let pairs = top_level(h.item);
+                    for (k, v) in &pairs {
+                        self.note_summary(k.clone(), v);
                     }
-                    let line = raw_object(h.item.into_iter().map(|it| (it.name(), it.value_json)));
+                    let line = raw_object(pairs);
                     self.seen += 1;
                     // Lines the server already holds (a resumed upload) are not sent again.
                     if self.history_start + self.seen > self.offset + self.pending.len() {
@@ -299,8 +344,8 @@ impl<'a> Stream<'a> {
                     }
                 }
                 Some(RecordType::Summary(s)) => {
-                    for it in s.update {
-                        self.note_summary(it.name(), &it.value_json);
+                    for (k, v) in top_level(s.update) {
+                        self.note_summary(k, &v);
                     }
                 }
                 Some(RecordType::Files(f)) => {

@@ -1,4 +1,4 @@
-//! A local stand-in for the W&B API on 127.0.0.1 (shared/specs/wandb-protocol.md §10.1):
+//! A local stand-in for the W&B API on 127.0.0.1 (the endpoints the official client uses):
 //! GraphQL (UpsertBucket, CreateRunFiles, Viewer...), file_stream, uploads on a second port.
 //! Records every request, rebuilds each run's files by offset, and injects faults on demand.
 #![allow(dead_code)]
