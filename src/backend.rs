@@ -9,6 +9,9 @@ pub struct Chosen {
     pub device: Device,
     pub backend: &'static str,
     pub name: String,
+    /// CPU threads the backend computes with, as it reports them (summaries record it, so
+    /// a sweep's thread policy can be seen).
+    pub threads: usize,
 }
 
 const TCH_HOWTO: &str = "this ezflt was built without LibTorch. Build it with \
@@ -40,6 +43,7 @@ fn flex(threads: Option<usize>) -> Chosen {
         device: Device::flex(),
         backend: "flex",
         name: "cpu".into(),
+        threads: rayon::current_num_threads(),
     }
 }
 
@@ -53,6 +57,7 @@ fn libtorch(cuda: Option<usize>, threads: Option<usize>) -> Result<Chosen> {
             device: Device::libtorch(),
             backend: "tch",
             name: "cpu".into(),
+            threads: tch::get_num_threads() as usize,
         }),
         Some(i) => {
             let count = tch::Cuda::device_count() as usize;
@@ -66,6 +71,7 @@ fn libtorch(cuda: Option<usize>, threads: Option<usize>) -> Result<Chosen> {
                 device: Device::libtorch_cuda(i),
                 backend: "tch",
                 name: format!("cuda:{i}"),
+                threads: tch::get_num_threads() as usize,
             })
         }
     }

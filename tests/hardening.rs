@@ -532,6 +532,12 @@ fn robust_accuracy_uses_the_documented_pgd_whatever_the_training_attack() {
         let r = s["final"]["robust_acc"].as_f64().unwrap();
         let clean = s["final"]["test_acc"].as_f64().unwrap();
         assert!(r <= clean, "{adv}: robust {r} > clean {clean}");
+        // The attack does something: the attacked loss exceeds the clean one.
+        let (rl, cl) = (
+            s["final"]["robust_loss"].as_f64().unwrap(),
+            s["final"]["test_loss"].as_f64().unwrap(),
+        );
+        assert!(rl > 1.5 * cl, "{adv}: attacked loss {rl}, clean {cl}");
         robust.push(r);
     }
     assert_eq!(robust[0], robust[1], "fgsm vs pgd evaluation");

@@ -12,8 +12,8 @@ fn ezflt(dir: &Path) -> Command {
     c
 }
 
-/// Width, height and the number of distinct colours of a PNG.
-fn png_facts(p: &Path) -> (u32, u32, usize) {
+/// A decoded PNG: width, height, samples per pixel, pixels.
+fn decode(p: &Path) -> (usize, usize, usize, Vec<u8>) {
     let d = png::Decoder::new(std::io::BufReader::new(
         std::fs::File::open(p).expect("png"),
     ));
@@ -21,9 +21,47 @@ fn png_facts(p: &Path) -> (u32, u32, usize) {
     let mut buf = vec![0; r.output_buffer_size()];
     let info = r.next_frame(&mut buf).expect("png frame");
     buf.truncate(info.buffer_size());
-    let step = info.color_type.samples();
+    (
+        info.width as usize,
+        info.height as usize,
+        info.color_type.samples(),
+        buf,
+    )
+}
+
+/// Coloured ink: the share of columns holding a chromatic pixel (channels far apart: the
+/// plotted series and colour maps, never text or axes, which are black and grey), and the
+/// share of such pixels.
+fn ink(p: &Path) -> (f64, f64) {
+    let (w, h, step, buf) = decode(p);
+    let mut columns = vec![false; w];
+    let mut pixels = 0usize;
+    for (i, px) in buf.chunks_exact(step).enumerate() {
+        let rgb = &px[..3.min(step)];
+        if rgb.iter().max().unwrap() - rgb.iter().min().unwrap() > 60 {
+            pixels += 1;
+            columns[i % w] = true;
+        }
+    }
+    let spread = columns.iter().filter(|c| **c).count() as f64 / w as f64;
+    (spread, pixels as f64 / (w * h) as f64)
+}
+
+/// Width, height and the number of distinct colours of a PNG; asserts that coloured ink
+/// spans the figure, so a frame with only text and axes (anti-aliased into many colours)
+/// does not pass as a figure.
+fn png_facts(p: &Path) -> (u32, u32, usize) {
+    let (spread, share) = ink(p);
+    assert!(
+        spread >= 0.3 && share >= 0.002,
+        "{}: the plotted data covers {:.0}% of the width and {:.2}% of the pixels",
+        p.display(),
+        100.0 * spread,
+        100.0 * share
+    );
+    let (w, h, step, buf) = decode(p);
     let colours: HashSet<&[u8]> = buf.chunks_exact(step).collect();
-    (info.width, info.height, colours.len())
+    (w as u32, h as u32, colours.len())
 }
 
 fn stdout_lines(c: &mut Command) -> Vec<String> {
@@ -242,6 +280,16 @@ fn a_run_shorter_than_log_every_still_gets_its_curves() {
         .assert()
         .success()
         .stderr(predicate::str::contains("plots failed").not());
-    let (w, h, colours) = png_facts(&tmp.path().join("run/plots/curves.png"));
-    assert!(w > 100 && h > 100 && colours > 2);
+    // One evaluation per series: drawn as points, centred on the step axis of the loss
+    // panel (20-40% of the width; the legends sit further right). It was once blank.
+    let (w, _, step, buf) = decode(&tmp.path().join("run/plots/curves.png"));
+    let centre = buf.chunks_exact(step).enumerate().filter(|(i, px)| {
+        let x = (i % w) as f64 / w as f64;
+        (0.2..0.4).contains(&x)
+            && px[..3].iter().max().unwrap() - px[..3].iter().min().unwrap() > 60
+    });
+    assert!(
+        centre.count() >= 40,
+        "no data point drawn in the loss panel"
+    );
 }

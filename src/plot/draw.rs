@@ -190,9 +190,15 @@ pub fn line_chart<DB: DrawingBackend>(
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
     }
     if x1 <= x0 {
-        x1 = x0 + 1.0;
+        // One x value (a run of one evaluation): centre it.
+        (x0, x1) = (x0 - 0.5, x0 + 0.5);
     }
-    let pad = ((y1 - y0) * 0.05).max(1e-9);
+    // One y value: a readable range around it, not a sliver of 1e-9.
+    let pad = if y1 - y0 > 1e-12 * y1.abs().max(1.0) {
+        (y1 - y0) * 0.05
+    } else {
+        (y0.abs() * 0.05).max(0.05)
+    };
     let (y0, y1) = (y0 - pad, y1 + pad);
     let mut b = ChartBuilder::on(area);
     b.caption(title, (FONT, 22))
@@ -231,6 +237,12 @@ pub fn line_chart<DB: DrawingBackend>(
                     .copied()
                     .filter(|p| p.1.is_finite() && (!log_x || p.0 > 0.0))
                     .collect();
+                // Few points: mark each, so one evaluation is still visible.
+                if pts.len() <= 20 {
+                    chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                        .map_err(err)?;
+                }
                 let drawn = chart
                     .draw_series(LineSeries::new(pts, c.stroke_width(s.width)))
                     .map_err(err)?;

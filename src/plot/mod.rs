@@ -411,11 +411,12 @@ fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            Series::new(
-                k.trim_end_matches("_acc"),
-                run.metric(k, *k != "train_acc"),
-                PALETTE[i],
-            )
+            let mut points = run.metric(k, *k != "train_acc");
+            if points.is_empty() && *k == "train_acc" {
+                // As for the loss: a short run has only its per-epoch rows.
+                points = run.metric(k, true);
+            }
+            Series::new(k.trim_end_matches("_acc"), points, PALETTE[i])
         })
         .collect();
     let size = if acc_series.is_empty() {

@@ -321,6 +321,7 @@ fn execute(
     let mut summary = serde_json::json!({
         "backend": chosen.backend,
         "device": chosen.name,
+        "threads": chosen.threads,
         "seed": spec.seed,
         "model": spec.model.name(),
         "data": ds.name,

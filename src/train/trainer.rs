@@ -116,7 +116,7 @@ pub struct EpochInfo<'a> {
     pub lr: f64,
     pub train_loss: f64,
     pub train_acc: Option<f64>,
-    /// `(name, value)` pairs: test_loss, test_acc, robust_acc, <extra>_loss ...; empty when
+    /// `(name, value)` pairs: test_loss, test_acc, robust_acc, robust_loss, <extra>_loss ...; empty when
     /// this epoch was not evaluated.
     pub eval: Vec<(String, f64)>,
     pub last: bool,
@@ -258,6 +258,7 @@ impl<'a> Trainer<'a> {
             v.push("test_acc".into());
             if self.spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
                 v.push("robust_acc".into());
+                v.push("robust_loss".into());
             }
         }
         for (name, _) in &self.data.extra {
@@ -308,27 +309,32 @@ impl<'a> Trainer<'a> {
         )
     }
 
-    /// Accuracy under PGD with `eval_steps` steps on the test split, whatever attack trains.
-    fn robust_accuracy<M: Net>(&self, model: &M, d: &OnDevice) -> f64 {
+    /// Loss and accuracy under PGD with `eval_steps` steps on the test split, whatever
+    /// attack trains.
+    fn robust_eval<M: Net>(&self, model: &M, d: &OnDevice) -> (f64, f64) {
         let Some(adv) = &self.spec.adv else {
-            return 0.0;
+            return (0.0, 0.0);
         };
         let attack = adv.eval_attack();
         let valid = model.valid();
-        let (mut correct, chunk, mut start) = (0.0, 1024, 0);
+        let (mut correct, mut loss_sum, chunk, mut start) = (0.0, 0.0, 1024, 0);
         while start < d.n {
             let len = chunk.min(d.n - start);
             let x = d.x.clone().narrow(0, start, len).autodiff();
             let y = d.y.clone().narrow(0, start, len);
             let xa =
                 adversarial::perturb(model, x, y.clone(), &attack, self.spec.loss, self.data.task);
-            let out = valid.forward(xa.without_autodiff());
+            let xa = xa.without_autodiff();
+            let out = valid.forward(xa.clone());
+            let l = loss::loss(self.spec.loss, self.data.task, out.clone(), y.clone(), xa);
+            loss_sum += l.into_scalar::<f32>() as f64 * len as f64;
             if let Some(c) = loss::correct(self.data.task, out, y) {
                 correct += c.into_scalar::<f32>() as f64;
             }
             start += len;
         }
-        correct / d.n.max(1) as f64
+        let n = d.n.max(1) as f64;
+        (loss_sum / n, correct / n)
     }
 
     pub fn run<M: Net>(mut self, mut model: M) -> Result<Outcome> {
@@ -506,7 +512,9 @@ impl<'a> Trainer<'a> {
                 if let Some(a) = ta {
                     eval.push(("test_acc".into(), a));
                     if spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
-                        eval.push(("robust_acc".into(), self.robust_accuracy(&model, &test)));
+                        let (rl, ra) = self.robust_eval(&model, &test);
+                        eval.push(("robust_acc".into(), ra));
+                        eval.push(("robust_loss".into(), rl));
                     }
                 }
                 for (name, d) in &extra {
