@@ -483,9 +483,9 @@ fn info(c: &Composed, what: &str, opts: &Opts) -> String {
         s.push('\n');
     }
     if all || what == "defaults-tree" {
-        s.push_str("Defaults Tree\n*************\n");
+        // Hydra logs an empty line before this section's header.
+        s.push_str("\nDefaults Tree\n*************\n");
         s.push_str(&crate::config::defaults::tree_text(&c.defaults.tree));
-        s.push('\n');
     }
     if all || what == "defaults" {
         s.push_str("Defaults List\n*************\n");

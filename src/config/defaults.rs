@@ -1160,7 +1160,13 @@ pub fn tree_text(t: &TreeNode) -> String {
         } else {
             label(&t.node)
         };
-        s.push_str(&format!("{}{}:\n", "  ".repeat(depth), head));
+        // As Hydra prints it: a node with children ends in ':', one without does not.
+        let colon = if t.children.as_ref().is_some_and(|c| !c.is_empty()) {
+            ":"
+        } else {
+            ""
+        };
+        s.push_str(&format!("{}{head}{colon}\n", "  ".repeat(depth)));
         for c in t.children.iter().flatten() {
             match c {
                 Child::Leaf(d) => s.push_str(&format!("{}{}\n", "  ".repeat(depth + 1), label(d))),
@@ -1169,7 +1175,8 @@ pub fn tree_text(t: &TreeNode) -> String {
         }
     }
     fn label(d: &InputDefault) -> String {
-        let mut l = if d.is_self() {
+        // Hydra shows neither `optional` nor deletion in the tree.
+        if d.is_self() {
             "_self_".to_string()
         } else if d.is_group() {
             format!(
@@ -1179,14 +1186,7 @@ pub fn tree_text(t: &TreeNode) -> String {
             )
         } else {
             d.config_path()
-        };
-        if d.deleted {
-            l.push_str(" (deleted)");
         }
-        if d.optional {
-            l = format!("optional {l}");
-        }
-        l
     }
     go(t, 0, &mut s);
     s
