@@ -709,3 +709,26 @@ fn chaos_killed_workers_and_launcher_then_resume_completes_every_job_once() {
         "only {resumed} jobs resumed from a checkpoint"
     );
 }
+
+#[test]
+fn a_feature_archive_larger_than_the_free_disk_is_refused_at_start() {
+    // 800,000 snapshots of a 4096x4096 layer: petabytes, whatever disk this machine has.
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args([
+            "train",
+            "hydra.run.dir=run",
+            "data.dim=4096",
+            "model.widths=[4096]",
+            "epochs=100000",
+            "tracker.schedule=every",
+            "tracker.track_frequency=1",
+            "tracker.max_bytes=1000000000000000000",
+            "threads=1",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("of disk (spill + archive)"))
+        .stderr(predicate::str::contains("are free under"));
+    assert_eq!(summary(&tmp.path().join("run"))["status"], "failed");
+}

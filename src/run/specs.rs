@@ -464,7 +464,7 @@ pub fn logger_spec(c: &Cfg) -> Result<Option<crate::wandb::settings::Settings>> 
         job_type: w.opt_str("job_type")?,
         tags,
         id: w.opt_str("id")?,
-        dir: w.opt_str("dir")?,
+        dir: w.opt_path("dir")?,
         required: w.bool("required", true)?,
         upload_plots: w.bool("upload_plots", true)?,
         timing: Timing {

@@ -280,6 +280,22 @@ impl Callback for Tracker {
                 self.spec.max_bytes / 1_000_000
             );
         }
+        // The spill and then the archive assembled from it: twice the snapshots at the peak.
+        let need = 2 * estimate.min(self.spec.max_bytes);
+        if let Some(free) = crate::run::preflight::free_disk(&self.dir) {
+            if need > free {
+                bail!(
+                    "tracking {} snapshots of {} needs about {} MB of disk (spill + archive), but {} MB \
+                     are free under {}; track less (tracker.count, tracker.layers, tracker.dtype=f16), \
+                     lower tracker.max_bytes, or free some space",
+                    self.steps.len(),
+                    self.names.join(", "),
+                    need / 1_000_000,
+                    free / 1_000_000,
+                    self.dir.display()
+                );
+            }
+        }
         let meta = json!({
             "format": "ezflt-features/1",
             "layers": self.names,

@@ -173,7 +173,8 @@ pub fn resolve(c: &FromConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<S
         job_type: pick(&c.job_type, "WANDB_JOB_TYPE"),
         tags,
         id: pick(&c.id, "WANDB_RUN_ID"),
-        dir: pick(&c.dir, "WANDB_DIR").map(PathBuf::from),
+        dir: pick(&c.dir, "WANDB_DIR")
+            .map(|d| PathBuf::from(crate::run::settings::expand_home(&d))),
         required: c.required,
         upload_plots: c.upload_plots,
         timing: c.timing.clone(),
