@@ -201,7 +201,7 @@ pub fn free_disk(dir: &std::path::Path) -> Option<u64> {
         }
         // SAFETY: statvfs returned 0, so it filled `st`.
         let st = unsafe { st.assume_init() };
-        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+        Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
     }
     #[cfg(not(unix))]
     {
