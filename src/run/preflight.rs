@@ -201,7 +201,10 @@ pub fn free_disk(dir: &std::path::Path) -> Option<u64> {
         }
         // SAFETY: statvfs returned 0, so it filled `st`.
         let st = unsafe { st.assume_init() };
-        Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+        // The field types differ by platform (u32 or u64): widen whatever they are.
+        #[allow(clippy::useless_conversion)]
+        let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
+        Some(blocks.saturating_mul(size))
     }
     #[cfg(not(unix))]
     {
