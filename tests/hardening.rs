@@ -9,22 +9,9 @@ use std::process::Stdio;
 
 mod common;
 use common::{
-    ezflt, ezflt_cmd, f32_bytes, i64_bytes, npy, numpy_check, signal, wait_exit, wait_until,
-    write_npz,
+    ezflt, ezflt_cmd, f32_bytes, i64_bytes, npy, numpy_check, rows, signal, small_run, summary,
+    wait_exit, wait_until, write_npz,
 };
-
-fn summary(run: &Path) -> Value {
-    let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
-    serde_json::from_str(&text).expect("summary is JSON")
-}
-
-fn rows(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .expect("metrics.jsonl")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("row is JSON"))
-        .collect()
-}
 
 /// Every file under `dir` whose name marks it as a temp file.
 fn temp_files(dir: &Path) -> Vec<PathBuf> {
@@ -264,17 +251,7 @@ fn a_signal_at_any_point_stops_cleanly_and_resume_continues() {
 #[test]
 fn stale_temp_files_are_cleaned_and_a_half_committed_checkpoint_is_finished() {
     let tmp = tempfile::tempdir().expect("tmp");
-    ezflt(tmp.path())
-        .args([
-            "train",
-            "hydra.run.dir=run",
-            "epochs=2",
-            "threads=1",
-            "plot=none",
-        ])
-        .assert()
-        .success();
-    let ck = tmp.path().join("run/checkpoint");
+    let ck = small_run(tmp.path()).join("checkpoint");
     // What a kill between two renames of a commit leaves: the marker, new state pending.
     std::fs::write(ck.join("state.tmp.json"), "{\"epoch\":2,\"step\":16}\n").unwrap();
     std::fs::write(ck.join("COMMITTING"), "").unwrap();
@@ -435,17 +412,7 @@ fn messages_say_what_is_wrong() {
         .code(1)
         .stderr(predicate::str::contains("dry run"));
     // A damaged archive and a damaged metrics file are named, not passed over.
-    ezflt(t)
-        .args([
-            "train",
-            "hydra.run.dir=run",
-            "epochs=2",
-            "threads=1",
-            "plot=none",
-        ])
-        .assert()
-        .success();
-    let npz = t.join("run/features.npz");
+    let npz = small_run(t).join("features.npz");
     let bytes = std::fs::read(&npz).unwrap();
     std::fs::write(&npz, &bytes[..bytes.len() / 2]).unwrap();
     ezflt(t)
@@ -731,4 +698,40 @@ fn a_feature_archive_larger_than_the_free_disk_is_refused_at_start() {
         .stderr(predicate::str::contains("of disk (spill + archive)"))
         .stderr(predicate::str::contains("are free under"));
     assert_eq!(summary(&tmp.path().join("run"))["status"], "failed");
+}
+
+#[cfg(unix)]
+#[test]
+fn resuming_a_run_that_is_still_training_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut child = spawn_long_run(tmp.path());
+    let state = tmp.path().join("run/checkpoint/state.json");
+    wait_until("a checkpoint", 60, &mut child, || state.exists());
+    ezflt(tmp.path())
+        .args(["train", "resume=run", "epochs=5"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "still training in another process",
+        ));
+    // Nor may plot or inspect --repair assemble (and so delete) a live run's spill.
+    ezflt(tmp.path())
+        .args(["inspect", "--repair", "run"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("still training"));
+    ezflt(tmp.path())
+        .args(["plot", "run", "--what", "evolution"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("still training"));
+    assert!(tmp.path().join("run/features.spill/meta.json").is_file());
+    signal(child.id(), "INT");
+    assert_eq!(wait_exit(&mut child, 60).code(), Some(130));
+    // Once it has stopped, resume proceeds.
+    let stopped = summary(&tmp.path().join("run"))["steps"].as_u64().unwrap();
+    ezflt(tmp.path())
+        .args(["train", "resume=run", &format!("epochs={}", stopped + 2)])
+        .assert()
+        .success();
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{ezflt, f32_bytes, i64_bytes, npy, skip, write_npz};
+use common::{ezflt, f32_bytes, i64_bytes, npy, rows, skip, write_npz};
 
 fn torch_python() -> Option<PathBuf> {
     let venv = std::env::var("EZFLT_TORCH_VENV")
@@ -52,14 +52,6 @@ fn python(py: &Path, dir: &Path, script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn rows(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .expect("metrics.jsonl")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 const SCHEDULES: &str = r#"

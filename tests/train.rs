@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::npy;
+use common::{npy, rows, summary};
 
 fn ezflt(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("ezflt").expect("binary");
@@ -23,20 +23,6 @@ fn train(args: &[&str]) -> (tempfile::TempDir, PathBuf) {
     ezflt(tmp.path()).args(&all).assert().success();
     let run = tmp.path().join("run");
     (tmp, run)
-}
-
-fn summary(run: &Path) -> Value {
-    let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
-    serde_json::from_str(&text).expect("summary is JSON")
-}
-
-/// Rows of metrics.jsonl.
-fn rows(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .expect("metrics.jsonl")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("row is JSON"))
-        .collect()
 }
 
 /// Training loss of the first and the last logged training row.

@@ -6,6 +6,7 @@
 mod stub;
 
 mod common;
+use common::summary;
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -79,11 +80,6 @@ fn train(
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (tmp.join("run"), text, out.status.success())
-}
-
-fn summary(run: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).expect("summary"))
-        .expect("json")
 }
 
 /// Every text file under `dir`, to prove the key never lands on disk.
@@ -668,6 +664,24 @@ fn config_of(vars: &Value) -> Value {
     c
 }
 
+/// Sets up a command of the official client: run in `home` (also its HOME), the test key,
+/// no WANDB_MODE or WANDB_ENTITY from outside, and the stand-in `server` when given.
+fn official<'c>(
+    cmd: &'c mut std::process::Command,
+    home: &Path,
+    server: Option<&str>,
+) -> &'c mut std::process::Command {
+    cmd.current_dir(home)
+        .env("HOME", home)
+        .env("WANDB_API_KEY", KEY)
+        .env_remove("WANDB_MODE")
+        .env_remove("WANDB_ENTITY");
+    if let Some(url) = server {
+        cmd.env("WANDB_BASE_URL", url).env("WANDB_DIR", home);
+    }
+    cmd
+}
+
 /// The official client writes an offline run (config, group, tags, notes, rows with an
 /// image, a summary); `ezflt sync` and the official `wandb sync` each send it to a stand-in
 /// server, and the two servers must have received the same run.
@@ -691,16 +705,14 @@ for s in range(6):
 run.summary["best/test/acc"] = 0.9
 run.finish()
 "#;
-    let o = std::process::Command::new(&py)
-        .args(["-c", script])
-        .current_dir(tmp.path())
-        .env("HOME", tmp.path())
-        .env("WANDB_DIR", tmp.path().join("official"))
-        .env("WANDB_API_KEY", KEY)
-        .env_remove("WANDB_MODE")
-        .env_remove("WANDB_ENTITY")
-        .output()
-        .unwrap();
+    let o = official(
+        std::process::Command::new(&py).args(["-c", script]),
+        tmp.path(),
+        None,
+    )
+    .env("WANDB_DIR", tmp.path().join("official"))
+    .output()
+    .unwrap();
     assert!(
         o.status.success(),
         "official client: {}",
@@ -738,18 +750,14 @@ run.finish()
         String::from_utf8_lossy(&o.stderr)
     );
     let theirs = Stub::start();
-    let o = std::process::Command::new(py.parent().unwrap().join("wandb"))
-        .arg("sync")
-        .arg(&theirs_dir)
-        .current_dir(tmp.path())
-        .env("HOME", tmp.path())
-        .env("WANDB_API_KEY", KEY)
-        .env("WANDB_BASE_URL", theirs.url())
-        .env("WANDB_DIR", tmp.path())
-        .env_remove("WANDB_MODE")
-        .env_remove("WANDB_ENTITY")
-        .output()
-        .unwrap();
+    let mut sync = std::process::Command::new(py.parent().unwrap().join("wandb"));
+    let o = official(
+        sync.arg("sync").arg(&theirs_dir),
+        tmp.path(),
+        Some(&theirs.url()),
+    )
+    .output()
+    .unwrap();
     assert!(
         o.status.success(),
         "wandb sync: {}",
@@ -822,17 +830,14 @@ fn the_official_wandb_sync_accepts_an_ezflt_offline_run() {
     assert!(ok, "{out}");
     let wandb = py.parent().unwrap().join("wandb");
     let log = PathBuf::from(summary(&run)["wandb"]["log"].as_str().unwrap().to_string());
-    let out = std::process::Command::new(&wandb)
-        .arg("sync")
-        .arg(log.parent().unwrap())
-        .current_dir(tmp.path())
-        .env("HOME", tmp.path())
-        .env("WANDB_API_KEY", KEY)
-        .env("WANDB_BASE_URL", stub.url())
-        .env("WANDB_DIR", tmp.path())
-        .env_remove("WANDB_MODE")
-        .output()
-        .unwrap();
+    let mut sync = std::process::Command::new(&wandb);
+    let out = official(
+        sync.arg("sync").arg(log.parent().unwrap()),
+        tmp.path(),
+        Some(&stub.url()),
+    )
+    .output()
+    .unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
@@ -907,17 +912,16 @@ for k, v in d["summary"].items():
 run.finish()
 "#;
     let theirs = Stub::start();
-    let o = std::process::Command::new(&py)
-        .args(["-c", script, &input_path.display().to_string()])
-        .current_dir(tmp.path())
-        .env("HOME", tmp.path())
-        .env("WANDB_API_KEY", KEY)
-        .env("WANDB_BASE_URL", theirs.url())
-        .env("WANDB_DIR", tmp.path())
-        .env("WANDB_MODE", "online")
-        .env_remove("WANDB_ENTITY")
-        .output()
-        .unwrap();
+    let mut client = std::process::Command::new(&py);
+    let input = input_path.display().to_string();
+    let o = official(
+        client.args(["-c", script, &input]),
+        tmp.path(),
+        Some(&theirs.url()),
+    )
+    .env("WANDB_MODE", "online")
+    .output()
+    .unwrap();
     assert!(
         o.status.success(),
         "official client: {}",

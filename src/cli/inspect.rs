@@ -36,6 +36,12 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             outln!("nothing to repair: {} has no snapshot spill", dir.display());
             return Ok(0);
         }
+        if crate::plan::rundir::try_lock(dir)?.is_none() {
+            bail!(
+                "{} is still training: its spill is in use; the run assembles its archive when it ends",
+                dir.display()
+            );
+        }
         let t = spill::finish(dir, false)?;
         outln!("assembled {} with {t} snapshots", archive.display());
         return Ok(0);

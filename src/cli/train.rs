@@ -193,7 +193,7 @@ fn train_job(
     resume: Option<crate::train::trainer::ResumePoint>,
     checked: run::preflight::Checked,
 ) -> Result<i32> {
-    // The handler first: from here on a signal stops the run at a safe point.
+    // From here on a signal stops the run at a safe point (already so for a new run).
     run::stop_flag();
     let job = resolved_job(cfg, now)?;
     let r = run::run(&job, dir, log_path(cfg, dir), false, resume, Some(checked))?;
@@ -222,6 +222,10 @@ fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Loca
         Err(e) if !dry => return Err(e),
         c => c,
     };
+    if !dry {
+        // Before the directory exists: once it does, a signal stops the run at a safe point.
+        run::stop_flag();
+    }
     let dir = rundir::create_unique_dir(&PathBuf::from(&want))?;
     rundir::set_job_runtime(&mut cfg, &dir, "RUN", None);
     let log = format!(
@@ -249,6 +253,8 @@ fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Loca
             .context("dry run: this job would fail when run");
     }
     outln!("Run: {}  ->  {}", crate::shell::clip(&what), dir.display());
+    // Held while training, so `resume=` of this directory elsewhere waits its turn.
+    let _lock = rundir::try_lock(&dir)?;
     train_job(&cfg, &dir, now, None, checked?)
 }
 
@@ -286,6 +292,13 @@ fn resume_run(
     }
     job.set_path_create("resume", Node::bare(Value::Null));
     let checked = validate(&job, now)?;
+    // Before touching its checkpoint: tidying it would pull files from under a live run.
+    let Some(_lock) = rundir::try_lock(dir)? else {
+        bail!(
+            "resume={}: the run is still training in another process; wait for it, or stop it first",
+            dir.display()
+        );
+    };
     let point = run::resume_point(dir)?;
     if dry {
         outln!(

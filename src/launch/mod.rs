@@ -19,32 +19,9 @@ use std::time::{Duration, Instant};
 pub const RESOLVED: &str = "resolved.yaml";
 /// Written by the job itself while it runs: how a sweep's state is known without a scheduler.
 pub const MARKER: &str = ".ezflt-job.json";
-/// Held (an OS file lock) by the process running a job, for as long as it runs: the kernel
-/// drops it when the process dies, even by SIGKILL, so "running" cannot outlive the process
-/// and two processes never run the same job.
-const LOCK: &str = ".ezflt-job.lock";
-
-/// Takes the job's lock; `None` when a live process holds it.
-fn try_lock_job(dir: &Path) -> Result<Option<std::fs::File>> {
-    let path = dir.join(LOCK);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(Some(f)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
-        }
-    }
-}
-
 /// Whether some live process holds the job's lock.
 fn job_locked(dir: &Path) -> bool {
-    matches!(try_lock_job(dir), Ok(None))
+    matches!(crate::plan::rundir::try_lock(dir), Ok(None))
 }
 
 /// One prepared job: its number, its override lines and its directory.
@@ -160,7 +137,7 @@ pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
     }
     // A worker stops at a safe point on SIGINT/SIGTERM, like a single run.
     run::stop_flag();
-    let Some(_lock) = try_lock_job(dir)? else {
+    let Some(_lock) = crate::plan::rundir::try_lock(dir)? else {
         bail!(
             "{} is already running in another process; not starting it twice",
             dir.display()

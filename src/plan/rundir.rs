@@ -77,6 +77,29 @@ pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Held (an OS file lock) by the process training in a run directory, for as long as it
+/// trains: the kernel drops it when the process dies, even by SIGKILL, so "running" cannot
+/// outlive the process and two processes never train into one directory.
+const LOCK: &str = ".ezflt-job.lock";
+
+/// Takes the run directory's lock; `None` when a live process holds it.
+pub fn try_lock(dir: &Path) -> Result<Option<std::fs::File>> {
+    let path = dir.join(LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 /// Flushes a written file's data to disk.
 pub fn fsync(path: &Path) -> Result<()> {
     std::fs::File::open(path)

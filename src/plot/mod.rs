@@ -168,6 +168,13 @@ impl Run {
     fn archive(&self) -> Result<Archive> {
         let p = self.dir.join(spill::ARCHIVE);
         if !p.exists() && self.dir.join(spill::SPILL).join("meta.json").exists() {
+            if crate::plan::rundir::try_lock(&self.dir)?.is_none() {
+                bail!(
+                    "{} is still training: its feature archive is written when it ends \
+                     (only --what curves applies now)",
+                    self.dir.display()
+                );
+            }
             spill::finish(&self.dir, false)?;
             errln!(
                 "note: assembled {} from the spill an interrupted run left",

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 use assert_cmd::Command;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub fn ezflt(dir: &Path) -> Command {
@@ -45,6 +46,36 @@ pub fn numpy_check(archive: &Path, script: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A run's `summary.json`.
+pub fn summary(run: &Path) -> Value {
+    let text = std::fs::read_to_string(run.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary is JSON")
+}
+
+/// The rows of a run's `metrics.jsonl`.
+pub fn rows(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row is JSON"))
+        .collect()
+}
+
+/// A two-epoch default run into `<dir>/run`, for tests about what happens to a run after.
+pub fn small_run(dir: &Path) -> PathBuf {
+    ezflt(dir)
+        .args([
+            "train",
+            "hydra.run.dir=run",
+            "epochs=2",
+            "threads=1",
+            "plot=none",
+        ])
+        .assert()
+        .success();
+    dir.join("run")
 }
 
 /// The binary as a plain `std::process::Command`, for tests that spawn and signal it.
