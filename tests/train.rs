@@ -3,7 +3,6 @@
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 mod common;
