@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a one-node SLURM cluster on this machine for the SLURM launcher's tests (Debian's
 # slurm-wlm + munge, run as root, no systemd, no accounting DB). Idempotent: installs the
-# packages only when missing, leaves running daemons alone. Recipe: shared/notes/slurm-local.md.
+# packages only when missing, leaves running daemons alone.
 set -euo pipefail
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   apt-get update -qq

@@ -1,5 +1,5 @@
 //! Seeded generators for the data models of feature-learning theory papers. Each plants
-//! ground-truth features and returns them with the data (see shared/specs/experiments.md).
+//! ground-truth features and returns them with the data, as each paper defines its data model.
 
 use super::{DataSpec, Dataset, Feature, Split, Task};
 use anyhow::{bail, Result};

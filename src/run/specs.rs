@@ -406,7 +406,7 @@ fn plot_spec(c: &Cfg) -> Result<Option<crate::plot::PlotSpec>> {
     }))
 }
 
-/// `logger=wandb`: config values, then the WANDB_* environment (shared/specs/wandb-protocol.md §1).
+/// `logger=wandb`: config values, then the WANDB_* environment, as the official client reads them.
 pub fn logger_spec(c: &Cfg) -> Result<Option<crate::wandb::settings::Settings>> {
     use crate::wandb::settings::{self, FromConfig, Mode, Timing};
     use std::time::Duration;

@@ -1,5 +1,5 @@
 //! The `.wandb` record log the official SDK writes and `wandb sync` reads: protobuf
-//! `Record`s in 32 KiB blocks of CRC-checked chunks (shared/specs/wandb-protocol.md §9).
+//! `Record`s in 32 KiB blocks of CRC-checked chunks (the LevelDB log format).
 
 use anyhow::{bail, Context, Result};
 use std::fs::File;
