@@ -124,7 +124,7 @@ impl WithNet for Job<'_> {
                 self.time_offset,
             )),
             Box::new(Progress::new(self.log.as_deref(), self.quiet)),
-            Box::new(Checkpointer::new(self.dir, self.train.checkpoint_every)),
+            Box::new(Checkpointer::new(self.dir, self.train.checkpoints)),
             Box::new(self.best),
         ];
         if let Some(w) = &self.wandb {

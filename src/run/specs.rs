@@ -7,8 +7,8 @@ use crate::model::{Activation, ModelSpec};
 use crate::track::schedule::Schedule;
 use crate::track::TrackSpec;
 use crate::train::{
-    AdvSpec, Attack, BatchSize, LossKind, Norm, OptimKind, OptimSpec, ScheduleKind, ScheduleSpec,
-    TrainSpec,
+    AdvSpec, Attack, BatchSize, CheckpointPolicy, LossKind, Norm, OptimKind, OptimSpec,
+    ScheduleKind, ScheduleSpec, TrainSpec,
 };
 use anyhow::Result;
 
@@ -310,7 +310,10 @@ fn train_spec(root: &Cfg, seed: u64) -> Result<TrainSpec> {
         adv,
         eval_every: root.count("eval_every", 1)?,
         log_every: root.count("log_every", 10)?,
-        checkpoint_every: root.usize("checkpoint_every", 1)?,
+        checkpoints: match root.opt_usize("checkpoint_every")? {
+            Some(n) => CheckpointPolicy::Epochs(n),
+            None => CheckpointPolicy::Seconds(root.positive("checkpoint_every_s", 300.0)?),
+        },
     })
 }
 

@@ -147,8 +147,19 @@ pub struct TrainSpec {
     pub eval_every: usize,
     /// Write a training metrics row every this many steps.
     pub log_every: usize,
-    /// Save a checkpoint every this many epochs (0 = only at the end).
-    pub checkpoint_every: usize,
+    /// When to save a checkpoint between the ones at the end and at an interruption.
+    pub checkpoints: CheckpointPolicy,
+}
+
+/// When a run saves checkpoints, besides at the end and when stopped at an epoch boundary.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CheckpointPolicy {
+    /// Every N epochs (0: only at the end): `checkpoint_every=N`.
+    Epochs(usize),
+    /// At the first epoch end after this many seconds since the last save, and never before
+    /// 50 times the last save's own duration has passed, so saving costs at most 2% of the
+    /// run's time: `checkpoint_every_s` (the default, with `checkpoint_every: null`).
+    Seconds(f64),
 }
 
 #[cfg(test)]

@@ -1,18 +1,26 @@
 //! `checkpoint/`: model weights and optimizer state (burnpack) plus `state.json` with the
-//! counters, every N epochs and at the end; saved to temp names and renamed as one set.
+//! counters, by time or every N epochs, and at the end; saved to temp names, renamed as a set.
 
 use crate::plan::rundir::{clean_temps, fsync, write_atomic};
 use crate::train::trainer::{Boundary, Callback, EpochInfo, ModelView};
+use crate::train::CheckpointPolicy;
 use anyhow::{Context, Result};
 use burn::optim::ModuleOptimizer;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub struct Checkpointer {
     dir: PathBuf,
-    every: usize,
+    policy: CheckpointPolicy,
     /// The step of the last save, so a stop right after an epoch's save does not save twice.
     saved: Option<usize>,
+    /// When the last save ended (or training started), and how long it took.
+    last: Instant,
+    cost: Duration,
 }
+
+/// A time-based save waits at least this many times its own last duration: I/O <= 2%.
+const COST_FACTOR: u32 = 50;
 
 pub const MODEL: &str = "model.bpk";
 pub const OPTIM: &str = "optim.bpk";
@@ -20,14 +28,27 @@ pub const STATE: &str = "state.json";
 
 impl Checkpointer {
     /// Also tidies what a killed run left in `checkpoint/` (see [`recover`]).
-    pub fn new(run_dir: &Path, every: usize) -> Checkpointer {
+    pub fn new(run_dir: &Path, policy: CheckpointPolicy) -> Checkpointer {
         let dir = run_dir.join("checkpoint");
         // A failure here resurfaces, with its path, at the first save.
         let _ = recover(&dir);
         Checkpointer {
             dir,
-            every,
+            policy,
             saved: None,
+            last: Instant::now(),
+            cost: Duration::ZERO,
+        }
+    }
+
+    /// Whether the policy asks for a save at the end of epoch `epoch` (1-based count).
+    fn due(&self, epoch: usize) -> bool {
+        match self.policy {
+            CheckpointPolicy::Epochs(n) => n > 0 && epoch.is_multiple_of(n),
+            CheckpointPolicy::Seconds(s) => {
+                let since = self.last.elapsed();
+                since.as_secs_f64() >= s && since >= self.cost * COST_FACTOR
+            }
         }
     }
 }
@@ -68,6 +89,7 @@ impl Checkpointer {
         model: &dyn ModelView,
         optim: &ModuleOptimizer,
     ) -> Result<()> {
+        let started = Instant::now();
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let path = |i: usize| self.dir.join(SET[i].0);
@@ -84,14 +106,14 @@ impl Checkpointer {
         write_atomic(&self.dir.join(MARKER), "")?;
         recover(&self.dir)?;
         self.saved = Some(step);
+        (self.last, self.cost) = (Instant::now(), started.elapsed());
         Ok(())
     }
 }
 
 impl Callback for Checkpointer {
     fn on_epoch_end(&mut self, e: &EpochInfo) -> Result<()> {
-        let due = e.last || (self.every > 0 && e.epoch.is_multiple_of(self.every));
-        if !due {
+        if !(e.last || self.due(e.epoch)) {
             return Ok(());
         }
         self.save(e.epoch, e.step, e.model, e.optim)
@@ -103,5 +125,26 @@ impl Callback for Checkpointer {
             return Ok(());
         }
         self.save(at.epoch, at.step, at.model, at.optim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_policy_waits_its_interval_and_fifty_times_the_last_save() {
+        let tmp = std::env::temp_dir().join(format!("ezflt-ck-{}", std::process::id()));
+        let mut c = Checkpointer::new(&tmp, CheckpointPolicy::Seconds(1.0));
+        assert!(!c.due(1), "just started");
+        c.last = Instant::now() - Duration::from_secs(2);
+        assert!(c.due(1), "interval passed, saves are free");
+        c.cost = Duration::from_secs(1);
+        assert!(!c.due(1), "a 1 s save waits 50 s");
+        c.last = Instant::now() - Duration::from_secs(51);
+        assert!(c.due(1));
+        let e = Checkpointer::new(&tmp, CheckpointPolicy::Epochs(3));
+        assert!(!e.due(2) && e.due(3) && e.due(6));
+        assert!(!Checkpointer::new(&tmp, CheckpointPolicy::Epochs(0)).due(3));
     }
 }
