@@ -420,6 +420,18 @@ fn messages_say_what_is_wrong() {
         .assert()
         .stderr(predicate::str::contains("damaged"))
         .stderr(predicate::str::contains("inspect --repair"));
+    // ...and --repair keeps what is whole: the step index, and an archive that opens.
+    ezflt(t)
+        .args(["inspect", "--repair", "run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("salvaged"))
+        .stdout(predicate::str::contains("step"));
+    assert!(t.join("run/features.npz.damaged").is_file());
+    numpy_check(
+        &npz,
+        "import sys, json, numpy as np\nz = np.load(sys.argv[1])\nassert len(z['step']) >= 2\nassert json.loads(str(z['metadata']))['salvaged']",
+    );
     let m = t.join("run/metrics.jsonl");
     let text = std::fs::read_to_string(&m).unwrap();
     std::fs::write(&m, format!("{{\"step\": 1, oops\n{text}")).unwrap();

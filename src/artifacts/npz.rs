@@ -99,11 +99,82 @@ impl NpzWriter {
         self.array_from(name, &format!("<U{n}"), &[], n * 4, &mut &bytes[..])
     }
 
+    /// A member copied as it is (its `.npy` bytes), e.g. from a damaged archive.
+    pub fn raw(&mut self, name: &str, npy: &[u8]) -> Result<()> {
+        self.start(name, npy.len() as u64)?;
+        self.zip.write_all(npy)?;
+        Ok(())
+    }
+
     pub fn finish(self) -> Result<()> {
         let f = self.zip.finish().context("finishing the archive")?;
         drop(f);
         crate::plan::rundir::commit(&self.tmp, &self.path)
     }
+}
+
+/// What [`salvage`] kept and lost.
+pub struct Salvaged {
+    pub kept: Vec<String>,
+    /// The member cut short, if the damage fell inside one.
+    pub cut: Option<String>,
+}
+
+/// Rebuilds an archive cut short (its central directory lost: a full disk, a kill while
+/// copying) from the members that are whole, read in order from their local headers. The
+/// damaged file is kept beside it as `<name>.damaged`. Metadata (written last) is usually
+/// lost; a minimal one names the tracked arrays and marks the archive as salvaged.
+pub fn salvage(path: &Path) -> Result<Salvaged> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut r = BufReader::new(f);
+    let (mut members, mut cut) = (Vec::<(String, Vec<u8>)>::new(), None);
+    while let Ok(Some(mut e)) = zip::read::read_zipfile_from_stream(&mut r) {
+        let name = e.name().trim_end_matches(".npy").to_string();
+        let mut bytes = vec![];
+        // A member cut short fails its size or CRC check here.
+        if e.read_to_end(&mut bytes).is_err() {
+            cut = Some(name);
+            break;
+        }
+        members.push((name, bytes));
+    }
+    if !members.iter().any(|m| m.0 == "step") {
+        bail!(
+            "{}: not even the step index survived; nothing to salvage",
+            path.display()
+        );
+    }
+    let damaged = path.with_extension("npz.damaged");
+    std::fs::rename(path, &damaged).with_context(|| format!("moving {} aside", path.display()))?;
+    let mut w = NpzWriter::create(path)?;
+    for (name, bytes) in &members {
+        w.raw(name, bytes)?;
+    }
+    if !members.iter().any(|m| m.0 == "metadata") {
+        const INDEX: &[&str] = &["step", "epoch", "batch", "grad_step", "gt_features"];
+        let layers: Vec<&str> = members
+            .iter()
+            .map(|m| m.0.as_str())
+            .filter(|n| {
+                !INDEX.contains(n)
+                    && !n.starts_with("align")
+                    && !n.starts_with("gt.")
+                    && !n.starts_with("grad.")
+            })
+            .collect();
+        let meta = serde_json::json!({
+            "format": "ezflt-features/1",
+            "layers": layers,
+            "complete": false,
+            "salvaged": true,
+        });
+        w.string("metadata", &meta.to_string())?;
+    }
+    w.finish()?;
+    Ok(Salvaged {
+        kept: members.into_iter().map(|m| m.0).collect(),
+        cut,
+    })
 }
 
 /// One array of an archive, read whole as f32 (f16 and integers are converted).

@@ -11,7 +11,7 @@ pub fn cli() -> Command {
     Command::new("inspect")
         .about("Show what a run directory holds; --repair finishes an interrupted run's feature archive")
         .arg(Arg::new("run").required(true).value_name("RUN_DIR"))
-        .arg(Arg::new("repair").long("repair").action(ArgAction::SetTrue).help("Assemble features.npz from the snapshot spill files a crash left behind"))
+        .arg(Arg::new("repair").long("repair").action(ArgAction::SetTrue).help("Assemble features.npz from the snapshot spill files a crash left behind, or rebuild a damaged one from its whole arrays"))
         .arg(Arg::new("tensor").long("tensor").value_name("NAME").help("Print statistics of one archived array"))
         .arg(Arg::new("step").long("step").value_name("INDEX").value_parser(clap::value_parser!(usize)).requires("tensor").help("With --tensor: the snapshot index (default: the last)"))
 }
@@ -24,6 +24,29 @@ fn stats(v: &[f32]) -> String {
     format!("mean={mean:.6} norm={norm:.6} max_abs={max_abs:.6}")
 }
 
+/// `--repair` without a spill: an archive that does not open is rebuilt from its whole members.
+fn repair_archive(archive: &Path) -> Result<i32> {
+    if !archive.exists() || Archive::open(archive).is_ok() {
+        outln!(
+            "nothing to repair: {} has no snapshot spill and its archive opens",
+            archive.parent().unwrap_or(archive).display()
+        );
+        return Ok(0);
+    }
+    let s = crate::artifacts::npz::salvage(archive)?;
+    outln!(
+        "salvaged {}: kept {} ({}){}; the damaged file is {}",
+        archive.display(),
+        s.kept.len(),
+        s.kept.join(", "),
+        s.cut
+            .map(|c| format!(", lost '{c}' (cut short) and what followed it"))
+            .unwrap_or_default(),
+        archive.with_extension("npz.damaged").display()
+    );
+    Ok(0)
+}
+
 pub fn exec(m: &ArgMatches) -> Result<i32> {
     let dir = Path::new(m.get_one::<String>("run").expect("required"));
     if !dir.join("summary.json").exists() && !dir.join(".hydra").exists() {
@@ -33,8 +56,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     let has_spill = dir.join(spill::SPILL).join("meta.json").exists();
     if m.get_flag("repair") {
         if !has_spill {
-            outln!("nothing to repair: {} has no snapshot spill", dir.display());
-            return Ok(0);
+            return repair_archive(&archive);
         }
         if crate::plan::rundir::try_lock(dir)?.is_none() {
             bail!(

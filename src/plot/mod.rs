@@ -276,10 +276,13 @@ pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             "tensor '{t}' was not tracked in this run; tracked: {} (set tracker.layers when training)",
             tracked.join(", ")
         ),
-        None => tracked
-            .first()
-            .cloned()
-            .ok_or_else(|| anyhow!("the archive tracks no weights (tracker.track_weights=false)"))?,
+        None => tracked.first().cloned().ok_or_else(|| {
+            if meta["salvaged"] == true {
+                anyhow!("the archive was salvaged from a damaged file and lost its weight arrays; only --what curves applies")
+            } else {
+                anyhow!("the archive tracks no weights (tracker.track_weights=false)")
+            }
+        })?,
     };
     let steps = ar.read_i64("step")?;
     let epochs = ar.read_i64("epoch")?;
