@@ -31,14 +31,28 @@ fn cuda_index(device: &str) -> Result<Option<usize>> {
     }
 }
 
-/// Flex (pure Rust) is the default backend and runs on the CPU only.
-fn flex(threads: Option<usize>) -> Chosen {
-    if let Some(n) = threads {
-        // Only the first call sizes rayon's global pool; later ones are no-ops.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
+/// Below this much work per step (batch size x parameters), Flex runs faster on one thread
+/// than on two: measured on 2 cores with MLP 784-W-10 (README, "Threads").
+const FLEX_PARALLEL_WORK: u64 = 200_000_000;
+
+/// Threads Flex uses when `threads` is not set: one for small steps, where splitting the
+/// work across rayon threads costs more than it saves, else every core.
+pub fn flex_auto_threads(work: u64) -> usize {
+    if work < FLEX_PARALLEL_WORK {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
+}
+
+/// Flex (pure Rust) is the default backend and runs on the CPU only. `work`: batch size x
+/// parameters, for the automatic thread count.
+fn flex(threads: Option<usize>, work: u64) -> Chosen {
+    let n = threads.unwrap_or_else(|| flex_auto_threads(work));
+    // Only the first call sizes rayon's global pool; later ones are no-ops.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     Chosen {
         device: Device::flex(),
         backend: "flex",
@@ -110,11 +124,12 @@ pub fn check(backend: &str, device: &str) -> Result<()> {
 
 /// `backend`: flex | tch | auto; `device`: cpu | cuda | cuda:N | auto.
 /// auto = LibTorch on CUDA when built with tch and a GPU is visible, else Flex on the CPU.
-pub fn choose(backend: &str, device: &str, threads: Option<usize>) -> Result<Chosen> {
+/// `threads`: None = automatic (Flex: by `work`, batch size x parameters; LibTorch: all cores).
+pub fn choose(backend: &str, device: &str, threads: Option<usize>, work: u64) -> Result<Chosen> {
     check(backend, device)?;
     let cuda = cuda_index(device)?;
     match backend {
-        "flex" => Ok(flex(threads)),
+        "flex" => Ok(flex(threads, work)),
         "tch" => {
             if device == "auto" && cuda_visible() {
                 return libtorch(Some(0), threads);
@@ -128,7 +143,7 @@ pub fn choose(backend: &str, device: &str, threads: Option<usize>) -> Result<Cho
             if device == "auto" && cuda_visible() {
                 return libtorch(Some(0), threads);
             }
-            Ok(flex(threads))
+            Ok(flex(threads, work))
         }
         other => bail!("backend '{other}': expected flex, tch or auto"),
     }

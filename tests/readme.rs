@@ -125,6 +125,7 @@ fn sandbox() -> tempfile::TempDir {
             "threads=1",
         ])
         .current_dir(t)
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap()
         .success();
@@ -225,6 +226,7 @@ fn the_python_example_reads_an_archive() {
             "plot=none",
         ])
         .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap()
         .success();

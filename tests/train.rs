@@ -539,3 +539,28 @@ fn ctrl_c_stops_at_the_next_batch_and_marks_the_run_interrupted() {
     assert_eq!(s["status"], "interrupted");
     assert!(s["steps"].as_u64().unwrap() >= 2);
 }
+
+#[test]
+fn default_threads_follow_the_work_per_step() {
+    // threads=null: Flex takes one thread for small steps (batch x parameters below 2e8,
+    // where a second thread made steps slower) and every core above.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let (_t, small) = train(&["threads=null", "epochs=1", "plot=none"]);
+    assert_eq!(summary(&small)["threads"], 1);
+    let (_t, big) = train(&[
+        "threads=null",
+        "data.dim=784",
+        "data.classes=10",
+        "data.n_train=1024",
+        "data.n_test=64",
+        "model.widths=[2048]",
+        "batch_size=1024",
+        "max_steps=1",
+        "tracker=none",
+        "plot=none",
+    ]);
+    assert_eq!(summary(&big)["threads"].as_u64(), Some(cores));
+    // An explicit count wins.
+    let (_t, two) = train(&["threads=2", "epochs=1", "plot=none"]);
+    assert_eq!(summary(&two)["threads"], 2);
+}

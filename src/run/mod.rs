@@ -253,15 +253,24 @@ fn execute(
     };
     // `features.npz.tmp`, `summary.json.tmp`: what a killed process was writing.
     crate::plan::rundir::clean_temps(dir);
-    let chosen = backend::choose(&spec.backend, &spec.device, spec.threads)?;
-    let mut train = spec.train.clone();
-    train.loss = loss::resolve(spec.loss, ds.task)?;
-    chosen.device.seed(spec.seed);
-    let ad = chosen.device.clone().autodiff();
     let io = ModelIo {
         sample_shape: ds.sample_shape.clone(),
         task: ds.task,
     };
+    let params: usize = model::param_shapes(&spec.model, &io)?
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
+    let batch = match spec.train.batch {
+        crate::train::BatchSize::Full => ds.train.n,
+        crate::train::BatchSize::N(b) => b.min(ds.train.n),
+    };
+    let work = (batch as u64).saturating_mul(params as u64);
+    let chosen = backend::choose(&spec.backend, &spec.device, spec.threads, work)?;
+    let mut train = spec.train.clone();
+    train.loss = loss::resolve(spec.loss, ds.task)?;
+    chosen.device.seed(spec.seed);
+    let ad = chosen.device.clone().autodiff();
     let previous = std::fs::read_to_string(dir.join("summary.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
