@@ -58,7 +58,32 @@ pub fn data_rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
 }
 
+/// The values a generator cannot work with, found without generating anything (so a sweep's
+/// preflight checks every job without drawing its data).
+pub fn check(spec: &DataSpec) -> Result<()> {
+    match *spec {
+        DataSpec::GaussianMixture { classes, .. } if classes < 2 => {
+            bail!("data.classes: a mixture needs at least 2 classes, got {classes}")
+        }
+        DataSpec::Xor { dim, .. } if dim < 2 => bail!("data.dim: xor needs dim >= 2, got {dim}"),
+        DataSpec::SignalNoise { patches, .. } if patches < 2 => bail!(
+            "data.patches: the signal-noise model needs at least 2 patches (signal + noise), got {patches}"
+        ),
+        DataSpec::SparseCoding { k, atoms, .. } if k == 0 || k > atoms => bail!(
+            "data.k: the sparsity must be between 1 and data.atoms ({atoms}), got {k}"
+        ),
+        DataSpec::OrthonormalPatches { patches, .. } if patches < 2 => {
+            bail!("data.patches: orthonormal_patches needs at least 2 patches, got {patches}")
+        }
+        DataSpec::ModularAddition { p, .. } if p < 2 => {
+            bail!("data.p: the modulus must be at least 2, got {p}")
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
+    check(spec)?;
     let mut rng = data_rng(seed);
     match *spec {
         DataSpec::GaussianMixture {
@@ -68,9 +93,6 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             n_test,
             noise,
         } => {
-            if classes < 2 {
-                bail!("data.classes: a mixture needs at least 2 classes, got {classes}");
-            }
             let means: Vec<Vec<f32>> = (0..classes).map(|_| gaussian(&mut rng, dim, 1.0)).collect();
             let mut draw = |n: usize| {
                 let mut x = Vec::with_capacity(n * dim);
@@ -105,9 +127,6 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             n_test,
             noise,
         } => {
-            if dim < 2 {
-                bail!("data.dim: xor needs dim >= 2, got {dim}");
-            }
             let mut draw = |n: usize| {
                 let mut x = Vec::with_capacity(n * dim);
                 let mut y = Vec::with_capacity(n);
@@ -156,9 +175,6 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             sigma_p,
             flip,
         } => {
-            if patches < 2 {
-                bail!("data.patches: the signal-noise model needs at least 2 patches (signal + noise), got {patches}");
-            }
             // mu = SNR * sigma_p * sqrt(d) * e_1; noise has its e_1 component removed.
             let mu_norm = (snr * sigma_p * (dim as f64).sqrt()) as f32;
             let mut noise_rows = Vec::with_capacity(n_train * dim);
@@ -220,9 +236,6 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             n_train,
             n_test,
         } => {
-            if k == 0 || k > atoms {
-                bail!("data.k: the sparsity must be between 1 and data.atoms ({atoms}), got {k}");
-            }
             // Atom j is row j (length dim): orthonormal when atoms == dim, else random unit rows.
             let m: Vec<f32> = if atoms <= dim {
                 orthonormal_rows(&mut rng, atoms, dim)
@@ -290,9 +303,6 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             n_test,
             noise,
         } => {
-            if patches < 2 {
-                bail!("data.patches: orthonormal_patches needs at least 2 patches, got {patches}");
-            }
             // Ratios of the CAE paper: d = 1.2 P, half the patches normal, 10% replaced.
             let d = (1.2 * patches as f64).floor() as usize;
             let nnf = patches / 2;
@@ -363,9 +373,6 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             })
         }
         DataSpec::ModularAddition { p, frac_train } => {
-            if p < 2 {
-                bail!("data.p: the modulus must be at least 2, got {p}");
-            }
             let mut pairs: Vec<(usize, usize)> =
                 (0..p).flat_map(|a| (0..p).map(move |b| (a, b))).collect();
             pairs.shuffle(&mut rng);

@@ -247,9 +247,13 @@ fn execute(
     resume: Option<ResumePoint>,
     checked: Option<preflight::Checked>,
 ) -> Result<RunResult> {
-    let preflight::Checked { spec, data: ds } = match checked {
+    let preflight::Checked { spec, data } = match checked {
         Some(c) => c,
         None => preflight::check(job)?,
+    };
+    let ds = match data {
+        Some(d) => d,
+        None => data::load(&spec.data, spec.data_seed)?,
     };
     // `features.npz.tmp`, `summary.json.tmp`: what a killed process was writing.
     crate::plan::rundir::clean_temps(dir);
