@@ -747,3 +747,76 @@ fn resuming_a_run_that_is_still_training_is_refused() {
         .assert()
         .success();
 }
+
+#[cfg(unix)]
+#[test]
+fn a_run_stopped_mid_epoch_resumes_exactly_where_it_stopped() {
+    // Minibatches (16 per epoch) with Adam: the checkpoint taken at the stop holds the
+    // batch position and the optimizer state, so the resumed run ends bit for bit where an
+    // uninterrupted one does.
+    let args = [
+        "data=xor",
+        "data.n_train=256",
+        "batch_size=16",
+        "optimizer=adam",
+        "lr=1e-3",
+        "max_steps=12000",
+        "epochs=100000",
+        "eval_every=100000",
+        "log_every=1",
+        "plot=none",
+        "threads=1",
+    ];
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args(["train", "hydra.run.dir=whole"])
+        .args(args)
+        .assert()
+        .success();
+    let mut mid_epoch = false;
+    for attempt in 0..4 {
+        let dir = format!("cut{attempt}");
+        let mut child = ezflt_cmd(tmp.path())
+            .args(["train", &format!("hydra.run.dir={dir}")])
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let m = tmp.path().join(&dir).join("metrics.jsonl");
+        wait_until("some training", 60, &mut child, || {
+            std::fs::read_to_string(&m).map_or(0, |t| t.lines().count()) >= 100
+        });
+        signal(child.id(), "TERM");
+        if wait_exit(&mut child, 60).code() != Some(130) {
+            continue; // it finished first
+        }
+        let run = tmp.path().join(&dir);
+        let state: Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            state["step"],
+            summary(&run)["steps"],
+            "checkpoint at the stop"
+        );
+        ezflt(tmp.path())
+            .args(["train", &format!("resume={dir}")])
+            .assert()
+            .success();
+        let (a, b) = (summary(&tmp.path().join("whole")), summary(&run));
+        assert_eq!(b["steps"], 12000);
+        assert_eq!(a["final"], b["final"], "stopped at {state}");
+        let steps: Vec<u64> = rows(&run)
+            .iter()
+            .filter(|r| r.get("test_loss").is_none())
+            .map(|r| r["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, (1..=12000).collect::<Vec<u64>>(), "rows once each");
+        if state["batch"].as_u64() > Some(0) {
+            mid_epoch = true;
+            break;
+        }
+    }
+    assert!(mid_epoch, "no stop landed mid-epoch in 4 tries");
+}

@@ -205,6 +205,8 @@ pub fn resume_point(dir: &Path) -> Result<ResumePoint> {
         model: ck.join(checkpoint::MODEL),
         optim: ck.join(checkpoint::OPTIM),
         epoch: get("epoch")?,
+        // Older checkpoints were only ever taken at epoch ends.
+        batch: get("batch").unwrap_or(0),
         step: get("step")?,
     })
 }

@@ -124,11 +124,13 @@ pub struct EpochInfo<'a> {
     pub optim: &'a ModuleOptimizer,
 }
 
-/// Where an interrupted run stopped, when that is an epoch boundary: a consistent point to
-/// checkpoint (the epoch's batches are all done or none begun).
+/// Where an interrupted run stopped, between two batches: a consistent point to checkpoint,
+/// since an epoch's batch order depends only on the seed and the epoch.
 pub struct Boundary<'a> {
     /// Epochs done so far.
     pub epoch: usize,
+    /// Batches done of the next epoch (0 at an epoch boundary).
+    pub batch: usize,
     pub step: usize,
     pub model: &'a dyn ModelView,
     pub optim: &'a ModuleOptimizer,
@@ -200,7 +202,7 @@ pub trait Callback {
     fn on_epoch_end(&mut self, _e: &EpochInfo) -> Result<()> {
         Ok(())
     }
-    /// A stop request (Ctrl-C, SIGTERM) arrived at an epoch boundary; called before
+    /// A stop request (Ctrl-C, SIGTERM) was honoured between two batches; called before
     /// `on_train_end`, so a checkpoint can capture exactly where training stopped.
     fn on_interrupt(&mut self, _at: &Boundary) -> Result<()> {
         Ok(())
@@ -217,6 +219,8 @@ pub struct ResumePoint {
     pub model: PathBuf,
     pub optim: PathBuf,
     pub epoch: usize,
+    /// Batches of epoch `epoch` already trained (a run stopped mid-epoch): skipped.
+    pub batch: usize,
     pub step: usize,
 }
 
@@ -352,7 +356,7 @@ impl<'a> Trainer<'a> {
             .collect();
 
         let mut opt = optim::build(&spec.optim);
-        let (mut epoch, mut step) = (0, 0);
+        let (mut epoch, mut step, mut skip) = (0, 0, 0);
         if let Some(r) = self.resume.take() {
             model = model.try_load_file(&r.model).map_err(|e| {
                 anyhow::anyhow!("loading checkpoint weights {}: {e:?}", r.model.display())
@@ -360,8 +364,7 @@ impl<'a> Trainer<'a> {
             opt = opt.load(&r.optim).map_err(|e| {
                 anyhow::anyhow!("loading optimizer state {}: {e:?}", r.optim.display())
             })?;
-            epoch = r.epoch;
-            step = r.step;
+            (epoch, step, skip) = (r.epoch, r.step, r.batch);
         }
 
         let spe = self.steps_per_epoch();
@@ -409,22 +412,22 @@ impl<'a> Trainer<'a> {
             // Device-side correct count of this epoch, and where the last report read it.
             let mut correct_dev: Option<Tensor<1>> = None;
             win_base = 0.0;
-            for b in 0..spe {
+            // A run resumed mid-epoch skips the batches it had trained (same order).
+            for b in std::mem::take(&mut skip)..spe {
                 if step >= total {
                     break;
                 }
                 if self.stop.load(Ordering::SeqCst) {
                     status = Status::Interrupted;
-                    if b == 0 {
-                        let at = Boundary {
-                            epoch,
-                            step,
-                            model: &model,
-                            optim: &opt,
-                        };
-                        for cb in self.callbacks.iter_mut() {
-                            cb.on_interrupt(&at)?;
-                        }
+                    let at = Boundary {
+                        epoch,
+                        batch: b,
+                        step,
+                        model: &model,
+                        optim: &opt,
+                    };
+                    for cb in self.callbacks.iter_mut() {
+                        cb.on_interrupt(&at)?;
                     }
                     break 'epochs;
                 }

@@ -82,10 +82,10 @@ pub fn recover(dir: &Path) -> Result<()> {
 }
 
 impl Checkpointer {
+    /// Saves the state after `step` steps: `epoch` epochs and `batch` batches of the next.
     fn save(
         &mut self,
-        epoch: usize,
-        step: usize,
+        (epoch, batch, step): (usize, usize, usize),
         model: &dyn ModelView,
         optim: &ModuleOptimizer,
     ) -> Result<()> {
@@ -97,7 +97,7 @@ impl Checkpointer {
         optim
             .save(path(1))
             .map_err(|err| anyhow::anyhow!("saving optimizer state: {err:?}"))?;
-        let state = serde_json::json!({ "epoch": epoch, "step": step });
+        let state = serde_json::json!({ "epoch": epoch, "batch": batch, "step": step });
         std::fs::write(path(2), format!("{state}\n"))
             .with_context(|| format!("writing {}", path(2).display()))?;
         for i in 0..SET.len() {
@@ -116,15 +116,16 @@ impl Callback for Checkpointer {
         if !(e.last || self.due(e.epoch)) {
             return Ok(());
         }
-        self.save(e.epoch, e.step, e.model, e.optim)
+        self.save((e.epoch, 0, e.step), e.model, e.optim)
     }
 
-    /// Stopped between epochs: save exactly there, so resume loses nothing.
+    /// Stopped (Ctrl-C, SIGTERM, a scheduler's time limit): save exactly there, mid-epoch
+    /// too, so resume loses nothing.
     fn on_interrupt(&mut self, at: &Boundary) -> Result<()> {
         if self.saved == Some(at.step) {
             return Ok(());
         }
-        self.save(at.epoch, at.step, at.model, at.optim)
+        self.save((at.epoch, at.batch, at.step), at.model, at.optim)
     }
 }
 
