@@ -820,3 +820,31 @@ fn a_run_stopped_mid_epoch_resumes_exactly_where_it_stopped() {
     }
     assert!(mid_epoch, "no stop landed mid-epoch in 4 tries");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_local_sweep_must_fit_the_jobs_it_runs_at_once() {
+    // Jobs of ~60% of the available memory each: one fits, two side by side do not.
+    let avail_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    // The estimate holds a gaussian_mixture sample (dim 20) twice in f32, plus its label.
+    let n = avail_kb * 1024 * 6 / 10 / (20 * 4 * 2 + 16);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sweep = |jobs: &str| {
+        let mut c = ezflt(tmp.path());
+        c.args(["-m", "seed=0,1", &format!("data.n_train={n}")])
+            .arg(format!("hydra.launcher.n_jobs={jobs}"));
+        c
+    };
+    sweep("2")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("runs 2 jobs at once"))
+        .stderr(predicate::str::contains("hydra.launcher.n_jobs"));
+    assert!(!tmp.path().join("multirun").exists());
+    sweep("1").arg("--dry-run").assert().success();
+}

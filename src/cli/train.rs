@@ -344,6 +344,7 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
     // every failing job is reported, not only the first (a dry run checks exactly this).
     let mut composed = Vec::with_capacity(jobs.len());
     let mut failed = vec![];
+    let mut estimates = vec![];
     for (i, lines) in jobs.iter().enumerate() {
         let parsed = lines
             .iter()
@@ -361,12 +362,13 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         let c = job_opts
             .compose(Mode::Run)
             .with_context(|| format!("composing job #{i} ({})", lines.join(" ")))?;
-        if let Err(e) = validate(&c.cfg, now) {
-            failed.push(format!(
+        match validate(&c.cfg, now) {
+            Ok(checked) => estimates.push(checked.memory),
+            Err(e) => failed.push(format!(
                 "job #{i} ({}): {}",
                 lines.join(" "),
                 crate::format_error(&e)
-            ));
+            )),
         }
         composed.push(c);
     }
@@ -380,6 +382,10 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
     };
     if !failed.is_empty() && !dry {
         return Err(failures("nothing was launched"));
+    }
+    let launcher = crate::launch::Launcher::from_config(&master.cfg, opts.fail_fast, opts.no_wait)?;
+    if let crate::launch::Launcher::Local { n_jobs, .. } = launcher {
+        run::preflight::check_concurrent(&estimates, n_jobs)?;
     }
     let mut master_cfg = master.cfg;
     master_cfg.set_path_create("hydra.mode", Node::str("MULTIRUN"));
@@ -442,7 +448,6 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
         return Ok(0);
     }
     // One failing job does not stop the others (unless --fail-fast).
-    let launcher = crate::launch::Launcher::from_config(&master_cfg, opts.fail_fast, opts.no_wait)?;
     crate::launch::launch(&root, &prepared, &prepared, &launcher)
 }
 

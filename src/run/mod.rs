@@ -249,7 +249,7 @@ fn execute(
     resume: Option<ResumePoint>,
     checked: Option<preflight::Checked>,
 ) -> Result<RunResult> {
-    let preflight::Checked { spec, data } = match checked {
+    let preflight::Checked { spec, data, .. } = match checked {
         Some(c) => c,
         None => preflight::check(job)?,
     };

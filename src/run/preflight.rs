@@ -14,6 +14,9 @@ use anyhow::{bail, Result};
 pub struct Checked {
     pub spec: RunSpec,
     pub data: Option<Dataset>,
+    /// Estimated peak memory in bytes (0 with `memory_check=false`), for a sweep to check
+    /// the jobs it runs at once.
+    pub memory: u64,
 }
 
 /// Runs every check a real run would make before training, in the order that allocates
@@ -29,9 +32,13 @@ pub fn check(job: &Node) -> Result<Checked> {
             sample_shape: shape,
             task,
         };
-        check_fit(&spec, &io, samples)?;
+        let memory = check_fit(&spec, &io, samples)?;
         data::synthetic::check(&spec.data)?;
-        return Ok(Checked { spec, data: None });
+        return Ok(Checked {
+            spec,
+            data: None,
+            memory,
+        });
     }
     let ds = data::load(&spec.data, spec.data_seed)?;
     let io = ModelIo {
@@ -39,33 +46,54 @@ pub fn check(job: &Node) -> Result<Checked> {
         task: ds.task,
     };
     let samples = ds.train.n + ds.test.n + ds.extra.iter().map(|e| e.1.n).sum::<usize>();
-    check_fit(&spec, &io, samples)?;
+    let memory = check_fit(&spec, &io, samples)?;
     Ok(Checked {
         spec,
         data: Some(ds),
+        memory,
     })
 }
 
-/// Model, loss, tracked layers and memory for data of this shape.
-fn check_fit(spec: &RunSpec, io: &ModelIo, samples: usize) -> Result<()> {
+/// Model, loss, tracked layers and memory for data of this shape; returns the estimate.
+fn check_fit(spec: &RunSpec, io: &ModelIo, samples: usize) -> Result<u64> {
     let params = model::param_shapes(&spec.model, io)?;
     crate::train::loss::resolve(spec.loss, io.task)?;
     if let Some(t) = &spec.track {
         crate::track::Tracker::select(&t.layers, &params)?;
     }
-    if spec.memory_check {
-        let need = estimate(spec, io, &params, samples);
-        if let Some(have) = available_memory() {
-            if need.total() > have {
-                bail!(
-                    "this run needs about {} of memory ({}), but {} is available; \
-                     make it smaller (model.widths, data.n_train / n_test / dim, batch_size), \
-                     or set memory_check=false to start it anyway",
-                    gib(need.total()),
-                    need.describe(),
-                    gib(have)
-                );
-            }
+    if !spec.memory_check {
+        return Ok(0);
+    }
+    let need = estimate(spec, io, &params, samples);
+    if let Some(have) = available_memory() {
+        if need.total() > have {
+            bail!(
+                "this run needs about {} of memory ({}), but {} is available; \
+                 make it smaller (model.widths, data.n_train / n_test / dim, batch_size), \
+                 or set memory_check=false to start it anyway",
+                gib(need.total()),
+                need.describe(),
+                gib(have)
+            );
+        }
+    }
+    Ok(need.total())
+}
+
+/// A sweep running `at_once` jobs side by side: the largest such group must fit too.
+pub fn check_concurrent(estimates: &[u64], at_once: usize) -> Result<()> {
+    let mut sorted = estimates.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let need: u64 = sorted.iter().take(at_once.max(1)).sum();
+    if let Some(have) = available_memory() {
+        if need > have {
+            bail!(
+                "the sweep runs {at_once} jobs at once, which together need about {} of memory, \
+                 but {} is available; lower hydra.launcher.n_jobs, make the jobs smaller, or set \
+                 memory_check=false",
+                gib(need),
+                gib(have)
+            );
         }
     }
     Ok(())
