@@ -564,3 +564,27 @@ fn default_threads_follow_the_work_per_step() {
     let (_t, two) = train(&["threads=2", "epochs=1", "plot=none"]);
     assert_eq!(summary(&two)["threads"], 2);
 }
+
+#[cfg(feature = "tch")]
+#[test]
+fn auto_backend_takes_libtorch_for_mid_size_cpu_steps() {
+    // 784-2048-10 at batch 64 (1.6M parameters x 64 = 1.04e8): where LibTorch won on 2 cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (_t, mid) = train(&[
+        "backend=auto",
+        "device=cpu",
+        "data.dim=784",
+        "data.classes=10",
+        "data.n_train=128",
+        "data.n_test=64",
+        "model.widths=[2048]",
+        "batch_size=64",
+        "max_steps=1",
+        "tracker=none",
+        "plot=none",
+    ]);
+    let want = if cores > 1 { "tch" } else { "flex" };
+    assert_eq!(summary(&mid)["backend"], want);
+    let (_t, small) = train(&["backend=auto", "device=cpu", "epochs=1", "plot=none"]);
+    assert_eq!(summary(&small)["backend"], "flex");
+}
