@@ -36,7 +36,7 @@ fn cuda_index(device: &str) -> Result<Option<usize>> {
 const FLEX_PARALLEL_WORK: u64 = 200_000_000;
 
 /// On the CPU, LibTorch beats Flex between these amounts of work per step (batch size x
-/// parameters) when there are cores to share: 1.2-1.6x on 2 cores (README, "Threads"),
+/// parameters) when there are cores to share: 1.2-1.3x on 2 cores (README, "Threads"),
 /// where Flex's step is too small to split across threads and LibTorch's is not.
 const LIBTORCH_CPU_WORK: std::ops::Range<u64> = 100_000_000..1_000_000_000;
 
