@@ -35,17 +35,6 @@ fn cuda_index(device: &str) -> Result<Option<usize>> {
 /// than on two: measured on 2 cores with MLP 784-W-10 (README, "Threads").
 const FLEX_PARALLEL_WORK: u64 = 200_000_000;
 
-/// On the CPU, LibTorch beats Flex between these amounts of work per step (batch size x
-/// parameters) when there are cores to share: 1.2-1.3x on 2 cores (README, "Threads"),
-/// where Flex's step is too small to split across threads and LibTorch's is not.
-const LIBTORCH_CPU_WORK: std::ops::Range<u64> = 100_000_000..1_000_000_000;
-
-/// Whether `backend=auto` should take LibTorch on the CPU (in a binary built with it).
-fn libtorch_wins_on_cpu(work: u64) -> bool {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores > 1 && LIBTORCH_CPU_WORK.contains(&work)
-}
-
 /// Threads Flex uses when `threads` is not set: one for small steps, where splitting the
 /// work across rayon threads costs more than it saves, else every core.
 pub fn flex_auto_threads(work: u64) -> usize {
@@ -134,8 +123,8 @@ pub fn check(backend: &str, device: &str) -> Result<()> {
 }
 
 /// `backend`: flex | tch | auto; `device`: cpu | cuda | cuda:N | auto.
-/// auto = LibTorch on CUDA when built with tch and a GPU is visible; on the CPU LibTorch for
-/// mid-size steps when built with tch (see `LIBTORCH_CPU_WORK`), else Flex.
+/// auto = LibTorch on CUDA when built with tch and a GPU is visible, else Flex on the CPU
+/// (measured faster than LibTorch's CPU path at every size in the README's table).
 /// `threads`: None = automatic (Flex: by `work`, batch size x parameters; LibTorch: all cores).
 pub fn choose(backend: &str, device: &str, threads: Option<usize>, work: u64) -> Result<Chosen> {
     check(backend, device)?;
@@ -154,9 +143,6 @@ pub fn choose(backend: &str, device: &str, threads: Option<usize>, work: u64) ->
             }
             if device == "auto" && cuda_visible() {
                 return libtorch(Some(0), threads);
-            }
-            if cfg!(feature = "tch") && libtorch_wins_on_cpu(work) {
-                return libtorch(None, threads);
             }
             Ok(flex(threads, work))
         }

@@ -567,9 +567,8 @@ fn default_threads_follow_the_work_per_step() {
 
 #[cfg(feature = "tch")]
 #[test]
-fn auto_backend_takes_libtorch_for_mid_size_cpu_steps() {
-    // 784-2048-10 at batch 64 (1.6M parameters x 64 = 1.04e8): where LibTorch won on 2 cores.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+fn auto_backend_keeps_flex_on_the_cpu_even_with_libtorch_built_in() {
+    // Flex beat LibTorch's CPU path at every size measured (README, "Threads").
     let (_t, mid) = train(&[
         "backend=auto",
         "device=cpu",
@@ -583,8 +582,5 @@ fn auto_backend_takes_libtorch_for_mid_size_cpu_steps() {
         "tracker=none",
         "plot=none",
     ]);
-    let want = if cores > 1 { "tch" } else { "flex" };
-    assert_eq!(summary(&mid)["backend"], want);
-    let (_t, small) = train(&["backend=auto", "device=cpu", "epochs=1", "plot=none"]);
-    assert_eq!(summary(&small)["backend"], "flex");
+    assert_eq!(summary(&mid)["backend"], "flex");
 }
