@@ -249,7 +249,9 @@ fn execute(
     resume: Option<ResumePoint>,
     checked: Option<preflight::Checked>,
 ) -> Result<RunResult> {
-    let preflight::Checked { spec, data, .. } = match checked {
+    let preflight::Checked {
+        spec, data, params, ..
+    } = match checked {
         Some(c) => c,
         None => preflight::check(job)?,
     };
@@ -263,15 +265,7 @@ fn execute(
         sample_shape: ds.sample_shape.clone(),
         task: ds.task,
     };
-    let params: usize = model::param_shapes(&spec.model, &io)?
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>())
-        .sum();
-    let batch = match spec.train.batch {
-        crate::train::BatchSize::Full => ds.train.n,
-        crate::train::BatchSize::N(b) => b.min(ds.train.n),
-    };
-    let work = (batch as u64).saturating_mul(params as u64);
+    let work = (spec.train.batch.rows(ds.train.n) as u64).saturating_mul(params as u64);
     let chosen = backend::choose(&spec.backend, &spec.device, spec.threads, work)?;
     let mut train = spec.train.clone();
     train.loss = loss::resolve(spec.loss, ds.task)?;

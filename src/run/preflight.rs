@@ -6,7 +6,7 @@ use super::specs::{self, RunSpec};
 use crate::config::Node;
 use crate::data::{self, Dataset};
 use crate::model::{self, ModelIo, ModelSpec};
-use crate::train::{BatchSize, OptimKind};
+use crate::train::OptimKind;
 use anyhow::{bail, Result};
 
 /// A job that passed every check, with its data when reading it was part of the check
@@ -14,55 +14,57 @@ use anyhow::{bail, Result};
 pub struct Checked {
     pub spec: RunSpec,
     pub data: Option<Dataset>,
+    /// Trainable and fixed parameter values of the model, counted without building it.
+    pub params: usize,
     /// Estimated peak memory in bytes (0 with `memory_check=false`), for a sweep to check
     /// the jobs it runs at once.
     pub memory: u64,
 }
 
 /// Runs every check a real run would make before training, in the order that allocates
-/// least first: settings, backend, then (synthetic data) model fit, loss, tracked layers,
-/// memory and the generator's values, or (file data) the file, then the same fit checks.
+/// least first: settings, backend, then the data (synthetic: its values, without
+/// generating anything; files: read), then model fit, loss, tracked layers and memory.
 pub fn check(job: &Node) -> Result<Checked> {
     let spec = specs::read(&Cfg::new(job, ""))?;
     crate::backend::check(&spec.backend, &spec.device)?;
-    // Synthetic sources: shapes and sizes are known, and their values checked, without
-    // generating anything; file sources are read (what can be wrong is in the file).
-    if let Some(((shape, task), samples)) = spec.data.shape_and_task().zip(spec.data.samples()) {
-        let io = ModelIo {
-            sample_shape: shape,
-            task,
-        };
-        let memory = check_fit(&spec, &io, samples)?;
-        data::synthetic::check(&spec.data)?;
-        return Ok(Checked {
-            spec,
-            data: None,
-            memory,
-        });
-    }
-    let ds = data::load(&spec.data, spec.data_seed)?;
-    let io = ModelIo {
-        sample_shape: ds.sample_shape.clone(),
-        task: ds.task,
+    let (data, io, samples) = match spec.data.shape_and_task().zip(spec.data.samples()) {
+        Some(((sample_shape, task), samples)) => {
+            data::synthetic::check(&spec.data)?;
+            (None, ModelIo { sample_shape, task }, samples)
+        }
+        None => {
+            let ds = data::load(&spec.data, spec.data_seed)?;
+            let io = ModelIo {
+                sample_shape: ds.sample_shape.clone(),
+                task: ds.task,
+            };
+            let samples = ds.train.n + ds.test.n + ds.extra.iter().map(|e| e.1.n).sum::<usize>();
+            (Some(ds), io, samples)
+        }
     };
-    let samples = ds.train.n + ds.test.n + ds.extra.iter().map(|e| e.1.n).sum::<usize>();
-    let memory = check_fit(&spec, &io, samples)?;
+    let (params, memory) = check_fit(&spec, &io, samples)?;
     Ok(Checked {
         spec,
-        data: Some(ds),
+        data,
+        params,
         memory,
     })
 }
 
-/// Model, loss, tracked layers and memory for data of this shape; returns the estimate.
-fn check_fit(spec: &RunSpec, io: &ModelIo, samples: usize) -> Result<u64> {
+/// Model, loss, tracked layers and memory for data of this shape; returns the parameter
+/// count and the memory estimate.
+fn check_fit(spec: &RunSpec, io: &ModelIo, samples: usize) -> Result<(usize, u64)> {
     let params = model::param_shapes(&spec.model, io)?;
+    let count = params
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
     crate::train::loss::resolve(spec.loss, io.task)?;
     if let Some(t) = &spec.track {
         crate::track::Tracker::select(&t.layers, &params)?;
     }
     if !spec.memory_check {
-        return Ok(0);
+        return Ok((count, 0));
     }
     let need = estimate(spec, io, &params, samples);
     if let Some(have) = available_memory() {
@@ -77,7 +79,7 @@ fn check_fit(spec: &RunSpec, io: &ModelIo, samples: usize) -> Result<u64> {
             );
         }
     }
-    Ok(need.total())
+    Ok((count, need.total()))
 }
 
 /// A sweep running `at_once` jobs side by side: the largest such group must fit too.
@@ -152,13 +154,8 @@ pub fn estimate(
         OptimKind::Adam { .. } | OptimKind::AdamW { .. } => 2,
     };
     let features = count(&io.sample_shape);
-    let samples = samples as u128;
-    let batch = match spec.train.batch {
-        BatchSize::Full => samples,
-        BatchSize::N(b) => (b as u128).min(samples),
-    }
     // Evaluation runs in chunks of 1024 samples.
-    .max(1024.min(samples));
+    let batch = spec.train.batch.rows(samples).max(1024.min(samples)) as u128;
     let tracked: u128 = spec.track.as_ref().map_or(0, |t| {
         crate::track::Tracker::select(&t.layers, params)
             .map(|ids| ids.iter().map(|&i| count(&params[i].1)).sum())
@@ -167,7 +164,7 @@ pub fn estimate(
     Estimate {
         params: f32s(p * 3),
         optimizer: f32s(p * slots),
-        data: f32s(samples * features * 2) + (samples * 16).min(u64::MAX as u128) as u64,
+        data: f32s(samples as u128 * features * 2) + (samples as u64).saturating_mul(16),
         activations: f32s(batch * activations_per_sample(&spec.model, io) * 4),
         // A snapshot in flight to the writer, and its gradients.
         tracker: f32s(tracked * 2),

@@ -16,6 +16,16 @@ pub enum BatchSize {
     N(usize),
 }
 
+impl BatchSize {
+    /// Rows in one batch drawn from `n` samples.
+    pub fn rows(self, n: usize) -> usize {
+        match self {
+            BatchSize::Full => n,
+            BatchSize::N(b) => b.min(n),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LossKind {
     CrossEntropy,

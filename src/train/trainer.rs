@@ -392,10 +392,7 @@ impl<'a> Trainer<'a> {
         let mut step_ms = Vec::with_capacity(total.saturating_sub(step));
         let (mut last_train, mut last_eval) = (vec![], vec![]);
         let mut lr = spec.optim.lr;
-        let batch = match spec.batch {
-            BatchSize::Full => train.n,
-            BatchSize::N(b) => b.min(train.n),
-        };
+        let batch = spec.batch.rows(train.n);
         // Window of steps since the last accuracy report (it may span epochs).
         let (mut win_carry, mut win_seen) = (0.0f64, 0usize);
         let mut win_base: f64;
