@@ -57,20 +57,17 @@ pub fn clip(text: &str) -> String {
 }
 
 /// `println!` that never panics.
-#[macro_export]
 macro_rules! outln {
     () => { $crate::shell::out(format_args!("\n")) };
     ($($t:tt)*) => { $crate::shell::out(format_args!("{}\n", format_args!($($t)*))) };
 }
 
 /// `print!` that never panics.
-#[macro_export]
 macro_rules! out {
     ($($t:tt)*) => { $crate::shell::out(format_args!($($t)*)) };
 }
 
 /// `eprintln!` that never panics.
-#[macro_export]
 macro_rules! errln {
     () => { $crate::shell::err(format_args!("\n")) };
     ($($t:tt)*) => { $crate::shell::err(format_args!("{}\n", format_args!($($t)*))) };

@@ -13,7 +13,7 @@ use common::{f32_bytes, i64_bytes, npy, numpy_python, write_npz};
 const NOT_RUN: &[(&str, &str)] = &[
     (
         "cargo ",
-        "cargo itself: this suite is what `cargo test --release` runs, on the binary it builds",
+        "cargo itself: this suite is what `cargo test --release` runs, on the binary it builds; tests/examples.rs runs the examples",
     ),
     (
         "bash scripts/setup-torch.sh",

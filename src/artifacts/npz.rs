@@ -236,7 +236,6 @@ impl Archive {
             .collect())
     }
 
-    #[allow(dead_code)] // the plots (next issue) read whole arrays
     pub fn read(&mut self, name: &str) -> Result<Array> {
         let what = format!("{}[{name}]", self.path.display());
         let m = self.member(name)?;

@@ -30,6 +30,9 @@ pub enum SourceKind {
         root: PathBuf,
         mounts: Vec<(String, PathBuf)>,
     },
+    /// Configs an `App` registered with its models and datasets (`model/my_net.yaml`):
+    /// searched after the files, so a user's own `conf/model/my_net.yaml` overrides them.
+    Memory { files: Vec<(String, String)> },
 }
 
 impl Source {
@@ -60,17 +63,24 @@ impl Source {
         }
     }
 
+    /// The configs an `App` registered with its models and datasets.
+    pub fn app(files: Vec<(String, String)>) -> Source {
+        Source {
+            provider: "app".into(),
+            kind: SourceKind::Memory { files },
+        }
+    }
+
     /// `pkg://...` or `file://...` as Hydra prints it.
     pub fn url(&self) -> String {
-        match &self.kind {
-            SourceKind::Embedded { name, .. } => format!("pkg://{name}"),
-            SourceKind::Files { root, .. } => format!("file://{}", root.display()),
-        }
+        let (scheme, path) = self.scheme_and_path();
+        format!("{scheme}://{path}")
     }
     pub fn scheme_and_path(&self) -> (&'static str, String) {
         match &self.kind {
             SourceKind::Embedded { name, .. } => ("pkg", name.to_string()),
             SourceKind::Files { root, .. } => ("file", root.display().to_string()),
+            SourceKind::Memory { .. } => ("pkg", "ezflt.app".to_string()),
         }
     }
 
@@ -98,6 +108,11 @@ impl Source {
                         return std::fs::read_to_string(&p).ok().map(|t| (t, shown));
                     }
                 }
+                SourceKind::Memory { files } => {
+                    if let Some((_, text)) = files.iter().find(|(p, _)| *p == rel) {
+                        return Some((text.clone(), format!("pkg://ezflt.app/{rel}")));
+                    }
+                }
             }
         }
         None
@@ -113,6 +128,9 @@ impl Source {
                 r.is_empty() || d.get_dir(&r).is_some()
             }
             SourceKind::Files { root, mounts } => route_files(root, mounts, group).is_dir(),
+            SourceKind::Memory { files } => files
+                .iter()
+                .any(|(p, _)| p.starts_with(&format!("{group}/"))),
         }
     }
 
@@ -169,6 +187,22 @@ impl Source {
                             .filter(|(_, d)| d.is_dir())
                             .map(|(g, _)| g.clone()),
                     );
+                }
+            }
+            SourceKind::Memory { files } => {
+                let prefix = if group.is_empty() {
+                    String::new()
+                } else {
+                    format!("{group}/")
+                };
+                for (p, _) in files {
+                    let Some(rest) = p.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    match rest.split_once('/') {
+                        Some((g, _)) => groups.push(g.to_string()),
+                        None => configs.extend(strip(rest)),
+                    }
                 }
             }
         }
@@ -264,6 +298,10 @@ impl SearchPath {
                 anyhow::bail!("Additional config directory '{}' not found\n  Check the path given to --config-dir.", abs.display());
             }
             sources.push(Source::files("command-line", abs, vec![]));
+        }
+        let registered = crate::app::registry().config_files();
+        if !registered.is_empty() {
+            sources.push(Source::app(registered));
         }
         Ok(SearchPath { sources })
     }

@@ -10,7 +10,10 @@ use anyhow::Result;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Task {
     /// `classes` labels 0..classes; one logit per class.
-    Classify { classes: usize },
+    Classify {
+        /// Number of classes.
+        classes: usize,
+    },
     /// Labels 0/1 read as -1/+1 (theory papers' convention); one output `f(x)`.
     Binary,
     /// No labels: the model reconstructs its input (autoencoders).
@@ -31,44 +34,137 @@ impl Task {
 /// One split: `n` samples of `features` values each, row-major, plus integer labels.
 #[derive(Clone, Debug, Default)]
 pub struct Split {
+    /// `n` x features values, row-major.
     pub x: Vec<f32>,
+    /// `n` labels: class ids 0..K-1, 0/1 for binary tasks, zeros for reconstruction.
     pub y: Vec<i64>,
+    /// Number of samples.
     pub n: usize,
 }
 
 impl Split {
+    /// A split of `n` samples.
     pub fn new(x: Vec<f32>, y: Vec<i64>, n: usize) -> Split {
         Split { x, y, n }
     }
 }
 
-/// A ground-truth feature matrix the generator planted: `rows` unit vectors of length
-/// `dim` (dictionary atoms, the signal, training noise vectors...). Tracking aligns to it.
+/// A ground-truth feature matrix (dictionary atoms, a planted signal, a teacher's weights):
+/// `rows` vectors of length `dim`. The tracker records the cosine of every tracked weight
+/// row whose length is `dim` with every row of it.
 #[derive(Clone, Debug)]
-pub struct Feature {
+pub struct GroundTruth {
+    /// Archive keys use it: `align.<param>.<name>`.
     pub name: String,
+    /// Number of feature vectors.
     pub rows: usize,
+    /// Length of each vector (a tracked weight's input width).
     pub dim: usize,
-    /// Row-major `[rows, dim]`; read by the feature tracker for alignments.
-    #[allow(dead_code)]
+    /// Row-major `[rows, dim]`.
     pub values: Vec<f32>,
+}
+
+impl GroundTruth {
+    /// `rows` x `dim` values, row-major; errors when the count does not match.
+    pub fn new(name: &str, rows: usize, dim: usize, values: Vec<f32>) -> Result<GroundTruth> {
+        if values.len() != rows * dim {
+            anyhow::bail!(
+                "ground truth '{name}': {} values for {rows} x {dim}; pass rows x dim values, row-major",
+                values.len()
+            );
+        }
+        Ok(GroundTruth {
+            name: name.to_string(),
+            rows,
+            dim,
+            values,
+        })
+    }
 }
 
 /// Everything one run needs from its data source.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// Shown in titles and the summary (`data` in `summary.json`).
     pub name: String,
     /// Shape of one sample, e.g. `[20]`, `[2, 400]` (patches x dim), `[1, 8, 8]` (image).
     pub sample_shape: Vec<usize>,
+    /// What the labels mean.
     pub task: Task,
+    /// Trained on.
     pub train: Split,
+    /// Evaluated every `eval_every` epochs (may be empty: no evaluation).
     pub test: Split,
     /// Extra evaluation sets (e.g. anomalies), evaluated like `test` and reported by name.
     pub extra: Vec<(String, Split)>,
-    pub features: Vec<Feature>,
+    /// Ground-truth features the tracker aligns tracked weights with.
+    pub features: Vec<GroundTruth>,
 }
 
 impl Dataset {
+    /// A dataset from host arrays; `validate` runs on it before training.
+    pub fn new(
+        name: &str,
+        sample_shape: &[usize],
+        task: Task,
+        train: Split,
+        test: Split,
+    ) -> Dataset {
+        Dataset {
+            name: name.to_string(),
+            sample_shape: sample_shape.to_vec(),
+            task,
+            train,
+            test,
+            extra: vec![],
+            features: vec![],
+        }
+    }
+
+    /// Adds ground-truth features to align tracked weights with.
+    pub fn with_ground_truth(mut self, g: GroundTruth) -> Dataset {
+        self.features.push(g);
+        self
+    }
+
+    /// Sizes agree (`x` holds `n` samples of the sample shape, `y` holds `n` labels), labels
+    /// are in range for the task, and inputs are finite; `what` names the source in errors.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        let f = self.features();
+        let splits = [("train", &self.train), ("test", &self.test)]
+            .into_iter()
+            .chain(self.extra.iter().map(|(n, s)| (n.as_str(), s)));
+        for (name, s) in splits {
+            if s.x.len() != s.n * f || s.y.len() != s.n {
+                anyhow::bail!(
+                    "{what}: the {name} split has n={} but {} input values and {} labels; \
+                     expected n x {f} values (sample shape {:?}) and n labels",
+                    s.n,
+                    s.x.len(),
+                    s.y.len(),
+                    self.sample_shape
+                );
+            }
+            let top = match self.task {
+                Task::Classify { classes } => classes as i64,
+                Task::Binary => 2,
+                Task::Reconstruct => i64::MAX,
+            };
+            if let Some(bad) = s.y.iter().find(|&&v| v < 0 || v >= top) {
+                anyhow::bail!(
+                    "{what}: the {name} labels hold {bad}, outside 0..{} for task {:?}; \
+                     renumber them first, e.g. `y = np.unique(y, return_inverse=True)[1]`",
+                    top - 1,
+                    self.task
+                );
+            }
+        }
+        if self.train.n == 0 {
+            anyhow::bail!("{what}: the train split is empty");
+        }
+        self.check_finite()
+    }
+
     /// Values per sample (the flattened sample shape).
     pub fn features(&self) -> usize {
         self.sample_shape.iter().product()

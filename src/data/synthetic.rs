@@ -1,7 +1,7 @@
 //! Seeded generators for the data models of feature-learning theory papers. Each plants
 //! ground-truth features and returns them with the data, as each paper defines its data model.
 
-use super::{DataSpec, Dataset, Feature, Split, Task};
+use super::{DataSpec, Dataset, GroundTruth, Split, Task};
 use anyhow::{bail, Result};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -113,7 +113,7 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 train,
                 test,
                 extra: vec![],
-                features: vec![Feature {
+                features: vec![GroundTruth {
                     name: "means".into(),
                     rows: classes,
                     dim,
@@ -158,7 +158,7 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 train,
                 test,
                 extra: vec![],
-                features: vec![Feature {
+                features: vec![GroundTruth {
                     name: "axes".into(),
                     rows: 2,
                     dim,
@@ -213,13 +213,13 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 test,
                 extra: vec![],
                 features: vec![
-                    Feature {
+                    GroundTruth {
                         name: "signal".into(),
                         rows: 1,
                         dim,
                         values: signal,
                     },
-                    Feature {
+                    GroundTruth {
                         name: "noise".into(),
                         rows: n_train,
                         dim,
@@ -282,13 +282,13 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 test,
                 extra: vec![],
                 features: vec![
-                    Feature {
+                    GroundTruth {
                         name: "atoms".into(),
                         rows: atoms,
                         dim,
                         values: m,
                     },
-                    Feature {
+                    GroundTruth {
                         name: "dense".into(),
                         rows: 1,
                         dim,
@@ -357,13 +357,13 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                     ("non_semantic".into(), non_semantic),
                 ],
                 features: vec![
-                    Feature {
+                    GroundTruth {
                         name: "features".into(),
                         rows: d,
                         dim: d,
                         values: f.clone(),
                     },
-                    Feature {
+                    GroundTruth {
                         name: "normal".into(),
                         rows: nnf,
                         dim: d,
@@ -418,7 +418,7 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 train: encode(tr),
                 test: encode(te),
                 extra,
-                features: vec![Feature {
+                features: vec![GroundTruth {
                     name: "fourier".into(),
                     rows,
                     dim: p,

@@ -18,6 +18,7 @@ use burn::tensor::Distribution;
 /// What every model does: flat samples `[batch, features]` in, `[batch, outputs]` out.
 /// Models reshape to their own view (patches, images) inside.
 pub trait Net: Module + Clone + Send + core::fmt::Debug + 'static {
+    /// `[batch, features]` in, `[batch, outputs]` out (logits, one score, or the reconstruction).
     fn forward(&self, x: Tensor<2>) -> Tensor<2>;
 }
 
@@ -62,7 +63,9 @@ impl ModelSpec {
 /// What the data says the model must accept and produce.
 #[derive(Clone, Debug)]
 pub struct ModelIo {
+    /// Shape of one sample; the model receives it flattened.
     pub sample_shape: Vec<usize>,
+    /// What the model predicts; `task.outputs(features)` is its output width.
     pub task: Task,
 }
 

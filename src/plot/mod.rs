@@ -1,6 +1,7 @@
 //! Figures of a run (training curves, feature evolution, heatmaps, alignment, input-space
 //! views) and of a sweep (metric vs parameter, phase diagrams), from files on disk only.
 
+pub mod api;
 pub mod draw;
 
 use crate::artifacts::npz::Archive;
@@ -32,6 +33,8 @@ pub struct PlotSpec {
     pub tensor: Option<String>,
     pub step: Option<i64>,
     pub epoch: Option<i64>,
+    /// The epochs `comparison` shows side by side (default: start, thirds, end).
+    pub epochs: Vec<i64>,
     pub metric: Option<String>,
     pub out: Option<PathBuf>,
     pub svg: bool,
@@ -135,9 +138,15 @@ impl Run {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         let ov = overrides(dir);
-        let model = summary["model"].as_str().unwrap_or("run");
-        let data = summary["data"].as_str().unwrap_or("");
-        let mut title = format!("{model} on {data}");
+        // A folder a library tracker wrote has no summary: its name is the title.
+        let mut title = match (summary["model"].as_str(), summary["data"].as_str()) {
+            (Some(model), Some(data)) => format!("{model} on {data}"),
+            _ => dir
+                .canonicalize()
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
+                .unwrap_or_else(|| "run".into()),
+        };
         if !ov.is_empty() {
             let mut o = ov.join(" ");
             if o.len() > 70 {
@@ -604,7 +613,25 @@ fn comparison(
     spec: &PlotSpec,
     out: &Path,
 ) -> Result<PathBuf> {
-    let idx = subsample(steps.len(), 4);
+    let idx = if spec.epochs.is_empty() {
+        subsample(steps.len(), 4)
+    } else {
+        let mut idx = vec![];
+        for e in &spec.epochs {
+            // The epoch's last snapshot; "epoch 0" before any step is the initialisation.
+            let i = epochs.iter().rposition(|x| x == e).ok_or_else(|| {
+                anyhow!(
+                    "--epochs: epoch {e} has no snapshot; epochs recorded: {}..{}",
+                    epochs.first().unwrap_or(&0),
+                    epochs.last().unwrap_or(&0)
+                )
+            })?;
+            idx.push(i);
+        }
+        idx.sort_unstable();
+        idx.dedup();
+        idx
+    };
     let (shape, snaps) = ar.read_steps(tensor, &idx)?;
     let (rows, cols) = as_matrix(&shape);
     let all: Vec<f32> = snaps.iter().flatten().copied().collect();

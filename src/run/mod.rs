@@ -8,7 +8,7 @@ pub mod specs;
 use crate::backend;
 use crate::config::Node;
 use crate::data;
-use crate::model::{self, ModelIo, Net, WithNet};
+use crate::model::{ModelIo, Net, WithNet};
 use crate::train::callbacks::{checkpoint, Checkpointer, MetricsWriter, Progress};
 use crate::train::trainer::{Callback, EpochInfo, ResumePoint};
 use crate::train::{loss, Status, Trainer};
@@ -100,7 +100,9 @@ impl Callback for Best {
     }
 }
 
-struct Job<'a> {
+/// What training one job needs besides the model: `PreparedModel::train` builds the model
+/// and hands it to `run`, typed.
+pub(crate) struct Job<'a> {
     tracker: Option<crate::track::Tracker>,
     train: crate::train::TrainSpec,
     data: &'a data::Dataset,
@@ -133,6 +135,7 @@ impl WithNet for Job<'_> {
                 self.train.log_every,
             )));
         }
+        callbacks.extend(crate::app::registry().callbacks(self.dir));
         if let Some(mut t) = self.tracker {
             if let Some(w) = self.wandb.clone() {
                 t.stats = Some(Box::new(move |step, items| w.log(step, items)));
@@ -257,7 +260,7 @@ fn execute(
     };
     let ds = match data {
         Some(d) => d,
-        None => data::load(&spec.data, spec.data_seed)?,
+        None => spec.data.load(spec.data_seed)?,
     };
     // `features.npz.tmp`, `summary.json.tmp`: what a killed process was writing.
     crate::plan::rundir::clean_temps(dir);
@@ -325,7 +328,7 @@ fn execute(
         best: &mut best,
         wandb: wandb.clone(),
     };
-    let outcome = model::build(&spec.model, &io, &ad, job_run)?;
+    let outcome = spec.model.train(&io, &ad, job_run);
     let duration = time_offset + started.elapsed().as_secs_f64();
     let mut summary = serde_json::json!({
         "backend": chosen.backend,

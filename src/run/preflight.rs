@@ -4,8 +4,8 @@
 use super::settings::Cfg;
 use super::specs::{self, RunSpec};
 use crate::config::Node;
-use crate::data::{self, Dataset};
-use crate::model::{self, ModelIo, ModelSpec};
+use crate::data::Dataset;
+use crate::model::{ModelIo, ModelSpec};
 use crate::train::OptimKind;
 use anyhow::{bail, Result};
 
@@ -27,13 +27,13 @@ pub struct Checked {
 pub fn check(job: &Node) -> Result<Checked> {
     let spec = specs::read(&Cfg::new(job, ""))?;
     crate::backend::check(&spec.backend, &spec.device)?;
-    let (data, io, samples) = match spec.data.shape_and_task().zip(spec.data.samples()) {
-        Some(((sample_shape, task), samples)) => {
-            data::synthetic::check(&spec.data)?;
+    let (data, io, samples) = match spec.data.shape_task_samples() {
+        Some((sample_shape, task, samples)) => {
+            spec.data.check()?;
             (None, ModelIo { sample_shape, task }, samples)
         }
         None => {
-            let ds = data::load(&spec.data, spec.data_seed)?;
+            let ds = spec.data.load(spec.data_seed)?;
             let io = ModelIo {
                 sample_shape: ds.sample_shape.clone(),
                 task: ds.task,
@@ -54,7 +54,7 @@ pub fn check(job: &Node) -> Result<Checked> {
 /// Model, loss, tracked layers and memory for data of this shape; returns the parameter
 /// count and the memory estimate.
 fn check_fit(spec: &RunSpec, io: &ModelIo, samples: usize) -> Result<(usize, u64)> {
-    let params = model::param_shapes(&spec.model, io)?;
+    let params = spec.model.shapes(io)?;
     let count = params
         .iter()
         .map(|(_, s)| s.iter().product::<usize>())
@@ -165,14 +165,14 @@ pub fn estimate(
         params: f32s(p * 3),
         optimizer: f32s(p * slots),
         data: f32s(samples as u128 * features * 2) + (samples as u64).saturating_mul(16),
-        activations: f32s(batch * activations_per_sample(&spec.model, io) * 4),
+        activations: f32s(batch * spec.model.activations_per_sample(io) * 4),
         // A snapshot in flight to the writer, and its gradients.
         tracker: f32s(tracked * 2),
     }
 }
 
 /// Values one sample produces across the model's layers (inputs included).
-fn activations_per_sample(m: &ModelSpec, io: &ModelIo) -> u128 {
+pub(crate) fn activations_per_sample(m: &ModelSpec, io: &ModelIo) -> u128 {
     let shape: Vec<u128> = io.sample_shape.iter().map(|&d| d as u128).collect();
     let features: u128 = shape.iter().product();
     let outputs = io.task.outputs(features as usize) as u128;
@@ -254,12 +254,12 @@ mod tests {
         )
         .unwrap();
         let spec = specs::read(&Cfg::new(&job, "")).unwrap();
-        let (shape, task) = spec.data.shape_and_task().unwrap();
+        let (shape, task, _) = spec.data.shape_task_samples().unwrap();
         let io = ModelIo {
             sample_shape: shape,
             task,
         };
-        let params = model::param_shapes(&spec.model, &io).unwrap();
+        let params = spec.model.shapes(&io).unwrap();
         let e = estimate(&spec, &io, &params, 1024);
         // 20*1e8 + 1e8*3 weights alone are 9.2 GB in f32.
         assert!(e.params > 9_000_000_000 * 3 / 2, "{e:?}");

@@ -37,6 +37,15 @@ impl<'a> Cfg<'a> {
         }
     }
 
+    /// The node this view reads.
+    pub fn node(&self) -> &'a Node {
+        self.node
+    }
+    /// Its dotted path (`model`, `data`), for messages.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// The raw child node, if present and not null.
     pub fn raw(&self, key: &str) -> Option<&'a Node> {
         match self.node.child(key) {

@@ -2,6 +2,7 @@
 //! training, backend), so every bad value is reported before any work starts.
 
 use super::settings::Cfg;
+use crate::app::{registry, PreparedData, PreparedModel};
 use crate::data::DataSpec;
 use crate::model::{Activation, ModelSpec};
 use crate::track::schedule::Schedule;
@@ -17,9 +18,11 @@ pub struct RunSpec {
     pub backend: String,
     pub device: String,
     pub threads: Option<usize>,
-    pub data: DataSpec,
+    /// The registered dataset `data.name` picks, settings checked.
+    pub data: Box<dyn PreparedData>,
     pub data_seed: u64,
-    pub model: ModelSpec,
+    /// The registered model `model.name` picks, settings checked.
+    pub model: Box<dyn PreparedModel>,
     /// `None` = the data's natural loss.
     pub loss: Option<LossKind>,
     pub train: TrainSpec,
@@ -59,9 +62,24 @@ pub fn read(root: &Cfg) -> Result<RunSpec> {
             Some(0) => None,
             t => t,
         },
-        data: data_spec(&data)?,
+        data: {
+            let names = registry().data_names();
+            let name = data.choice("name", "gaussian_mixture", &names)?;
+            registry()
+                .data(&name)
+                .ok_or_else(|| data.err("name", "is not a registered dataset"))?
+                .prepare(&data)?
+        },
         data_seed,
-        model: model_spec(&root.sub("model")?)?,
+        model: {
+            let model = root.sub("model")?;
+            let names = registry().model_names();
+            let name = model.choice("name", "mlp", &names)?;
+            registry()
+                .model(&name)
+                .ok_or_else(|| model.err("name", "is not a registered model"))?
+                .prepare(&model)?
+        },
         loss,
         train: train_spec(root, seed)?,
         track: track_spec(&root.sub("tracker")?)?,
@@ -71,7 +89,8 @@ pub fn read(root: &Cfg) -> Result<RunSpec> {
     })
 }
 
-fn data_spec(c: &Cfg) -> Result<DataSpec> {
+/// A built-in dataset's settings.
+pub(crate) fn data_spec(c: &Cfg) -> Result<DataSpec> {
     const NAMES: &[&str] = &[
         "gaussian_mixture",
         "xor",
@@ -164,7 +183,8 @@ fn activation(c: &Cfg, default: &str) -> Result<Activation> {
     Activation::parse(&name, q, rho).map_err(|e| c.err("activation", &e))
 }
 
-fn model_spec(c: &Cfg) -> Result<ModelSpec> {
+/// A built-in model's settings.
+pub(crate) fn model_spec(c: &Cfg) -> Result<ModelSpec> {
     let name = c.choice(
         "name",
         "mlp",

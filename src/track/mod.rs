@@ -2,10 +2,11 @@
 //! gradients, and their alignment with ground-truth features) into `features.npz`.
 
 pub mod align;
+pub mod feature_tracker;
 pub mod schedule;
 pub mod spill;
 
-use crate::data::Feature;
+use crate::data::GroundTruth;
 use crate::train::trainer::{Callback, ModelView, Outcome, StartInfo, StepInfo};
 use anyhow::{bail, Result};
 use burn::optim::GradientsParams;
@@ -44,7 +45,7 @@ struct AlignPair {
 pub struct Tracker {
     spec: TrackSpec,
     dir: PathBuf,
-    features: Vec<Feature>,
+    features: Vec<GroundTruth>,
     facts: RunFacts,
     names: Vec<String>,
     shapes: Vec<Vec<usize>>,
@@ -58,6 +59,9 @@ pub struct Tracker {
     last: Option<usize>,
     bytes: u64,
     truncated: bool,
+    /// `(epoch, batch)` of the next snapshot when the loop says it (a hand-written loop),
+    /// instead of deriving it from the step.
+    at: Option<(i64, i64)>,
     /// Receives per-snapshot statistics (norm/mean/std per tensor, alignment summaries),
     /// e.g. for W&B history rows.
     pub stats: Option<StatsSink>,
@@ -72,7 +76,12 @@ fn matches(pattern: &str, name: &str) -> bool {
 }
 
 impl Tracker {
-    pub fn new(spec: TrackSpec, dir: &Path, features: Vec<Feature>, facts: RunFacts) -> Tracker {
+    pub fn new(
+        spec: TrackSpec,
+        dir: &Path,
+        features: Vec<GroundTruth>,
+        facts: RunFacts,
+    ) -> Tracker {
         Tracker {
             spec,
             dir: dir.to_path_buf(),
@@ -89,6 +98,7 @@ impl Tracker {
             last: None,
             bytes: 0,
             truncated: false,
+            at: None,
             stats: None,
         }
     }
@@ -124,6 +134,9 @@ impl Tracker {
     }
 
     fn position(&self, step: usize) -> (i64, i64) {
+        if let (Some(at), true) = (self.at, step > 0) {
+            return at;
+        }
         if step == 0 {
             (0, -1)
         } else {

@@ -3,10 +3,14 @@
 
 use std::collections::BTreeSet;
 
+/// Which optimizer steps a tracker snapshots (besides step 0 and the last, always kept).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
+    /// Every N steps.
     Every(usize),
+    /// About N steps spaced evenly in log(step): dense early, where theory's dynamics are.
     Log(usize),
+    /// At the end of every epoch.
     PerEpoch,
 }
 
@@ -45,7 +49,8 @@ impl Plan {
 }
 
 impl Schedule {
-    pub fn plan(&self, total: usize, per_epoch: usize) -> Plan {
+    /// The steps of a run of `total` steps, `per_epoch` per epoch.
+    pub(crate) fn plan(&self, total: usize, per_epoch: usize) -> Plan {
         let mut log = BTreeSet::new();
         let every = match *self {
             Schedule::Every(n) => n.max(1),
@@ -64,6 +69,7 @@ impl Schedule {
         Plan { every, total, log }
     }
 
+    /// `every 5 steps`, `log (50 points)`, `per epoch`.
     pub fn describe(&self) -> String {
         match self {
             Schedule::Every(n) => format!("every {n} steps"),

@@ -172,7 +172,7 @@ pub enum Msg {
 pub struct AlignJob {
     pub param: usize,
     pub rows: usize,
-    pub feature: crate::data::Feature,
+    pub feature: crate::data::GroundTruth,
 }
 
 /// Writes snapshots on a background thread, so training only pays for the copy to the

@@ -2,6 +2,7 @@
 //! that runs epochs and calls `Callback`s (metrics, progress, checkpoints, tracking).
 
 pub mod adversarial;
+pub mod api;
 pub mod callbacks;
 pub mod loss;
 pub mod optim;
@@ -26,11 +27,16 @@ impl BatchSize {
     }
 }
 
+/// Training loss.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LossKind {
+    /// Softmax cross-entropy over class logits.
     CrossEntropy,
+    /// log(1 + exp(-y f(x))) with labels read as -1/+1.
     Logistic,
+    /// Mean squared error (against one-hot or -1/+1 targets, or the input for reconstruction).
     Mse,
+    /// max(0, 1 - y f(x)) with labels read as -1/+1.
     Hinge,
 }
 

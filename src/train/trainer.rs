@@ -21,10 +21,12 @@ pub struct StepInfo<'a> {
     pub step: usize,
     /// 0-based epoch this step belongs to.
     pub epoch: usize,
+    /// Mean loss of this step's batch.
     pub loss: f64,
     /// Training accuracy over the steps since the previous report; reported (read from
     /// the device) only every `log_every` steps, None otherwise and for reconstruction.
     pub acc: Option<f64>,
+    /// Learning rate this step used.
     pub lr: f64,
     /// The weights after this step.
     pub model: &'a dyn ModelView,
@@ -32,6 +34,7 @@ pub struct StepInfo<'a> {
 
 /// A parameter copied to the host: row-major values, in the order the names were given.
 pub struct HostTensor {
+    /// Row-major values.
     pub values: Vec<f32>,
 }
 
@@ -80,7 +83,7 @@ impl burn::module::ModuleVisitor for Reader<'_> {
     }
 }
 
-impl<M: Net> ModelView for M {
+impl<M: Module + Clone> ModelView for M {
     fn save(&self, path: &Path) -> Result<()> {
         self.clone()
             .save_file(path)
@@ -112,15 +115,22 @@ impl<M: Net> ModelView for M {
 pub struct EpochInfo<'a> {
     /// Epochs done so far (1 after the first).
     pub epoch: usize,
+    /// Steps done so far.
     pub step: usize,
+    /// Learning rate of the epoch's last step.
     pub lr: f64,
+    /// Mean training loss over the epoch.
     pub train_loss: f64,
+    /// Training accuracy over the epoch (None for reconstruction).
     pub train_acc: Option<f64>,
-    /// `(name, value)` pairs: test_loss, test_acc, robust_acc, robust_loss, <extra>_loss ...; empty when
+    /// `(name, value)` pairs: `test_loss`, `test_acc`, `robust_acc`, `robust_loss`, `<extra>_loss` ...; empty when
     /// this epoch was not evaluated.
     pub eval: Vec<(String, f64)>,
+    /// This is the last epoch of the run.
     pub last: bool,
+    /// The weights after the epoch.
     pub model: &'a dyn ModelView,
+    /// The optimizer's state (for checkpoints).
     pub optim: &'a ModuleOptimizer,
 }
 
@@ -131,31 +141,46 @@ pub struct Boundary<'a> {
     pub epoch: usize,
     /// Batches done of the next epoch (0 at an epoch boundary).
     pub batch: usize,
+    /// Steps done so far.
     pub step: usize,
+    /// The weights at the stop.
     pub model: &'a dyn ModelView,
+    /// The optimizer's state at the stop.
     pub optim: &'a ModuleOptimizer,
 }
 
+/// Before the first step.
 pub struct StartInfo<'a> {
+    /// Epochs the run will train.
     pub epochs: usize,
+    /// Optimizer steps the run will take.
     pub total_steps: usize,
+    /// Batches per epoch.
     pub steps_per_epoch: usize,
+    /// Epoch training starts at (non-zero when resumed).
     pub start_epoch: usize,
+    /// Step training starts at (non-zero when resumed).
     pub start_step: usize,
     /// Evaluation metric names, in the order `EpochInfo::eval` reports them.
     pub eval_names: Vec<String>,
+    /// Every float parameter's module path and shape, in module order.
     pub params: Vec<(String, Vec<usize>)>,
+    /// Number of parameter values.
     pub num_params: usize,
     /// The weights before the first step of this session (initialisation, or the checkpoint).
     pub model: &'a dyn ModelView,
 }
 
+/// How training ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Status {
+    /// Every epoch (or `max_steps`) ran.
     Completed,
     /// Loss became NaN or infinite at this step.
     Diverged {
+        /// The step whose loss was not finite.
         step: usize,
+        /// That loss.
         loss: f64,
     },
     /// Ctrl-C: stopped at the next batch boundary.
@@ -163,6 +188,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// `completed`, `diverged` or `interrupted`, as `summary.json` writes it.
     pub fn name(&self) -> &'static str {
         match self {
             Status::Completed => "completed",
@@ -172,17 +198,25 @@ impl Status {
     }
 }
 
+/// What a finished training reports.
 pub struct Outcome {
+    /// How it ended.
     pub status: Status,
+    /// Optimizer steps done.
     pub steps: usize,
+    /// Epochs done.
     pub epochs: usize,
+    /// `train_loss` (and `train_acc`) of the last epoch.
     pub last_train: Vec<(String, f64)>,
+    /// The last evaluation's metrics.
     pub last_eval: Vec<(String, f64)>,
     /// Wall time of each step, in milliseconds (forward, backward, update, synced).
     pub step_ms: Vec<f64>,
 }
 
+/// Hooks the trainer calls; every one defaults to doing nothing, and an error stops training.
 pub trait Callback {
+    /// Before the first step (after loading a checkpoint when resumed).
     fn on_train_start(&mut self, _info: &StartInfo) -> Result<()> {
         Ok(())
     }
@@ -196,9 +230,11 @@ pub trait Callback {
     ) -> Result<()> {
         Ok(())
     }
+    /// After each optimizer step.
     fn on_batch_end(&mut self, _s: &StepInfo) -> Result<()> {
         Ok(())
     }
+    /// After each epoch and its evaluation.
     fn on_epoch_end(&mut self, _e: &EpochInfo) -> Result<()> {
         Ok(())
     }
@@ -257,8 +293,11 @@ impl<'a> Trainer<'a> {
 
     fn eval_names(&self) -> Vec<String> {
         let labelled = self.data.task != Task::Reconstruct;
-        let mut v = vec!["test_loss".to_string()];
-        if labelled {
+        let mut v = vec![];
+        if self.data.test.n > 0 {
+            v.push("test_loss".to_string());
+        }
+        if labelled && self.data.test.n > 0 {
             v.push("test_acc".into());
             if self.spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
                 v.push("robust_acc".into());
@@ -341,7 +380,12 @@ impl<'a> Trainer<'a> {
         (loss_sum / n, correct / n)
     }
 
-    pub fn run<M: Net>(mut self, mut model: M) -> Result<Outcome> {
+    pub fn run<M: Net>(self, model: M) -> Result<Outcome> {
+        self.fit(model).map(|(o, _)| o)
+    }
+
+    /// Trains `model`; returns how it ended and the trained model.
+    pub fn fit<M: Net>(mut self, mut model: M) -> Result<(Outcome, M)> {
         let spec = self.spec;
         let task = self.data.task;
         let features = self.data.features();
@@ -508,8 +552,10 @@ impl<'a> Trainer<'a> {
             let mut eval = vec![];
             if last || epoch.is_multiple_of(spec.eval_every.max(1)) {
                 let (tl, ta, normal_scores) = self.evaluate(&model, &test);
-                eval.push(("test_loss".to_string(), tl));
-                if let Some(a) = ta {
+                if test.n > 0 {
+                    eval.push(("test_loss".to_string(), tl));
+                }
+                if let Some(a) = ta.filter(|_| test.n > 0) {
                     eval.push(("test_acc".into(), a));
                     if spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
                         let (rl, ra) = self.robust_eval(&model, &test);
@@ -557,7 +603,7 @@ impl<'a> Trainer<'a> {
             cb.on_train_end(&outcome, &model)
                 .context("finishing the run's outputs")?;
         }
-        Ok(outcome)
+        Ok((outcome, model))
     }
 }
 

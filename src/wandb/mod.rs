@@ -241,6 +241,11 @@ pub fn wandb_root(settings_dir: Option<&Path>, run_dir: &Path) -> PathBuf {
 }
 
 impl Logger {
+    /// The W&B run id (`<entity>/<project>/runs/<id>`).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// Starts the W&B side of a run: checks the key and the project with the server (online),
     /// opens the record log, starts the uploader. `Ok(None)` when disabled.
     pub fn start(

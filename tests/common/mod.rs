@@ -186,3 +186,21 @@ pub fn skip(test: &str, reason: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
 }
+
+/// An example binary of this package (`cargo test` builds `examples/` next to the binary).
+pub fn example(name: &str, dir: &Path) -> std::process::Command {
+    let bin = assert_cmd::cargo::cargo_bin("ezflt");
+    let path = bin
+        .parent()
+        .expect("target dir")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples; run it with --release as the README says",
+        path.display()
+    );
+    let mut c = std::process::Command::new(path);
+    c.current_dir(dir);
+    c
+}
