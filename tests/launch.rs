@@ -1,16 +1,12 @@
 //! Sweeps end to end: the local worker pool, failure isolation, --fail-fast, resume,
 //! zipped sweeps, `ezflt status`, and the sweep.csv / sweep.jsonl records.
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
 use std::path::Path;
 
-fn ezflt(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("ezflt").expect("binary");
-    c.current_dir(dir);
-    c
-}
+mod common;
+use common::ezflt;
 
 fn records(root: &Path) -> Vec<Value> {
     std::fs::read_to_string(root.join("sweep.jsonl"))
@@ -195,4 +191,51 @@ fn zipped_sweeps_pair_values() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("pair values one to one"));
+}
+
+#[test]
+fn launcher_settings_are_typed_and_wrong_ones_are_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dry = |extra: &[&str]| {
+        let mut args = vec!["-m", "--dry-run", "seed=0,1", "epochs=1"];
+        args.extend_from_slice(extra);
+        ezflt(tmp.path()).args(args).assert()
+    };
+    // SLURM's own time forms are kept as given (they used to become 60 minutes silently).
+    for ok in [
+        "hydra.launcher.time=2:00:00",
+        "hydra.launcher.time=1-12",
+        "hydra.launcher.time=90",
+    ] {
+        dry(&["hydra/launcher=slurm", ok]).success();
+    }
+    dry(&["hydra/launcher=slurm", "hydra.launcher.time=2h"])
+        .code(1)
+        .stderr(predicate::str::contains(
+            "config key 'hydra.launcher.time' (set at command-line override 'hydra.launcher.time=2h')",
+        ))
+        .stderr(predicate::str::contains("2:00:00"));
+    dry(&["hydra.launcher.n_jobs=two"])
+        .code(1)
+        .stderr(predicate::str::contains(
+            "config key 'hydra.launcher.n_jobs'",
+        ))
+        .stderr(predicate::str::contains("expected usize"));
+    dry(&["hydra.launcher.n_jobs=0"])
+        .code(1)
+        .stderr(predicate::str::contains("expected a whole number >= 1"));
+    dry(&["+hydra.launcher.n_job=2"])
+        .code(1)
+        .stderr(predicate::str::contains(
+            "config key 'hydra.launcher.n_job'",
+        ))
+        .stderr(predicate::str::contains(
+            "unknown field `n_job`, expected one of",
+        ));
+    dry(&[
+        "hydra/launcher=slurm",
+        "hydra.launcher.mem=4G",
+        "hydra.launcher.gpus=1",
+    ])
+    .success();
 }

@@ -2,6 +2,7 @@
 //! override grammar, interpolation. Pure data in, pure data out: no burn, no run dirs.
 
 pub mod compose;
+pub mod de;
 pub mod defaults;
 pub mod interp;
 pub mod node;

@@ -46,63 +46,138 @@ pub enum Launcher {
     Slurm(slurm::SlurmSpec),
 }
 
+/// `hydra/launcher=basic`, as its config node holds it (defaults: the launcher YAML files).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BasicNode {
+    #[serde(rename = "_target_")]
+    _target: String,
+    fail_fast: bool,
+}
+
+/// `hydra/launcher=local`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalNode {
+    #[serde(rename = "_target_")]
+    _target: String,
+    n_jobs: Option<usize>,
+    threads_per_job: Option<usize>,
+    fail_fast: bool,
+}
+
+/// `hydra/launcher=slurm`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlurmNode {
+    #[serde(rename = "_target_")]
+    _target: String,
+    partition: Option<String>,
+    #[serde(deserialize_with = "slurm::time")]
+    time: String,
+    cpus_per_task: usize,
+    #[serde(deserialize_with = "text_or_number")]
+    mem: Option<String>,
+    #[serde(deserialize_with = "text_or_number")]
+    gpus: Option<String>,
+    array_parallelism: Option<usize>,
+    extra_args: Vec<String>,
+    poll_seconds: f64,
+    no_wait: bool,
+}
+
+/// `4G` or `4096`, `a100:1` or `1`: SLURM takes both as text.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("text or a whole number, or null")
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Some(s.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Self::Value, E> {
+            if i < 0 {
+                return Err(E::custom(format!("expected a count >= 0, got {i}")));
+            }
+            Ok(Some(i.to_string()))
+        }
+        fn visit_u64<E>(self, i: u64) -> Result<Self::Value, E> {
+            Ok(Some(i.to_string()))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A count that must be at least 1 when given (`n_jobs=0` is an error, not "all cores").
+fn positive(v: Option<usize>, key: &str) -> Result<Option<usize>> {
+    match v {
+        Some(0) => bail!(
+            "config key 'hydra.launcher.{key}': expected a whole number >= 1, or null for the default, got 0"
+        ),
+        v => Ok(v),
+    }
+}
+
 impl Launcher {
-    /// From the `hydra.launcher` node; `fail_fast` from the command line wins when set.
+    /// From the `hydra.launcher` node, typed: a wrong type or an unknown key is an error naming
+    /// it; `fail_fast` from the command line wins when set.
     pub fn from_config(cfg: &Node, fail_fast_flag: bool, no_wait_flag: bool) -> Result<Launcher> {
-        let l = cfg.get_path("hydra.launcher");
+        let Some(l) = cfg.get_path("hydra.launcher") else {
+            bail!(
+                "the config has no hydra.launcher; pick one with hydra/launcher=basic|local|slurm"
+            );
+        };
         let target = l
-            .and_then(|n| n.get_path("_target_"))
+            .get_path("_target_")
             .and_then(|n| n.as_str())
             .unwrap_or("ezflt.launcher.local");
-        let bool_of = |k: &str| {
-            matches!(
-                l.and_then(|n| n.get_path(k)).map(|n| &n.v),
-                Some(crate::config::Value::Bool(true))
-            )
-        };
-        let int_of = |k: &str| match l.and_then(|n| n.get_path(k)).map(|n| &n.v) {
-            Some(crate::config::Value::Int(i)) if *i > 0 => Some(*i as usize),
-            _ => None,
-        };
-        let fail_fast = fail_fast_flag || bool_of("fail_fast");
+        let path = "hydra.launcher";
         Ok(match target {
-            "ezflt.launcher.basic" => Launcher::Basic { fail_fast },
+            "ezflt.launcher.basic" => {
+                let b: BasicNode = crate::config::de::from_node(l, path)?;
+                Launcher::Basic {
+                    fail_fast: fail_fast_flag || b.fail_fast,
+                }
+            }
             "ezflt.launcher.local" => {
+                let c: LocalNode = crate::config::de::from_node(l, path)?;
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let n_jobs = int_of("n_jobs").unwrap_or(cores).max(1);
+                let n_jobs = positive(c.n_jobs, "n_jobs")?.unwrap_or(cores);
                 // Split the cores between workers so the pool does not oversubscribe the CPU.
-                let threads = int_of("threads_per_job").unwrap_or((cores / n_jobs).max(1));
-                Launcher::Local { n_jobs, threads, fail_fast }
+                let threads = positive(c.threads_per_job, "threads_per_job")?
+                    .unwrap_or((cores / n_jobs).max(1));
+                Launcher::Local {
+                    n_jobs,
+                    threads,
+                    fail_fast: fail_fast_flag || c.fail_fast,
+                }
             }
             "ezflt.launcher.slurm" => {
-                let str_of = |k: &str| {
-                    l.and_then(|n| n.get_path(k)).and_then(|n| match &n.v {
-                        crate::config::Value::Str(s) => Some(s.clone()),
-                        crate::config::Value::Int(i) => Some(i.to_string()),
-                        _ => None,
-                    })
-                };
-                let extra_args = match l.and_then(|n| n.get_path("extra_args")).map(|n| &n.v) {
-                    Some(crate::config::Value::List(v)) => {
-                        v.iter().filter_map(|n| n.as_str().map(String::from)).collect()
-                    }
-                    _ => vec![],
-                };
-                let poll = match l.and_then(|n| n.get_path("poll_seconds")).map(|n| &n.v) {
-                    Some(crate::config::Value::Float(f)) => *f,
-                    Some(crate::config::Value::Int(i)) => *i as f64,
-                    _ => 2.0,
-                };
+                let c: SlurmNode = crate::config::de::from_node(l, path)?;
+                if c.poll_seconds.is_nan() || c.poll_seconds <= 0.0 {
+                    bail!(
+                        "config key 'hydra.launcher.poll_seconds': expected a number of seconds > 0, got {}",
+                        c.poll_seconds
+                    );
+                }
                 Launcher::Slurm(slurm::SlurmSpec {
-                    partition: str_of("partition"),
-                    time: int_of("time").unwrap_or(60),
-                    cpus_per_task: int_of("cpus_per_task").unwrap_or(1),
-                    mem: str_of("mem"),
-                    gpus: str_of("gpus"),
-                    array_parallelism: int_of("array_parallelism"),
-                    extra_args,
-                    poll_seconds: poll,
-                    no_wait: no_wait_flag || bool_of("no_wait"),
+                    partition: c.partition,
+                    time: c.time,
+                    cpus_per_task: positive(Some(c.cpus_per_task), "cpus_per_task")?.unwrap_or(1),
+                    mem: c.mem,
+                    gpus: c.gpus,
+                    array_parallelism: positive(c.array_parallelism, "array_parallelism")?,
+                    extra_args: c.extra_args,
+                    poll_seconds: c.poll_seconds,
+                    no_wait: no_wait_flag || c.no_wait,
                 })
             }
             other => bail!("hydra.launcher._target_ '{other}': this ezflt has the launchers basic, local and slurm (hydra/launcher=basic|local|slurm)"),

@@ -11,8 +11,8 @@ use std::time::Duration;
 #[derive(Clone, Debug, Default)]
 pub struct SlurmSpec {
     pub partition: Option<String>,
-    /// Minutes (SLURM's smallest unit).
-    pub time: usize,
+    /// `--time`: minutes, or SLURM's `[D-]HH:MM[:SS]` / `MM:SS` forms, checked.
+    pub time: String,
     pub cpus_per_task: usize,
     pub mem: Option<String>,
     pub gpus: Option<String>,
@@ -21,6 +21,53 @@ pub struct SlurmSpec {
     pub extra_args: Vec<String>,
     pub poll_seconds: f64,
     pub no_wait: bool,
+}
+
+/// `hydra.launcher.time`: whole minutes (`90`), or any of SLURM's `--time` forms (`30:00`,
+/// `2:00:00`, `1-12`, `1-12:00`, `1-12:00:00`), checked here rather than by sbatch later.
+pub fn time<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("minutes (60) or a SLURM time (2:00:00, 1-12:00)")
+        }
+        fn visit_i64<E: serde::de::Error>(self, m: i64) -> std::result::Result<String, E> {
+            if m < 1 {
+                return Err(E::custom(format!(
+                    "expected minutes >= 1 or a SLURM time (2:00:00, 1-12:00), got {m}"
+                )));
+            }
+            Ok(m.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, m: u64) -> std::result::Result<String, E> {
+            self.visit_i64(m.min(i64::MAX as u64) as i64)
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<String, E> {
+            if slurm_time(s) {
+                Ok(s.to_string())
+            } else {
+                Err(E::custom(format!(
+                    "expected minutes (90) or a SLURM time: MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. 2:00:00), got '{s}'"
+                )))
+            }
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// SLURM's `--time` forms: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`.
+fn slurm_time(s: &str) -> bool {
+    let num = |p: &str| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit());
+    let (days, rest): (Option<&str>, &str) = match s.split_once('-') {
+        Some((d, r)) => (Some(d), r),
+        None => (None, s),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    if !parts.iter().all(|p| num(p)) || days.is_some_and(|d| !num(d)) {
+        return false;
+    }
+    (1..=3).contains(&parts.len())
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<String> {
@@ -51,7 +98,7 @@ fn script(root: &Path, spec: &SlurmSpec, n: usize, exe: &Path) -> String {
             .map_or(String::new(), |p| format!("%{p}"))
     );
     s += &format!("#SBATCH --output={}/%A_%a.out\n", dir.display());
-    s += &format!("#SBATCH --time={}\n", spec.time.max(1));
+    s += &format!("#SBATCH --time={}\n", spec.time);
     s += &format!("#SBATCH --cpus-per-task={}\n", spec.cpus_per_task.max(1));
     if let Some(p) = &spec.partition {
         s += &format!("#SBATCH --partition={p}\n");
@@ -179,4 +226,17 @@ pub fn launch(
         std::thread::sleep(Duration::from_secs_f64(spec.poll_seconds.max(0.2)));
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slurm_time_forms() {
+        for ok in ["60", "30:00", "2:00:00", "1-12", "1-12:00", "1-12:00:00"] {
+            assert!(super::slurm_time(ok), "{ok}");
+        }
+        for bad in ["", "2h", "1-", "-5", "1:2:3:4", "1-2-3", "a:00", "1.5"] {
+            assert!(!super::slurm_time(bad), "{bad}");
+        }
+    }
 }
