@@ -4,11 +4,8 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::Path;
 
-fn ezflt(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("ezflt").expect("binary");
-    c.current_dir(dir);
-    c
-}
+mod common;
+use common::ezflt;
 
 fn write(dir: &Path, rel: &str, text: &str) {
     let p = dir.join(rel);

@@ -6,11 +6,8 @@ use predicates::prelude::*;
 use std::collections::HashSet;
 use std::path::Path;
 
-fn ezflt(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("ezflt").expect("binary");
-    c.current_dir(dir);
-    c
-}
+mod common;
+use common::ezflt;
 
 /// A decoded PNG: width, height, samples per pixel, pixels.
 fn decode(p: &Path) -> (usize, usize, usize, Vec<u8>) {

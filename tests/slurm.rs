@@ -4,16 +4,11 @@
 
 mod common;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
 use std::path::Path;
 
-fn ezflt(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("ezflt").expect("binary");
-    c.current_dir(dir);
-    c
-}
+use common::ezflt;
 
 fn have_slurm() -> bool {
     if std::env::var("EZFLT_SKIP_SLURM").is_ok() {

@@ -1,18 +1,13 @@
 //! End-to-end training through the binary: every model and data source trains (the loss
 //! goes down), seeds reproduce runs, bad input fails clearly, resume and NaN handling.
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 
 mod common;
 use common::{npy, rows, summary};
 
-fn ezflt(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("ezflt").expect("binary");
-    c.current_dir(dir);
-    c
-}
+use common::ezflt;
 
 /// Runs `ezflt train <args> hydra.run.dir=run` in a fresh temp dir; returns (tmp, run dir).
 fn train(args: &[&str]) -> (tempfile::TempDir, PathBuf) {

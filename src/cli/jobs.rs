@@ -55,11 +55,8 @@ pub fn resume_exec(m: &ArgMatches) -> Result<i32> {
     if Path::new(dir).join("multirun.yaml").exists() {
         return launch::resume_sweep(Path::new(dir), m.get_flag("fail-fast"));
     }
-    super::run(vec![
-        "ezflt".into(),
-        "train".into(),
-        format!("resume={dir}"),
-    ])
+    let dir = std::path::PathBuf::from(crate::run::settings::expand_home(dir));
+    super::train::resume_run(&dir, &[], false, chrono::Local::now())
 }
 
 pub fn run_job_cli() -> Command {

@@ -141,16 +141,23 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         return Ok(0);
     }
     let dry = m.get_flag("dry-run");
-    let mode_from_cfg = !multirun
-        && !m.get_flag("run")
-        && {
-            let c = opts.compose(Mode::Multirun);
-            matches!(c, Ok(ref c) if c.cfg.get_path("hydra.mode").and_then(|n| n.as_str()) == Some("MULTIRUN"))
-        };
-    if multirun || mode_from_cfg {
+    if multirun {
         return multirun_exec(&opts, dry, now);
     }
-    single_run(&opts, &raw, dry, now)
+    // One composition for a single run. A config may set `hydra.mode: MULTIRUN` itself
+    // (then `-m` is implied, as in Hydra); its sweeps only compose in multirun mode, so a
+    // run-mode composition that fails is retried as multirun to find out.
+    let single = opts.compose(Mode::Run);
+    let says_multirun =
+        |c: &Composed| c.cfg.get_path("hydra.mode").and_then(|n| n.as_str()) == Some("MULTIRUN");
+    match single {
+        Ok(c) if m.get_flag("run") || !says_multirun(&c) => single_run(c, &opts, &raw, dry, now),
+        Ok(_) => multirun_exec(&opts, dry, now),
+        Err(e) => match opts.compose(Mode::Multirun) {
+            Ok(c) if !m.get_flag("run") && says_multirun(&c) => multirun_exec(&opts, dry, now),
+            _ => Err(e),
+        },
+    }
 }
 
 /// The job config (no `hydra` node) with every interpolation resolved; `???` is an error.
@@ -203,15 +210,20 @@ fn train_job(
     Ok(r.exit_code())
 }
 
-fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Local>) -> Result<i32> {
-    let c = opts.compose(Mode::Run)?;
+fn single_run(
+    c: Composed,
+    opts: &Opts,
+    raw: &[String],
+    dry: bool,
+    now: chrono::DateTime<Local>,
+) -> Result<i32> {
     let mut cfg = c.cfg;
     if let Some(dir) = cfg
         .get_path("resume")
         .and_then(|n| n.as_str())
         .map(|p| PathBuf::from(run::settings::expand_home(p)))
     {
-        return resume_run(&dir, opts, dry, now);
+        return resume_run(&dir, &opts.overrides, dry, now);
     }
     let want = rundir::resolve_setting(&cfg, "hydra.run.dir", now)?;
     let mut probe = cfg.clone();
@@ -260,9 +272,9 @@ fn single_run(opts: &Opts, raw: &[String], dry: bool, now: chrono::DateTime<Loca
 
 /// `resume=<run dir>`: continue that run from its last checkpoint with its saved config;
 /// only `epochs` and `max_steps` may change (to train longer).
-fn resume_run(
+pub(crate) fn resume_run(
     dir: &std::path::Path,
-    opts: &Opts,
+    overrides: &[Override],
     dry: bool,
     now: chrono::DateTime<Local>,
 ) -> Result<i32> {
@@ -275,7 +287,7 @@ fn resume_run(
         )
     })?;
     let mut job = yaml::load(&text, &cfg_path.display().to_string())?;
-    for o in &opts.overrides {
+    for o in overrides {
         let key = o.key_element();
         match key.as_str() {
             "resume" => {}
