@@ -579,3 +579,21 @@ fn auto_backend_keeps_flex_on_the_cpu_even_with_libtorch_built_in() {
     ]);
     assert_eq!(summary(&mid)["backend"], "flex");
 }
+
+#[test]
+fn ezflt_resume_of_a_run_directory_continues_it_from_its_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run = common::small_run(tmp.path());
+    let steps = common::summary(&run)["steps"].clone();
+    let out = ezflt(tmp.path()).args(["resume", "run"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Resume: run at epoch 2"), "{text}");
+    assert_eq!(common::summary(&run)["status"], "completed");
+    assert_eq!(common::summary(&run)["steps"], steps);
+    ezflt(tmp.path())
+        .args(["resume", "nowhere"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("not an ezflt run directory"));
+}
