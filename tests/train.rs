@@ -587,7 +587,11 @@ fn ezflt_resume_of_a_run_directory_continues_it_from_its_checkpoint() {
     let steps = common::summary(&run)["steps"].clone();
     let out = ezflt(tmp.path()).args(["resume", "run"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("Resume: run at epoch 2"), "{text}");
     assert_eq!(common::summary(&run)["status"], "completed");
     assert_eq!(common::summary(&run)["steps"], steps);

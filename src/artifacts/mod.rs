@@ -4,3 +4,4 @@
 pub mod archive;
 pub mod metric;
 pub mod npz;
+pub mod run;

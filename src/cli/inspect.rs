@@ -2,6 +2,7 @@
 //! plots); `--repair` assembles the archive an interrupted run left as spill files.
 
 use crate::artifacts::npz::Archive;
+use crate::artifacts::run::{Summary, SUMMARY};
 use crate::track::spill;
 use anyhow::{bail, Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -87,40 +88,34 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     }
 
     outln!("run       {}", dir.display());
-    if let Ok(text) = std::fs::read_to_string(dir.join("summary.json")) {
-        let s: serde_json::Value =
-            serde_json::from_str(&text).context("summary.json is not valid JSON")?;
+    if let Ok(text) = std::fs::read_to_string(dir.join(SUMMARY)) {
+        let s: Summary = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid summary", dir.join(SUMMARY).display()))?;
         outln!(
             "status    {} ({} steps, {} epochs, {:.2} s, {} on {})",
-            s["status"].as_str().unwrap_or("?"),
-            s["steps"],
-            s["epochs"],
-            s["duration_s"].as_f64().unwrap_or(0.0),
-            s["backend"].as_str().unwrap_or("?"),
-            s["device"].as_str().unwrap_or("?"),
+            s.status,
+            s.steps,
+            s.epochs,
+            s.duration_s,
+            s.backend,
+            s.device,
         );
-        outln!(
-            "model     {} on {} (seed {})",
-            s["model"].as_str().unwrap_or("?"),
-            s["data"].as_str().unwrap_or("?"),
-            s["seed"]
-        );
-        if let Some(f) = s["final"].as_object() {
-            let items: Vec<String> = f
+        outln!("model     {} on {} (seed {})", s.model, s.data, s.seed);
+        if !s.last.is_empty() {
+            let items: Vec<String> = s
+                .last
                 .iter()
                 .map(|(k, v)| format!("{k}={:.4}", v.as_f64().unwrap_or(f64::NAN)))
                 .collect();
             outln!("final     {}", items.join(" "));
         }
-        let w = &s["wandb"];
-        if w.is_object() {
-            let log = w["log"].as_str().unwrap_or("?");
-            let synced = Path::new(&format!("{log}.synced")).exists();
+        if let Some(w) = &s.wandb {
+            let synced = Path::new(&format!("{}.synced", w.log.display())).exists();
             outln!(
                 "wandb     run {} ({}): {}",
-                w["run_id"].as_str().unwrap_or("?"),
-                w["mode"].as_str().unwrap_or("?"),
-                match (synced, w["url"].as_str()) {
+                w.run_id,
+                w.mode,
+                match (synced, w.url.as_deref()) {
                     (true, Some(u)) => format!("synced, {u}"),
                     (true, None) => "synced".to_string(),
                     (false, _) => format!("not synced: `ezflt sync {}`", dir.display()),

@@ -15,15 +15,12 @@ pub fn status_cli() -> Command {
 pub fn status_exec(m: &ArgMatches) -> Result<i32> {
     let root = Path::new(m.get_one::<String>("dir").expect("required"));
     let jobs = launch::jobs_of(root)?;
-    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     outln!("{:>4}  {:<11} {:>9}  overrides", "job", "status", "time_s");
     for j in &jobs {
         let st = launch::job_status(&j.dir);
-        let secs = std::fs::read_to_string(j.dir.join("summary.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|s| s["duration_s"].as_f64())
-            .map_or("-".to_string(), |d| format!("{d:.1}"));
+        let secs = crate::artifacts::run::Summary::read(&j.dir)
+            .map_or("-".to_string(), |s| format!("{:.1}", s.duration_s));
         outln!(
             "{:>4}  {:<11} {:>9}  {}",
             j.num,
@@ -31,7 +28,7 @@ pub fn status_exec(m: &ArgMatches) -> Result<i32> {
             secs,
             j.lines.join(" ")
         );
-        *counts.entry(st).or_default() += 1;
+        *counts.entry(st.as_str()).or_default() += 1;
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     outln!(

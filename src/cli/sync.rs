@@ -27,10 +27,7 @@ fn collect(p: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         }
         return;
     }
-    if let Some(log) = std::fs::read_to_string(p.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["wandb"]["log"].as_str().map(PathBuf::from))
+    if let Some(log) = crate::artifacts::run::Summary::read(p).and_then(|s| s.wandb.map(|w| w.log))
     {
         if log.is_file() && !out.contains(&log) {
             out.push(log);

@@ -204,7 +204,7 @@ fn train_job(
     run::stop_flag();
     let job = resolved_job(cfg, now)?;
     let r = run::run(&job, dir, log_path(cfg, dir), false, resume, Some(checked))?;
-    if let Some(e) = r.summary.get("error").and_then(|e| e.as_str()) {
+    if let Some(e) = &r.summary.error {
         errln!("Error: {e}");
     }
     Ok(r.exit_code())

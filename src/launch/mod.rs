@@ -5,6 +5,7 @@
 pub mod records;
 pub mod slurm;
 
+use crate::artifacts::run::{Marker, RunStatus, Summary};
 use crate::config::{yaml, Node};
 use crate::run;
 use anyhow::{bail, Context, Result};
@@ -18,7 +19,6 @@ use std::time::{Duration, Instant};
 /// The resolved job config a worker (or a SLURM task) runs from.
 pub const RESOLVED: &str = "resolved.yaml";
 /// Written by the job itself while it runs: how a sweep's state is known without a scheduler.
-pub const MARKER: &str = ".ezflt-job.json";
 /// Whether some live process holds the job's lock.
 fn job_locked(dir: &Path) -> bool {
     matches!(crate::plan::rundir::try_lock(dir), Ok(None))
@@ -218,8 +218,13 @@ pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
             dir.display()
         );
     };
-    let marker = serde_json::json!({"status": "running", "pid": std::process::id(), "started": Local::now().to_rfc3339()});
-    crate::plan::rundir::write_atomic(&dir.join(MARKER), &marker.to_string())?;
+    Marker {
+        status: RunStatus::Running,
+        pid: Some(std::process::id()),
+        started: Some(Local::now().to_rfc3339()),
+        ..Marker::default()
+    }
+    .write(dir)?;
     let resume = run::resume_point(dir).ok();
     if resume.is_none() {
         // A fresh start: nothing from an earlier failed attempt may mix into this one.
@@ -235,11 +240,16 @@ pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
     }
     let result = run::run(&job, dir, Some(dir.join("train.log")), quiet, resume, None);
     let (status, code) = match &result {
-        Ok(r) => (r.status.clone(), r.exit_code()),
-        Err(_) => ("failed".to_string(), 1),
+        Ok(r) => (r.status(), r.exit_code()),
+        Err(_) => (RunStatus::Failed, 1),
     };
-    let marker = serde_json::json!({"status": status, "exit_code": code, "ended": Local::now().to_rfc3339()});
-    crate::plan::rundir::write_atomic(&dir.join(MARKER), &marker.to_string())?;
+    Marker {
+        status,
+        exit_code: Some(code),
+        ended: Some(Local::now().to_rfc3339()),
+        ..Marker::default()
+    }
+    .write(dir)?;
     result.map(|r| r.exit_code())
 }
 
@@ -484,27 +494,20 @@ pub fn jobs_of(root: &Path) -> Result<Vec<Job>> {
 
 /// Status of a job from its files: completed / failed / diverged / interrupted / running /
 /// crashed (a marker says running but no process holds it) / pending.
-pub fn job_status(dir: &Path) -> String {
-    if let Some(s) = std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    {
-        if let Some(st) = s["status"].as_str() {
-            return st.to_string();
-        }
+pub fn job_status(dir: &Path) -> RunStatus {
+    if let Some(s) = Summary::read(dir) {
+        return s.status;
     }
-    match std::fs::read_to_string(dir.join(MARKER))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    {
-        Some(m) if m["status"] == "running" => if job_locked(dir) {
-            "running"
-        } else {
-            "crashed"
+    match Marker::read(dir) {
+        Some(m) if m.status == RunStatus::Running => {
+            if job_locked(dir) {
+                RunStatus::Running
+            } else {
+                RunStatus::Crashed
+            }
         }
-        .to_string(),
-        Some(m) => m["status"].as_str().unwrap_or("failed").to_string(),
-        None => "pending".into(),
+        Some(m) => m.status,
+        None => RunStatus::Pending,
     }
 }
 
@@ -515,10 +518,10 @@ pub fn resume_sweep(root: &Path, fail_fast: bool) -> Result<i32> {
     crate::plan::rundir::clean_temps(root);
     let mut todo = vec![];
     for j in &jobs {
-        match job_status(&j.dir).as_str() {
-            "completed" => {}
+        match job_status(&j.dir) {
+            RunStatus::Completed => {}
             // A worker that outlived its launcher (killed) finishes the job itself.
-            "running" => outln!(
+            RunStatus::Running => outln!(
                 "#{} : still running in another process; left to finish there",
                 j.num
             ),

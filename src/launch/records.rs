@@ -2,6 +2,7 @@
 //! starts or ends: job number, status, exit code, duration, overrides, final metrics, path.
 
 use super::{job_status, Job};
+use crate::artifacts::run::{RunStatus, Summary};
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ struct Row {
     num: usize,
     lines: Vec<String>,
     dir: PathBuf,
-    status: String,
+    status: RunStatus,
     code: Option<i32>,
     secs: Option<f64>,
 }
@@ -29,14 +30,14 @@ impl Records {
         let rows = jobs
             .iter()
             .map(|j| {
-                let summary = read_summary(&j.dir);
+                let summary = Summary::read(&j.dir);
                 Row {
                     num: j.num,
                     lines: j.lines.clone(),
                     dir: j.dir.clone(),
                     status: job_status(&j.dir),
                     code: None,
-                    secs: summary.as_ref().and_then(|s| s["duration_s"].as_f64()),
+                    secs: summary.as_ref().map(|s| s.duration_s),
                 }
             })
             .collect();
@@ -52,42 +53,41 @@ impl Records {
 
     pub fn set_running(&mut self, num: usize) {
         if let Some(r) = self.row(num) {
-            r.status = "running".into();
+            r.status = RunStatus::Running;
         }
     }
 
     pub fn finish(&mut self, num: usize, code: i32, secs: f64) {
         if let Some(r) = self.row(num) {
             let st = job_status(&r.dir);
-            r.status = if code != 0 && (st == "completed" || st == "running" || st == "pending") {
-                "crashed".into()
-            } else if st == "running" || st == "pending" {
-                "failed".into()
-            } else {
-                st
+            use RunStatus::*;
+            r.status = match st {
+                Completed | Running | Pending if code != 0 => Crashed,
+                Running | Pending => Failed,
+                st => st,
             };
             r.code = Some(code);
             // The job's own duration when the launcher could not time it (a scheduler).
             r.secs = if secs > 0.0 {
                 Some(secs)
             } else {
-                read_summary(&r.dir).and_then(|s| s["duration_s"].as_f64())
+                Summary::read(&r.dir).map(|s| s.duration_s)
             };
         }
     }
 
     /// Overrides the status (the scheduler knows better, e.g. `timeout`).
-    pub fn set_status(&mut self, num: usize, status: &str) {
+    pub fn set_status(&mut self, num: usize, status: RunStatus) {
         if let Some(r) = self.row(num) {
-            r.status = status.to_string();
+            r.status = status;
         }
     }
 
-    pub fn status(&self, num: usize) -> String {
+    pub fn status(&self, num: usize) -> RunStatus {
         self.rows
             .iter()
             .find(|r| r.num == num)
-            .map_or("?".into(), |r| r.status.clone())
+            .map_or(RunStatus::Pending, |r| r.status)
     }
 
     /// Rewrites both files (temp name, then rename): a reader never sees half a table.
@@ -113,12 +113,10 @@ impl Records {
                 })
                 .collect();
             o.insert("params".into(), json!(params));
-            if let Some(s) = read_summary(&r.dir) {
-                if let Some(f) = s["final"].as_object() {
-                    for (k, v) in f {
-                        metric_keys.insert(k.clone());
-                        o.insert(k.clone(), v.clone());
-                    }
+            if let Some(s) = Summary::read(&r.dir) {
+                for (k, v) in s.last {
+                    metric_keys.insert(k.clone());
+                    o.insert(k, v);
                 }
             }
             o.insert("path".into(), json!(r.dir.display().to_string()));
@@ -179,10 +177,6 @@ impl Records {
         }
         crate::plan::rundir::write_atomic(&self.root.join(CSV), &csv)
     }
-}
-
-fn read_summary(dir: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()
 }
 
 /// RFC 4180 quoting for fields with commas, quotes or newlines.

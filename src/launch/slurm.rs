@@ -2,6 +2,7 @@
 //! run-job <dir>`; ezflt then follows it with `squeue`/`scontrol` and the jobs' markers.
 
 use super::{job_status, records::Records, Job};
+use crate::artifacts::run::RunStatus;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;
@@ -196,25 +197,22 @@ pub fn launch(
             if done.iter().any(|d| d.0 == j.num) {
                 continue;
             }
-            let still = active.contains(&i) || (pending_range && job_status(&j.dir) == "pending");
+            let still =
+                active.contains(&i) || (pending_range && job_status(&j.dir) == RunStatus::Pending);
             if still {
-                if job_status(&j.dir) == "running" {
+                if job_status(&j.dir) == RunStatus::Running {
                     rec.set_running(j.num);
                 }
                 continue;
             }
             let st = job_status(&j.dir);
-            if st == "pending" && pending_range {
+            if st == RunStatus::Pending && pending_range {
                 continue;
             }
-            let code = match st.as_str() {
-                "completed" => 0,
-                "interrupted" => 130,
-                _ => 1,
-            };
+            let code = st.exit_code();
             rec.finish(j.num, code, 0.0);
             if code != 0 && task_state(&id, i).as_deref() == Some("TIMEOUT") {
-                rec.set_status(j.num, "timeout");
+                rec.set_status(j.num, RunStatus::Timeout);
             }
             outln!("#{} {}", j.num, rec.status(j.num));
             done.push((j.num, code));

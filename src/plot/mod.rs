@@ -5,6 +5,7 @@ pub mod api;
 pub mod draw;
 
 use crate::artifacts::npz::Archive;
+use crate::artifacts::run::{Summary, SUMMARY};
 use crate::track::spill;
 use anyhow::{anyhow, bail, Context, Result};
 use draw::{Matrix, Scale, Series, PALETTE};
@@ -94,7 +95,7 @@ pub fn plot(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
 struct Run {
     dir: PathBuf,
     title: String,
-    summary: Value,
+    summary: Summary,
     rows: Vec<Value>,
 }
 
@@ -133,15 +134,12 @@ fn overrides(dir: &Path) -> Vec<String> {
 
 impl Run {
     fn load(dir: &Path) -> Result<Run> {
-        let summary: Value = std::fs::read_to_string(dir.join("summary.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+        let summary = Summary::read(dir);
         let ov = overrides(dir);
         // A folder a library tracker wrote has no summary: its name is the title.
-        let mut title = match (summary["model"].as_str(), summary["data"].as_str()) {
-            (Some(model), Some(data)) => format!("{model} on {data}"),
-            _ => dir
+        let mut title = match &summary {
+            Some(s) => format!("{} on {}", s.model, s.data),
+            None => dir
                 .canonicalize()
                 .ok()
                 .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
@@ -158,7 +156,7 @@ impl Run {
         Ok(Run {
             dir: dir.to_path_buf(),
             title,
-            summary,
+            summary: summary.unwrap_or_default(),
             rows: read_json_lines(&dir.join("metrics.jsonl"))?,
         })
     }
@@ -359,14 +357,7 @@ pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
         }
     }
     if spec.wants("input_space") {
-        let shape = run.summary["sample_shape"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_u64().map(|v| v as usize))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
+        let shape = run.summary.sample_shape.clone();
         match input_space(&run, &mut ar, &tensor, &steps, pick, &shape, spec, &out)? {
             Some(f) => files.push(f),
             None if spec.what.iter().any(|w| w == "input_space") => bail!(
@@ -984,7 +975,7 @@ fn input_space(
 /// One finished job of a sweep.
 struct Job {
     params: BTreeMap<String, String>,
-    summary: Value,
+    summary: Summary,
 }
 
 fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
@@ -996,8 +987,9 @@ fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
         .collect();
     entries.sort();
     for p in &entries {
-        let summary: Value =
-            serde_json::from_str(&std::fs::read_to_string(p.join("summary.json"))?)?;
+        let path = p.join(SUMMARY);
+        let summary: Summary = serde_json::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("{} is not a valid summary", path.display()))?;
         let params = overrides(p)
             .into_iter()
             .filter_map(|o| {
@@ -1034,10 +1026,7 @@ fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             dir.display()
         );
     }
-    let available: Vec<String> = jobs[0].summary["final"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
+    let available: Vec<String> = jobs[0].summary.last.keys().cloned().collect();
     let metric = spec.metric.clone().unwrap_or_else(|| {
         if available.iter().any(|k| k == "test_acc") {
             "test_acc".into()
@@ -1051,7 +1040,7 @@ fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             available.join(", ")
         );
     }
-    let value = |j: &Job| j.summary["final"][&metric].as_f64();
+    let value = |j: &Job| j.summary.last_metric(&metric);
     let num = |s: &str| s.parse::<f64>().ok();
     let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));
     std::fs::create_dir_all(&out)?;

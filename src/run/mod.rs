@@ -5,6 +5,7 @@ pub mod preflight;
 pub mod settings;
 pub mod specs;
 
+use crate::artifacts::run::{GroundTruthShape, RunStatus, Summary, WandbSummary};
 use crate::backend;
 use crate::config::Node;
 use crate::data;
@@ -44,19 +45,17 @@ pub(crate) fn stop_flag() -> Arc<AtomicBool> {
     .clone()
 }
 
-/// How a run ended, for the launcher's exit code.
+/// How a run ended: its summary, as written to `summary.json`.
 pub struct RunResult {
-    pub status: String,
-    pub summary: serde_json::Value,
+    pub summary: Summary,
 }
 
 impl RunResult {
+    pub fn status(&self) -> RunStatus {
+        self.summary.status
+    }
     pub fn exit_code(&self) -> i32 {
-        match self.status.as_str() {
-            "completed" => 0,
-            "interrupted" => 130,
-            _ => 1,
-        }
+        self.summary.status.exit_code()
     }
 }
 
@@ -274,14 +273,11 @@ fn execute(
     train.loss = loss::resolve(spec.loss, ds.task)?;
     chosen.device.seed(spec.seed);
     let ad = chosen.device.clone().autodiff();
-    let previous = std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let previous = Summary::read(dir);
     let time_offset = previous
         .as_ref()
         .filter(|_| resume.is_some())
-        .and_then(|p| p.get("duration_s").and_then(|d| d.as_f64()))
-        .unwrap_or(0.0);
+        .map_or(0.0, |p| p.duration_s);
     let started = Instant::now();
     let started_at = chrono::Local::now();
     let mut best = Best::default();
@@ -308,8 +304,8 @@ fn execute(
             previous
                 .as_ref()
                 .filter(|_| resume.is_some())
-                .and_then(|p| p["wandb"]["log"].as_str())
-                .map(Path::new),
+                .and_then(|p| p.wandb.as_ref())
+                .map(|w| w.log.as_path()),
             stop_flag(),
         )?
         .map(Arc::new),
@@ -329,61 +325,64 @@ fn execute(
         wandb: wandb.clone(),
     };
     let outcome = spec.model.train(&io, &ad, job_run);
-    let duration = time_offset + started.elapsed().as_secs_f64();
-    let mut summary = serde_json::json!({
-        "backend": chosen.backend,
-        "device": chosen.name,
-        "threads": chosen.threads,
-        "seed": spec.seed,
-        "model": spec.model.name(),
-        "data": ds.name,
-        "loss": loss::name(train.loss),
-        "started_at": started_at.to_rfc3339(),
-        "finished_at": chrono::Local::now().to_rfc3339(),
-        "duration_s": duration,
-        "sample_shape": ds.sample_shape,
-    });
+    let mut summary = Summary {
+        backend: chosen.backend.to_string(),
+        device: chosen.name.clone(),
+        threads: chosen.threads,
+        seed: spec.seed,
+        model: spec.model.name().to_string(),
+        data: ds.name.clone(),
+        loss: loss::name(train.loss).to_string(),
+        started_at: started_at.to_rfc3339(),
+        finished_at: chrono::Local::now().to_rfc3339(),
+        duration_s: time_offset + started.elapsed().as_secs_f64(),
+        sample_shape: ds.sample_shape.clone(),
+        ..Summary::default()
+    };
     let result = match outcome {
         Err(e) => {
-            summary["status"] = "failed".into();
-            summary["error"] = format!("{e:#}").into();
+            summary.status = RunStatus::Failed;
+            summary.error = Some(format!("{e:#}"));
             if let Some(w) = &wandb {
-                summary["wandb"] = wandb_outcome(&w.finish(1, &[], &[]));
+                summary.wandb = Some(wandb_outcome(&w.finish(1, &[], &[])));
             }
-            write_summary(dir, &summary)?;
+            summary.write(dir)?;
             return Err(e);
         }
         Ok(o) => o,
     };
-    summary["status"] = result.status.name().into();
-    summary["steps"] = result.steps.into();
-    summary["epochs"] = result.epochs.into();
-    let mut fin = serde_json::Map::new();
+    summary.status = match result.status {
+        Status::Completed => RunStatus::Completed,
+        Status::Diverged { .. } => RunStatus::Diverged,
+        Status::Interrupted => RunStatus::Interrupted,
+    };
+    summary.steps = result.steps;
+    summary.epochs = result.epochs;
     for (k, v) in result.last_train.iter().chain(&result.last_eval) {
-        fin.insert(k.clone(), serde_json::json!(v));
+        summary.last.insert(k.clone(), serde_json::json!(v));
     }
-    summary["final"] = fin.into();
-    summary["best"] = serde_json::Value::Object(best.values);
-    summary["num_params"] = best.params_total.into();
-    summary["params"] = serde_json::Value::Object(best.params);
-    summary["ground_truth"] = ds
+    summary.best = best.values;
+    summary.num_params = best.params_total;
+    summary.params = best.params;
+    summary.ground_truth = ds
         .features
         .iter()
-        .map(|f| serde_json::json!({"name": f.name, "shape": [f.rows, f.dim]}))
-        .collect::<Vec<_>>()
-        .into();
+        .map(|f| GroundTruthShape {
+            name: f.name.clone(),
+            shape: vec![f.rows, f.dim],
+        })
+        .collect();
     if !result.step_ms.is_empty() {
         let mut ms = result.step_ms.clone();
         ms.sort_by(|a, b| a.total_cmp(b));
-        summary["step_ms_median"] = ms[ms.len() / 2].into();
+        summary.step_ms_median = Some(ms[ms.len() / 2]);
     }
     if let Status::Diverged { step, loss } = result.status {
-        summary["error"] = format!(
+        summary.error = Some(format!(
             "the training loss became {loss} at step {step}; lower the learning rate (lr=...) or check the data scale"
-        )
-        .into();
+        ));
     }
-    write_summary(dir, &summary)?;
+    summary.write(dir)?;
     if let Some(p) = &spec.plot {
         // Figures are a convenience: a failure here never fails the run it describes.
         if let Err(e) = crate::plot::plot_run(dir, p) {
@@ -393,49 +392,32 @@ fn execute(
             );
         }
     }
-    let status = RunResult {
-        status: result.status.name().to_string(),
-        summary,
-    };
-    let mut summary = status.summary;
     if let Some(w) = &wandb {
-        let best: Vec<(String, f64)> = summary["best"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| {
-                        v.as_f64()
-                            .map(|x| (format!("best/{}", crate::wandb::callback::metric_key(k)), x))
-                    })
-                    .collect()
+        let best: Vec<(String, f64)> = summary
+            .best
+            .iter()
+            .filter_map(|(k, v)| {
+                v.as_f64()
+                    .map(|x| (format!("best/{}", crate::wandb::callback::metric_key(k)), x))
             })
-            .unwrap_or_default();
-        let code = RunResult {
-            status: status.status.clone(),
-            summary: serde_json::Value::Null,
-        }
-        .exit_code();
+            .collect();
         let plots = crate::plot::list_pngs(&dir.join("plots"));
-        summary["wandb"] = wandb_outcome(&w.finish(code, &best, &plots));
-        write_summary(dir, &summary)?;
+        summary.wandb = Some(wandb_outcome(&w.finish(
+            summary.status.exit_code(),
+            &best,
+            &plots,
+        )));
+        summary.write(dir)?;
     }
-    Ok(RunResult {
-        status: status.status,
-        summary,
-    })
+    Ok(RunResult { summary })
 }
 
-fn wandb_outcome(o: &crate::wandb::Outcome) -> serde_json::Value {
-    serde_json::json!({
-        "mode": format!("{:?}", o.mode).to_lowercase(),
-        "run_id": o.run_id,
-        "log": o.log,
-        "synced": o.synced,
-        "url": o.url,
-    })
-}
-
-fn write_summary(dir: &Path, v: &serde_json::Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(v)? + "\n";
-    crate::plan::rundir::write_atomic(&dir.join("summary.json"), &text)
+fn wandb_outcome(o: &crate::wandb::Outcome) -> WandbSummary {
+    WandbSummary {
+        mode: format!("{:?}", o.mode).to_lowercase(),
+        run_id: o.run_id.clone(),
+        log: o.log.clone(),
+        synced: o.synced,
+        url: o.url.clone(),
+    }
 }
