@@ -53,10 +53,24 @@ fn build(cfg: &Config, io: &ModelIo, device: &Device) -> anyhow::Result<MyNet> {
     })
 }
 
+/// `data=noisy_parity`'s settings, read into your own struct.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParitySettings {
+    name: String,
+    dim: usize,
+    n: usize,
+    /// ezflt passes it (or the run's seed) to the loader; here it is only type-checked.
+    #[serde(rename = "seed")]
+    _seed: Option<u64>,
+}
+
 /// `data=noisy_parity`: the label is whether x_0 x_1 > 0, the other coordinates are noise.
 fn noisy_parity(cfg: &Config, seed: u64) -> anyhow::Result<Dataset> {
-    let dim = cfg.count("dim", 10)?;
-    let n = cfg.count("n", 400)?;
+    let ParitySettings { name, dim, n, .. } = cfg.deserialize()?;
+    if dim < 2 {
+        anyhow::bail!("data.dim: noisy_parity needs dim >= 2, got {dim}");
+    }
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
         state ^= state << 13;
@@ -72,13 +86,7 @@ fn noisy_parity(cfg: &Config, seed: u64) -> anyhow::Result<Dataset> {
         Split::new(x, y, n)
     };
     let (train, test) = (split(n), split(n));
-    Ok(Dataset::new(
-        "noisy_parity",
-        &[dim],
-        Task::Binary,
-        train,
-        test,
-    ))
+    Ok(Dataset::new(&name, &[dim], Task::Binary, train, test))
 }
 
 fn main() {

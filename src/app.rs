@@ -211,19 +211,10 @@ impl Config {
     pub fn sizes(&self, key: &str, default: &[usize]) -> Result<Vec<usize>> {
         self.cfg().sizes(key, default)
     }
-    /// The whole node into your own `#[derive(Deserialize)]` struct (unknown keys are yours to
-    /// reject with `#[serde(deny_unknown_fields)]`).
+    /// The whole node into your own `#[derive(Deserialize)]` struct; a wrong type names the
+    /// key and where it was set (reject unknown keys with `#[serde(deny_unknown_fields)]`).
     pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        let json = crate::wandb::node_json(&self.node);
-        serde_json::from_value(json).map_err(|e| {
-            let at = self
-                .node
-                .src
-                .as_deref()
-                .map(|s| format!(" (set at {s})"))
-                .unwrap_or_default();
-            anyhow::anyhow!("config '{}'{at}: {e}", self.path)
-        })
+        crate::config::de::from_node(&self.node, &self.path)
     }
 }
 

@@ -197,6 +197,25 @@ fn a_registered_model_is_listed_suggested_and_checked_like_a_built_in_one() {
     run(c);
     let s = common::summary(&tmp.path().join("parity"));
     assert_eq!(s["data"], "noisy_parity");
+    // A registered dataset's own serde struct: wrong types and unknown keys are named.
+    let bad = common::example("custom_app", tmp.path())
+        .args(["data=noisy_parity", "data.n=many", "--dry-run"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        e.contains("config key 'data.n' (set at command-line override 'data.n=many')"),
+        "{e}"
+    );
+    let bad = common::example("custom_app", tmp.path())
+        .args(["data=noisy_parity", "+data.noise=1", "--dry-run"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        e.contains("config key 'data.noise'") && e.contains("unknown field `noise`"),
+        "{e}"
+    );
     assert_eq!(
         s["params"]["first.weight"],
         serde_json::json!([3, 10]),
