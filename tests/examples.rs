@@ -233,3 +233,69 @@ fn the_readme_shows_basic_usage_as_it_is() {
         "README's library example differs from examples/basic_usage.rs: paste the file in again"
     );
 }
+
+/// What bash completes after `words` (the last one being typed), with `bin`'s script loaded.
+fn bash_complete(script: &Path, fun: &str, words: &[&str]) -> Vec<String> {
+    let line = format!(
+        "source '{}'; COMP_WORDS=({}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMPREPLY=(); \
+         {fun}_with_overrides x \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &line])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn registered_names_complete_in_bash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = common::example("custom_app", tmp.path())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = tmp.path().join("custom_app.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    // Bash splits `model=my` at `=`: the words are `model`, `=`, `my`.
+    assert_eq!(
+        bash_complete(&script, "_custom_app", &["custom_app", "model", "=", "my"]),
+        ["my_net"]
+    );
+    let data = bash_complete(&script, "_custom_app", &["custom_app", "data", "="]);
+    assert!(
+        data.contains(&"noisy_parity".to_string()) && data.contains(&"xor".to_string()),
+        "{data:?}"
+    );
+    let any = bash_complete(&script, "_custom_app", &["custom_app", "-m", "mod"]);
+    assert!(
+        any.contains(&"model=my_net".to_string()) && any.contains(&"model=mlp".to_string()),
+        "{any:?}"
+    );
+
+    // The plain ezflt has only the built-in names.
+    let out = common::ezflt(tmp.path())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let builtin = tmp.path().join("ezflt.bash");
+    std::fs::write(&builtin, &out.stdout).unwrap();
+    let models = bash_complete(&builtin, "_ezflt", &["ezflt", "model", "="]);
+    assert_eq!(models, ["cnn", "conv_autoencoder", "mlp", "two_layer_cnn"]);
+}
