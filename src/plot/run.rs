@@ -1,0 +1,757 @@
+//! Figures of one run: curves, evolution, heatmap, comparison, alignment, growth, sparsity
+//! and input-space views, from its metrics and feature archive.
+
+use super::draw::{self, Matrix, Scale, Series, PALETTE};
+use super::load::Run;
+use super::{as_matrix, note_subsampled, subsample, PlotSpec, MAX_LINES, MAX_TIMES};
+use crate::artifacts::npz::Archive;
+use crate::track::spill;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
+    let run = Run::load(dir)?;
+    let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut files = vec![];
+    if spec.wants("curves") {
+        files.push(curves(&run, spec, &out)?);
+    }
+    let need_archive = [
+        "evolution",
+        "heatmap",
+        "comparison",
+        "alignment",
+        "input_space",
+    ]
+    .iter()
+    .any(|k| spec.what.iter().any(|w| w == k));
+    let archive = match run.archive() {
+        Ok(a) => Some(a),
+        Err(e) if need_archive => return Err(e),
+        Err(e) => {
+            if dir.join(spill::ARCHIVE).exists() {
+                // Present but unreadable: say so rather than drawing fewer figures silently.
+                errln!(
+                    "warning: {} is damaged ({}); only the curves were drawn. \
+                     `ezflt inspect --repair {}` recovers what it can",
+                    dir.join(spill::ARCHIVE).display(),
+                    crate::format_error(&e).replace('\n', " "),
+                    dir.display()
+                );
+            }
+            None
+        }
+    };
+    let Some(mut ar) = archive else {
+        return Ok(files);
+    };
+    let names = ar.names();
+    let meta: Value = ar
+        .read_string("metadata")
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let tracked: Vec<String> = meta["layers"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tensor = match &spec.tensor {
+        Some(t) if names.contains(t) && tracked.contains(t) => t.clone(),
+        Some(t) => bail!(
+            "tensor '{t}' was not tracked in this run; tracked: {} (set tracker.layers when training)",
+            tracked.join(", ")
+        ),
+        None => tracked.first().cloned().ok_or_else(|| {
+            if meta["salvaged"] == true {
+                anyhow!("the archive was salvaged from a damaged file and lost its weight arrays; only --what curves applies")
+            } else {
+                anyhow!("the archive tracks no weights (tracker.track_weights=false)")
+            }
+        })?,
+    };
+    let steps = ar.read_i64("step")?;
+    let epochs = ar.read_i64("epoch")?;
+    if steps.is_empty() {
+        bail!("the archive holds no snapshots");
+    }
+    let pick = pick_snapshot(&steps, &epochs, spec)?;
+    if spec.wants("evolution") {
+        files.push(evolution(&run, &mut ar, &tensor, &steps, spec, &out)?);
+    }
+    if spec.wants("heatmap") {
+        files.push(tensor_heatmap(
+            &run, &mut ar, &tensor, &steps, pick, spec, &out,
+        )?);
+    }
+    if spec.wants("comparison") {
+        files.push(comparison(
+            &run, &mut ar, &tensor, &steps, &epochs, spec, &out,
+        )?);
+    }
+    if spec.wants("alignment") {
+        let prefix = format!("align_norm.{tensor}.");
+        let feats: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix).map(String::from))
+            .collect();
+        if feats.is_empty() && spec.what.iter().any(|w| w == "alignment") {
+            bail!("no alignment for '{tensor}' in this run: the data has no ground-truth features of its input size (or tracker.alignment=false)");
+        }
+        for f in feats {
+            files.extend(alignment(
+                &run, &mut ar, &tensor, &f, &steps, pick, spec, &out,
+            )?);
+        }
+    }
+    if spec.wants("growth") {
+        let prefix = format!("align.{tensor}.");
+        let feats: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix).map(String::from))
+            .collect();
+        if !feats.is_empty() {
+            files.push(growth(&run, &mut ar, &tensor, &feats, &steps, spec, &out)?);
+        } else if spec.what.iter().any(|w| w == "growth") {
+            bail!("no alignment for '{tensor}' in this run: growth needs ground-truth features of its input size");
+        }
+    }
+    if spec.wants("sparsity") {
+        let prefix = format!("align.{tensor}.");
+        let mut any = false;
+        for f in names.iter().filter_map(|n| n.strip_prefix(&prefix)) {
+            if ar
+                .shape(&format!("align.{tensor}.{f}"))?
+                .get(2)
+                .copied()
+                .unwrap_or(1)
+                >= 2
+            {
+                files.push(sparsity(&run, &mut ar, &tensor, f, &steps, spec, &out)?);
+                any = true;
+            }
+        }
+        if !any && spec.what.iter().any(|w| w == "sparsity") {
+            bail!("sparsity needs a tracked weight aligned with at least two ground-truth features (e.g. dictionary atoms)");
+        }
+    }
+    if spec.wants("input_space") {
+        let shape = run.summary.sample_shape.clone();
+        match input_space(&run, &mut ar, &tensor, &steps, pick, &shape, spec, &out)? {
+            Some(f) => files.push(f),
+            None if spec.what.iter().any(|w| w == "input_space") => bail!(
+                "input_space needs image data (samples [channels, height, width]) and a first-layer weight over the pixels; this run has samples {shape:?}"
+            ),
+            None => {}
+        }
+    }
+    Ok(files)
+}
+
+/// The snapshot `--step` / `--epoch` names (default: the last).
+fn pick_snapshot(steps: &[i64], epochs: &[i64], spec: &PlotSpec) -> Result<usize> {
+    if let Some(s) = spec.step {
+        return steps.iter().position(|x| *x == s).ok_or_else(|| {
+            let shown: Vec<String> = subsample(steps.len(), 20)
+                .iter()
+                .map(|&i| steps[i].to_string())
+                .collect();
+            anyhow!(
+                "step {s} was not recorded; recorded steps include: {} (of {})",
+                shown.join(", "),
+                steps.len()
+            )
+        });
+    }
+    if let Some(e) = spec.epoch {
+        // The last snapshot taken in that epoch (its end).
+        return epochs.iter().rposition(|x| *x == e).ok_or_else(|| {
+            anyhow!(
+                "epoch {e} has no snapshot; epochs recorded: {}..{}",
+                epochs.first().unwrap_or(&0),
+                epochs.last().unwrap_or(&0)
+            )
+        });
+    }
+    Ok(steps.len() - 1)
+}
+
+fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
+    let mut train_loss = run.metric("train_loss", false);
+    if train_loss.is_empty() {
+        // A run shorter than log_every has only its per-epoch rows.
+        train_loss = run.metric("train_loss", true);
+    }
+    if train_loss.is_empty() {
+        bail!(
+            "{} has no metrics rows yet (metrics.jsonl)",
+            run.dir.display()
+        );
+    }
+    let acc_keys: Vec<&str> = ["train_acc", "test_acc", "robust_acc"]
+        .into_iter()
+        .filter(|k| run.rows.iter().any(|r| r.get(*k).is_some()))
+        .collect();
+    let loss_series = vec![
+        Series::new("train", train_loss, PALETTE[0]),
+        Series::new("test", run.metric("test_loss", true), PALETTE[1]),
+    ];
+    let acc_series: Vec<Series> = acc_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let mut points = run.metric(k, *k != "train_acc");
+            if points.is_empty() && *k == "train_acc" {
+                // As for the loss: a short run has only its per-epoch rows.
+                points = run.metric(k, true);
+            }
+            Series::new(k.trim_end_matches("_acc"), points, PALETTE[i])
+        })
+        .collect();
+    let size = if acc_series.is_empty() {
+        (900, 560)
+    } else {
+        (1500, 560)
+    };
+    let title = run.title.clone();
+    Ok(figure!(spec, out, "curves", size, |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 20)).map_err(draw::err)?;
+        if acc_series.is_empty() {
+            draw::line_chart(&rest, "loss", "step", "loss", &loss_series, spec.log_x)?;
+        } else {
+            let (a, b) = rest.split_horizontally(750);
+            draw::line_chart(&a, "loss", "step", "loss", &loss_series, spec.log_x)?;
+            draw::line_chart(&b, "accuracy", "step", "accuracy", &acc_series, spec.log_x)?;
+        }
+        Ok(())
+    }))
+}
+
+fn row_norms(v: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+    (0..rows)
+        .map(|r| {
+            v[r * cols..(r + 1) * cols]
+                .iter()
+                .map(|x| (*x as f64).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect()
+}
+
+fn evolution(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    steps: &[i64],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let idx = subsample(steps.len(), MAX_TIMES);
+    let (shape, snaps) = ar.read_steps(tensor, &idx)?;
+    let (rows, cols) = as_matrix(&shape);
+    let metric = spec.metric.clone().unwrap_or_else(|| "norm".into());
+    let stat = |v: &[f32]| -> Result<f64> {
+        let n = v.len().max(1) as f64;
+        let mean = v.iter().map(|x| *x as f64).sum::<f64>() / n;
+        Ok(match metric.as_str() {
+            "norm" => v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt(),
+            "mean" => mean,
+            "std" => (v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt(),
+            "max_abs" => v.iter().fold(0.0f64, |m, x| m.max((*x as f64).abs())),
+            other => bail!("--metric {other}: for evolution choose norm, mean, std or max_abs"),
+        })
+    };
+    let x: Vec<f64> = idx.iter().map(|&i| steps[i] as f64).collect();
+    let total: Vec<(f64, f64)> = x
+        .iter()
+        .zip(&snaps)
+        .map(|(s, v)| Ok((*s, stat(v)?)))
+        .collect::<Result<_>>()?;
+    let norms: Vec<Vec<f64>> = snaps.iter().map(|v| row_norms(v, rows, cols)).collect();
+    let mut neuron_series = vec![];
+    if rows <= MAX_LINES {
+        for r in 0..rows {
+            let mut s = Series::new(
+                "",
+                x.iter().zip(&norms).map(|(s, n)| (*s, n[r])).collect(),
+                PALETTE[r % PALETTE.len()],
+            );
+            s.width = 1;
+            neuron_series.push(s);
+        }
+    } else {
+        // Quantile bands over neurons: min-max, 25-75 %, and the median line.
+        let q = |n: &Vec<f64>, p: f64| {
+            let mut s = n.clone();
+            s.sort_by(|a, b| a.total_cmp(b));
+            s[((s.len() - 1) as f64 * p).round() as usize]
+        };
+        let mut outer = Series::new("min-max", vec![], PALETTE[4]);
+        outer.band = x
+            .iter()
+            .zip(&norms)
+            .map(|(s, n)| (*s, q(n, 0.0), q(n, 1.0)))
+            .collect();
+        let mut inner = Series::new("25-75 %", vec![], PALETTE[0]);
+        inner.band = x
+            .iter()
+            .zip(&norms)
+            .map(|(s, n)| (*s, q(n, 0.25), q(n, 0.75)))
+            .collect();
+        let median = Series::new(
+            "median",
+            x.iter().zip(&norms).map(|(s, n)| (*s, q(n, 0.5))).collect(),
+            PALETTE[0],
+        );
+        neuron_series = vec![outer, inner, median];
+    }
+    let title = note_subsampled(&format!("{tensor}: evolution"), idx.len(), steps.len());
+    let sub = run.title.clone();
+    let name = format!("evolution_{tensor}");
+    let per_neuron = format!(
+        "per-neuron norm ({rows} neurons{})",
+        if rows > MAX_LINES { ", quantiles" } else { "" }
+    );
+    Ok(figure!(spec, out, name, (1500, 560), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&format!("{title} - {sub}"), (draw::FONT, 19))
+            .map_err(draw::err)?;
+        let (a, b) = rest.split_horizontally(750);
+        draw::line_chart(
+            &a,
+            &format!("{metric} of {tensor}"),
+            "step",
+            &metric,
+            &[Series::new("", total.clone(), PALETTE[0])],
+            spec.log_x,
+        )?;
+        draw::line_chart(
+            &b,
+            &per_neuron,
+            "step",
+            "||w_r||",
+            &neuron_series,
+            spec.log_x,
+        )?;
+        Ok(())
+    }))
+}
+
+fn tensor_heatmap(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    steps: &[i64],
+    pick: usize,
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let a = ar.read_step(tensor, pick)?;
+    let (rows, cols) = as_matrix(&a.shape);
+    let title = format!("{tensor} at step {} - {}", steps[pick], run.title);
+    let name = format!("heatmap_{tensor}_step{}", steps[pick]);
+    let scale = Scale::diverging(&a.values);
+    Ok(figure!(spec, out, name, (1100, 700), |root| {
+        draw::heatmap(
+            root,
+            &title,
+            "input",
+            "neuron",
+            &Matrix {
+                values: &a.values,
+                rows,
+                cols,
+            },
+            scale,
+            "weight",
+            None,
+            None,
+        )?;
+        Ok(())
+    }))
+}
+
+/// The same tensor at up to four snapshots (start, thirds, end) with one colour scale.
+fn comparison(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    steps: &[i64],
+    epochs: &[i64],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let idx = if spec.epochs.is_empty() {
+        subsample(steps.len(), 4)
+    } else {
+        let mut idx = vec![];
+        for e in &spec.epochs {
+            // The epoch's last snapshot; "epoch 0" before any step is the initialisation.
+            let i = epochs.iter().rposition(|x| x == e).ok_or_else(|| {
+                anyhow!(
+                    "--epochs: epoch {e} has no snapshot; epochs recorded: {}..{}",
+                    epochs.first().unwrap_or(&0),
+                    epochs.last().unwrap_or(&0)
+                )
+            })?;
+            idx.push(i);
+        }
+        idx.sort_unstable();
+        idx.dedup();
+        idx
+    };
+    let (shape, snaps) = ar.read_steps(tensor, &idx)?;
+    let (rows, cols) = as_matrix(&shape);
+    let all: Vec<f32> = snaps.iter().flatten().copied().collect();
+    let scale = Scale::diverging(&all);
+    let title = format!("{tensor} across training - {}", run.title);
+    let name = format!("comparison_{tensor}");
+    let w = 420 * idx.len() as u32;
+    Ok(figure!(spec, out, name, (w.max(840), 560), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        let panels = rest.split_evenly((1, idx.len()));
+        for ((p, i), v) in panels.iter().zip(&idx).zip(&snaps) {
+            let label = if steps[*i] == 0 {
+                "init (step 0)".to_string()
+            } else {
+                format!("epoch {} (step {})", epochs[*i], steps[*i])
+            };
+            draw::heatmap(
+                p,
+                &label,
+                "input",
+                "neuron",
+                &Matrix {
+                    values: v,
+                    rows,
+                    cols,
+                },
+                scale,
+                "weight",
+                None,
+                None,
+            )?;
+        }
+        Ok(())
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alignment(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    feature: &str,
+    steps: &[i64],
+    pick: usize,
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let key = format!("align_norm.{tensor}.{feature}");
+    let idx = subsample(steps.len(), MAX_TIMES);
+    let mut want = idx.clone();
+    if !want.contains(&0) {
+        want.insert(0, 0);
+    }
+    if !want.contains(&pick) {
+        want.push(pick);
+        want.sort();
+    }
+    let (shape, snaps) = ar.read_steps(&key, &want)?;
+    let (neurons, k) = (shape[0], shape.get(1).copied().unwrap_or(1));
+    let at = |i: usize| &snaps[want.iter().position(|w| *w == i).unwrap_or(0)];
+    let mut files = vec![];
+    // Neuron x feature at initialisation and at the chosen step; |cos| in [0, 1].
+    let abs = |v: &Vec<f32>| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+    let (first, chosen) = (abs(at(0)), abs(at(pick)));
+    let scale = Scale::Sequential { lo: 0.0, hi: 1.0 };
+    let title = format!("|cos(w_r, {feature}_j)| of {tensor} - {}", run.title);
+    let name = format!("alignment_{tensor}_{feature}");
+    let s_pick = steps[pick];
+    files.push(figure!(spec, out, name, (1500, 640), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        let (a, b) = rest.split_horizontally(750);
+        let feature_tick = |c: usize| c.to_string();
+        draw::heatmap(
+            &a,
+            "step 0",
+            &format!("{feature} (feature j)"),
+            "neuron r",
+            &Matrix {
+                values: &first,
+                rows: neurons,
+                cols: k,
+            },
+            scale,
+            "|cos|",
+            Some(&feature_tick),
+            None,
+        )?;
+        draw::heatmap(
+            &b,
+            &format!("step {s_pick}"),
+            &format!("{feature} (feature j)"),
+            "neuron r",
+            &Matrix {
+                values: &chosen,
+                rows: neurons,
+                cols: k,
+            },
+            scale,
+            "|cos|",
+            Some(&feature_tick),
+            None,
+        )?;
+        Ok(())
+    }));
+    // Best alignment per neuron over time (neurons x time), neurons sorted by the final value.
+    let best: Vec<Vec<f32>> = idx
+        .iter()
+        .map(|&i| {
+            (0..neurons)
+                .map(|r| {
+                    at(i)[r * k..(r + 1) * k]
+                        .iter()
+                        .fold(0.0f32, |m, x| m.max(x.abs()))
+                })
+                .collect()
+        })
+        .collect();
+    let last = best.last().cloned().unwrap_or_default();
+    let mut order: Vec<usize> = (0..neurons).collect();
+    order.sort_by(|a, b| last[*b].total_cmp(&last[*a]));
+    let t = idx.len();
+    let mut m = vec![0.0f32; neurons * t];
+    for (row, &r) in order.iter().enumerate() {
+        for (col, b) in best.iter().enumerate() {
+            m[row * t + col] = b[r];
+        }
+    }
+    let title = note_subsampled(
+        &format!("best alignment max_j |cos(w_r, {feature}_j)| of {tensor}"),
+        t,
+        steps.len(),
+    );
+    let name = format!("best_alignment_{tensor}_{feature}");
+    let tick_steps: Vec<i64> = idx.iter().map(|&i| steps[i]).collect();
+    let ticks = move |c: usize| tick_steps.get(c).map(|s| s.to_string()).unwrap_or_default();
+    files.push(figure!(spec, out, name, (1200, 700), |root| {
+        draw::heatmap(
+            root,
+            &title,
+            "step (snapshot)",
+            "neuron (sorted by final alignment)",
+            &Matrix {
+                values: &m,
+                rows: neurons,
+                cols: t,
+            },
+            scale,
+            "max |cos|",
+            Some(&ticks),
+            None,
+        )?;
+        Ok(())
+    }));
+    Ok(files)
+}
+
+/// Feature learning over time, per ground-truth feature set: `mean_j max_r <w_r(t) - w_r(0), m_j>`
+/// (for one signal vector: signal learning; for the training noise vectors: noise
+/// memorisation, as in the benign-overfitting papers), with test accuracy beside it.
+#[allow(clippy::too_many_arguments)]
+fn growth(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    feats: &[String],
+    steps: &[i64],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let idx = subsample(steps.len(), MAX_TIMES);
+    let mut series = vec![];
+    for (c, f) in feats.iter().enumerate() {
+        let (shape, snaps) = ar.read_steps(&format!("align.{tensor}.{f}"), &idx)?;
+        let (rows, k) = (shape[0], shape.get(1).copied().unwrap_or(1));
+        let init = &snaps[0];
+        let pts = idx
+            .iter()
+            .zip(&snaps)
+            .map(|(&i, a)| {
+                let mean_best = (0..k)
+                    .map(|j| {
+                        (0..rows)
+                            .map(|r| (a[r * k + j] - init[r * k + j]) as f64)
+                            .fold(f64::MIN, f64::max)
+                    })
+                    .sum::<f64>()
+                    / k as f64;
+                (steps[i] as f64, mean_best)
+            })
+            .collect();
+        series.push(Series::new(
+            &format!("{f} ({k} vector{})", if k == 1 { "" } else { "s" }),
+            pts,
+            PALETTE[c % PALETTE.len()],
+        ));
+    }
+    let acc = vec![
+        Series::new("train", run.metric("train_acc", false), PALETTE[0]),
+        Series::new("test", run.metric("test_acc", true), PALETTE[1]),
+    ];
+    let has_acc = acc.iter().any(|s| !s.points.is_empty());
+    let title = note_subsampled(
+        &format!("feature learning in {tensor} - {}", run.title),
+        idx.len(),
+        steps.len(),
+    );
+    let name = format!("growth_{tensor}");
+    let log_x = true;
+    Ok(figure!(spec, out, name, (1500, 560), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        let (a, b) = rest.split_horizontally(750);
+        draw::line_chart(
+            &a,
+            "mean_j max_r <w_r(t) - w_r(0), m_j>",
+            "step",
+            "growth along the feature",
+            &series,
+            log_x,
+        )?;
+        if has_acc {
+            draw::line_chart(&b, "accuracy", "step", "accuracy", &acc, log_x)?;
+        }
+        Ok(())
+    }))
+}
+
+/// How concentrated each neuron is on few features, over time: purity `max_j |c_rj| / ||c_r||`
+/// (1 = one feature) and participation ratio `||c_r||^4 / sum_j c_rj^4` (1 .. k), with
+/// `c_r` the neuron's coefficients on the features; means weighted by `||c_r||`, so the
+/// many near-zero neurons of a small initialisation do not dominate (feature purification).
+#[allow(clippy::too_many_arguments)]
+fn sparsity(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    feature: &str,
+    steps: &[i64],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let idx = subsample(steps.len(), MAX_TIMES);
+    let (shape, snaps) = ar.read_steps(&format!("align.{tensor}.{feature}"), &idx)?;
+    let (rows, k) = (shape[0], shape.get(1).copied().unwrap_or(1));
+    let (mut purity, mut pr) = (vec![], vec![]);
+    for (&i, c) in idx.iter().zip(&snaps) {
+        let (mut wsum, mut p, mut r) = (0.0f64, 0.0f64, 0.0f64);
+        for n in 0..rows {
+            let row = &c[n * k..(n + 1) * k];
+            let n2: f64 = row.iter().map(|v| (*v as f64).powi(2)).sum();
+            let n4: f64 = row.iter().map(|v| (*v as f64).powi(4)).sum();
+            let norm = n2.sqrt();
+            if norm <= 0.0 || n4 <= 0.0 {
+                continue;
+            }
+            let max = row.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs()));
+            wsum += norm;
+            p += norm * max / norm;
+            r += norm * n2 * n2 / n4;
+        }
+        let x = steps[i] as f64;
+        purity.push((x, p / wsum.max(1e-30)));
+        pr.push((x, r / wsum.max(1e-30)));
+    }
+    let title = note_subsampled(
+        &format!(
+            "concentration of {tensor} on {feature} ({k} features) - {}",
+            run.title
+        ),
+        idx.len(),
+        steps.len(),
+    );
+    let name = format!("sparsity_{tensor}_{feature}");
+    Ok(figure!(spec, out, name, (1500, 560), |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        let (a, b) = rest.split_horizontally(750);
+        draw::line_chart(
+            &a,
+            "purity max_j |c_rj| / ||c_r|| (weighted mean)",
+            "step",
+            "purity",
+            &[Series::new("", purity.clone(), PALETTE[0])],
+            spec.log_x,
+        )?;
+        draw::line_chart(
+            &b,
+            "participation ratio (weighted mean)",
+            "step",
+            "features per neuron",
+            &[Series::new("", pr.clone(), PALETTE[2])],
+            spec.log_x,
+        )?;
+        Ok(())
+    }))
+}
+
+/// First-layer neurons reshaped to the input image and tiled (image data only).
+#[allow(clippy::too_many_arguments)]
+fn input_space(
+    run: &Run,
+    ar: &mut Archive,
+    tensor: &str,
+    steps: &[i64],
+    pick: usize,
+    sample: &[usize],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<Option<PathBuf>> {
+    let [c, h, w] = sample else { return Ok(None) };
+    let a = ar.read_step(tensor, pick)?;
+    let (rows, cols) = as_matrix(&a.shape);
+    if cols != c * h * w {
+        return Ok(None);
+    }
+    let n = rows.min(64);
+    let grid = (n as f64).sqrt().ceil() as usize;
+    let (h, w) = (*h, *w);
+    let title = format!(
+        "{tensor} at step {}: first {n} neurons as {h}x{w} images - {}",
+        steps[pick], run.title
+    );
+    let name = format!("input_space_{tensor}");
+    let scale = Scale::diverging(&a.values[..n * cols]);
+    Ok(Some(figure!(spec, out, name, (1110, 1040), |root| {
+        let (t, rest) = root.split_vertically(40);
+        let (rest, bar) = rest.split_horizontally(1000);
+        draw::colorbar(&bar, scale, "weight")?;
+        t.titled(&title, (draw::FONT, 16)).map_err(draw::err)?;
+        let tiles = rest.margin(6, 6, 6, 6).split_evenly((grid, grid));
+        for (r, tile) in tiles.iter().enumerate().take(n) {
+            let (tw, th) = tile.dim_in_pixel();
+            let (pw, ph) = ((tw as usize).max(1), (th as usize).max(1));
+            // Channel 0 of each neuron's weights, nearest-pixel scaled to the tile.
+            for y in 0..ph.saturating_sub(2) {
+                for x in 0..pw.saturating_sub(2) {
+                    let (iy, ix) = (y * h / ph, x * w / pw);
+                    let v = a.values[r * cols + iy * w + ix] as f64;
+                    tile.draw_pixel((x as i32, y as i32), &scale.color(v))
+                        .map_err(draw::err)?;
+                }
+            }
+        }
+        Ok(())
+    })))
+}

@@ -1,0 +1,227 @@
+//! Figures of a sweep: a summary metric against the swept keys, one line per value of a
+//! second key with a band over seeds, and a phase diagram over two keys.
+
+use super::draw::{self, Matrix, Scale, Series, PALETTE};
+use super::load::overrides;
+use super::PlotSpec;
+use crate::artifacts::run::{Summary, SUMMARY};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One finished job of a sweep.
+struct Job {
+    params: BTreeMap<String, String>,
+    summary: Summary,
+}
+
+pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
+    let mut jobs = vec![];
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("summary.json").exists())
+        .collect();
+    entries.sort();
+    for p in &entries {
+        let path = p.join(SUMMARY);
+        let summary: Summary = serde_json::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("{} is not a valid summary", path.display()))?;
+        let params = overrides(p)
+            .into_iter()
+            .filter_map(|o| {
+                o.split_once('=')
+                    .map(|(k, v)| (k.trim_start_matches('+').to_string(), v.to_string()))
+            })
+            .collect();
+        jobs.push(Job { params, summary });
+    }
+    if jobs.is_empty() {
+        bail!(
+            "{} holds no finished jobs (no */summary.json) yet",
+            dir.display()
+        );
+    }
+    // Swept keys: those whose value differs between jobs; seeds are replicates.
+    let keys: Vec<String> = jobs
+        .iter()
+        .flat_map(|j| j.params.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| k != "seed")
+        .filter(|k| {
+            jobs.iter()
+                .map(|j| j.params.get(k))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1
+        })
+        .collect();
+    if keys.is_empty() {
+        bail!(
+            "the sweep in {} varies no parameter besides the seed; nothing to plot against",
+            dir.display()
+        );
+    }
+    let available: Vec<String> = jobs[0].summary.last.keys().cloned().collect();
+    let metric = spec.metric.clone().unwrap_or_else(|| {
+        if available.iter().any(|k| k == "test_acc") {
+            "test_acc".into()
+        } else {
+            "test_loss".into()
+        }
+    });
+    if !available.contains(&metric) {
+        bail!(
+            "--metric {metric}: the jobs report {}",
+            available.join(", ")
+        );
+    }
+    let value = |j: &Job| j.summary.last_metric(&metric);
+    let num = |s: &str| s.parse::<f64>().ok();
+    let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));
+    std::fs::create_dir_all(&out)?;
+    let mut files = vec![];
+    let name_of = |d: &Path| d.display().to_string();
+    let k = keys[0].clone();
+    // Metric vs the first swept key, one line per value of the second (when it has few
+    // values), mean over seeds (and any other keys), band = min..max.
+    let k2 = keys.get(1).filter(|k2| {
+        jobs.iter()
+            .filter_map(|j| j.params.get(*k2))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            <= 6
+    });
+    let mut groups: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for j in &jobs {
+        if let (Some(v), Some(x)) = (value(j), j.params.get(&k)) {
+            let line = k2
+                .and_then(|k2| j.params.get(k2))
+                .cloned()
+                .unwrap_or_default();
+            groups.entry((line, x.clone())).or_default().push(v);
+        }
+    }
+    let mut lines: Vec<String> = groups
+        .keys()
+        .map(|(l, _)| l.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    lines.sort_by(|a, b| match (num(a), num(b)) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    });
+    let xs_all: Vec<String> = groups
+        .keys()
+        .map(|(_, x)| x.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let x_of =
+        |s: &str| num(s).unwrap_or_else(|| xs_all.iter().position(|x| x == s).unwrap_or(0) as f64);
+    let series: Vec<Series> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let name = match k2 {
+                Some(k2) => format!("{k2}={line}"),
+                None => format!("mean over {} seed(s)", jobs.len() / xs_all.len().max(1)),
+            };
+            let mut s = Series::new(&name, vec![], PALETTE[i % PALETTE.len()]);
+            let mut pts: Vec<(f64, &Vec<f64>)> = groups
+                .iter()
+                .filter(|((l, _), _)| l == line)
+                .map(|((_, x), v)| (x_of(x), v))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (x, v) in pts {
+                s.points.push((x, v.iter().sum::<f64>() / v.len() as f64));
+                s.band.push((
+                    x,
+                    v.iter().cloned().fold(f64::MAX, f64::min),
+                    v.iter().cloned().fold(f64::MIN, f64::max),
+                ));
+            }
+            s
+        })
+        .collect();
+    let title = format!("{metric} vs {k} - sweep {}", name_of(dir));
+    let name = format!("sweep_{metric}_vs_{k}");
+    files.push(figure!(spec, out, name, (1000, 600), |root| {
+        draw::line_chart(root, &title, &k, &metric, &series, spec.log_x)?;
+        Ok(())
+    }));
+    if keys.len() >= 2 {
+        // Phase diagram over the first two swept keys, averaged over seeds (and other keys).
+        let k2 = keys[1].clone();
+        let sorted_values = |key: &str| {
+            let mut v: Vec<String> = jobs
+                .iter()
+                .filter_map(|j| j.params.get(key).cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            v.sort_by(|a, b| match (num(a), num(b)) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                _ => a.cmp(b),
+            });
+            v
+        };
+        let (rv, cv) = (sorted_values(&k), sorted_values(&k2));
+        let mut cells = vec![(0.0f64, 0usize); rv.len() * cv.len()];
+        for j in &jobs {
+            if let (Some(v), Some(a), Some(b)) = (value(j), j.params.get(&k), j.params.get(&k2)) {
+                let (r, c) = (
+                    rv.iter().position(|x| x == a).unwrap_or(0),
+                    cv.iter().position(|x| x == b).unwrap_or(0),
+                );
+                cells[r * cv.len() + c].0 += v;
+                cells[r * cv.len() + c].1 += 1;
+            }
+        }
+        let m: Vec<f32> = cells
+            .iter()
+            .map(|(s, n)| {
+                if *n > 0 {
+                    (*s / *n as f64) as f32
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect();
+        let finite: Vec<f32> = m.iter().copied().filter(|v| v.is_finite()).collect();
+        let lo = finite.iter().copied().fold(f32::MAX, f32::min) as f64;
+        let hi = finite.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let scale = Scale::Sequential {
+            lo,
+            hi: if hi > lo { hi } else { lo + 1.0 },
+        };
+        let title = format!("{metric} over {k} x {k2} (mean over seeds)");
+        let name = format!("phase_{metric}");
+        let cv2 = cv.clone();
+        let ticks = move |c: usize| cv2.get(c).cloned().unwrap_or_default();
+        let rv2 = rv.clone();
+        let row_ticks = move |r: usize| rv2.get(r).cloned().unwrap_or_default();
+        files.push(figure!(spec, out, name, (1000, 720), |root| {
+            draw::heatmap(
+                root,
+                &title,
+                &k2,
+                &k,
+                &Matrix {
+                    values: &m,
+                    rows: rv.len(),
+                    cols: cv.len(),
+                },
+                scale,
+                &metric,
+                Some(&ticks),
+                Some(&row_ticks),
+            )?;
+            Ok(())
+        }));
+    }
+    Ok(files)
+}
