@@ -501,19 +501,11 @@ pub fn logger_spec(c: &Cfg) -> Result<Option<crate::wandb::settings::Settings>> 
             retries: w.usize("retries", t.retries as usize)? as u32,
         },
     };
-    let s = settings::resolve(&from, &|k| std::env::var(k).ok())
+    let mut s = settings::resolve(&from, &|k| std::env::var(k).ok())
         .map_err(|e| anyhow::anyhow!("logger.wandb: {e:#}"))?;
     if s.mode == Mode::Disabled {
         return Ok(None);
     }
-    if s.mode == Mode::Online && s.required {
-        match &s.api_key {
-            None => anyhow::bail!(
-                "logger=wandb needs a W&B API key: set WANDB_API_KEY or add the API host to ~/.netrc (`wandb login` writes it); \
-                 or log offline with WANDB_MODE=offline (upload later with `ezflt sync`), or set logger.wandb.required=false"
-            ),
-            Some(k) => settings::check_key(k)?,
-        }
-    }
+    s.settle_key()?;
     Ok(Some(s))
 }

@@ -261,20 +261,7 @@ impl Logger {
         if settings.mode == Mode::Disabled {
             return Ok(None);
         }
-        if settings.mode == Mode::Online && settings.api_key.is_none() {
-            let msg = "W&B logging (logger=wandb) needs an API key: set WANDB_API_KEY or add the API host to ~/.netrc \
-                       (`wandb login` writes it), or log offline with WANDB_MODE=offline and upload later with `ezflt sync`";
-            if settings.required {
-                anyhow::bail!("{msg}");
-            }
-            errln!("wandb: warning: {msg}; logging offline (logger.wandb.required=false)");
-            settings.mode = Mode::Offline;
-        }
-        if let Some(k) = &settings.api_key {
-            if settings.mode == Mode::Online {
-                settings::check_key(k)?;
-            }
-        }
+        settings.settle_key()?;
         let root = wandb_root(settings.dir.as_deref(), run_dir);
         // Absolute, so summary.json points at the log from anywhere.
         let root = std::path::absolute(&root).unwrap_or(root);

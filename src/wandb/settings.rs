@@ -217,6 +217,31 @@ pub fn netrc_password(text: &str, host: &str) -> Option<String> {
     None
 }
 
+impl Settings {
+    /// The one API-key rule, wherever a run's W&B settings are used (the preflight, the start
+    /// of logging, the library's callback): online logging needs a key of the right shape;
+    /// without one, a run that requires W&B (`logger.wandb.required`, the default) stops here,
+    /// and one that does not logs offline for `ezflt sync` to upload later, saying so.
+    pub fn settle_key(&mut self) -> Result<()> {
+        if self.mode != Mode::Online {
+            return Ok(());
+        }
+        match &self.api_key {
+            Some(k) => check_key(k),
+            None => {
+                let msg = "W&B logging (logger=wandb) needs an API key: set WANDB_API_KEY or add the API host to ~/.netrc \
+                           (`wandb login` writes it), or log offline with WANDB_MODE=offline and upload later with `ezflt sync`";
+                if self.required {
+                    bail!("{msg}; or set logger.wandb.required=false to fall back to offline");
+                }
+                errln!("wandb: warning: {msg}; logging offline (logger.wandb.required=false)");
+                self.mode = Mode::Offline;
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The SDK's key check: an optional `prefix-`, then at least 40 word characters.
 pub fn check_key(key: &ApiKey) -> Result<()> {
     let k = key.expose();
@@ -235,6 +260,37 @@ pub fn check_key(key: &ApiKey) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_key_rule() {
+        let with = |key: Option<&str>, mode: &str, required: bool| {
+            let key = key.map(String::from);
+            let env = move |k: &str| match k {
+                "WANDB_API_KEY" => key.clone(),
+                "HOME" => Some("/nonexistent".into()),
+                _ => None,
+            };
+            let c = FromConfig {
+                mode: Some(mode.into()),
+                required,
+                ..Default::default()
+            };
+            let mut s = resolve(&c, &env).unwrap();
+            s.settle_key().map(|_| s.mode)
+        };
+        let e = with(None, "online", true).unwrap_err().to_string();
+        assert!(
+            e.contains("WANDB_API_KEY") && e.contains("required=false"),
+            "{e}"
+        );
+        assert_eq!(with(None, "online", false).unwrap(), Mode::Offline);
+        assert_eq!(with(None, "offline", true).unwrap(), Mode::Offline);
+        assert!(with(Some("short"), "online", true).is_err());
+        assert_eq!(
+            with(Some(&"k".repeat(40)), "online", true).unwrap(),
+            Mode::Online
+        );
+    }
 
     #[test]
     fn config_wins_over_env_and_tags_split() {
