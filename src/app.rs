@@ -421,9 +421,10 @@ impl App {
         self
     }
 
-    /// Runs the CLI on this process's arguments; returns the exit code (0 ok, 1 error,
+    /// Runs the CLI on this process's arguments (feature `cli`); returns the exit code (0 ok, 1 error,
     /// 2 usage, 130 interrupted). Call it once per process: the first `App` to run is the
     /// one its jobs (and the workers it launches) use.
+    #[cfg(feature = "cli")]
     pub fn run(self) -> i32 {
         let args = std::env::args_os()
             .enumerate()
@@ -448,6 +449,7 @@ impl App {
     }
 
     /// Runs the CLI on `args` (the first is the program name, as in `std::env::args`).
+    #[cfg(feature = "cli")]
     pub fn run_with(self, args: Vec<String>) -> i32 {
         if REGISTRY.set(self.registry).is_err() {
             errln!(
@@ -466,4 +468,5 @@ impl App {
     }
 }
 
+#[cfg(feature = "cli")]
 use crate::shell;

@@ -209,6 +209,7 @@ fn npz_and_npy_readers_never_panic() {
 }
 
 #[test]
+#[cfg(feature = "wandb")]
 fn wandb_record_reader_never_panics() {
     use crate::wandb::records::{self, HistoryRecord, HistoryStep, Item, LogWriter, RecordType};
     let dir = tempfile::tempdir().unwrap();

@@ -12,12 +12,16 @@
 //! The same `features.npz`, `metrics.jsonl` and figures come out of all three.
 
 #![warn(missing_docs)]
+// Without the CLI, its machinery (composition, launchers, the registry's built-ins) is still
+// compiled but unused; the default build lints it in full.
+#![cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports, unused_macros))]
 
 #[macro_use]
 mod shell;
 mod app;
 mod artifacts;
 mod backend;
+#[cfg(feature = "cli")]
 mod cli;
 mod config;
 mod data;
@@ -30,6 +34,7 @@ mod plot;
 mod run;
 mod track;
 mod train;
+#[cfg(feature = "wandb")]
 mod wandb;
 
 pub use app::{App, Config};
@@ -40,7 +45,8 @@ pub use track::feature_tracker::{FeatureTracker, TrackOptions};
 pub use track::schedule::Schedule;
 pub use train::api::{Fitted, Loss, Optimizer, Trainer};
 
-/// Figures of a run directory, drawn by the renderers `ezflt plot` uses.
+/// Figures of a run directory, drawn by the renderers `ezflt plot` uses (feature `plot`).
+#[cfg(feature = "plot")]
 pub mod plots {
     pub use crate::plot::api::{
         alignment, all, comparison, curves, evolution, heatmap, At, Stat, Style,
@@ -49,7 +55,9 @@ pub mod plots {
 
 /// Hooks a [`Trainer`] calls, what they are given, and the built-in ones.
 pub mod callbacks {
-    pub use crate::train::api::{Checkpoints, FeatureTracking, MetricsFiles, ProgressBar, Wandb};
+    #[cfg(feature = "wandb")]
+    pub use crate::train::api::Wandb;
+    pub use crate::train::api::{Checkpoints, FeatureTracking, MetricsFiles, ProgressBar};
     pub use crate::train::trainer::{
         Boundary, Callback, EpochInfo, HostTensor, ModelView, Outcome, StartInfo, Status, StepInfo,
     };

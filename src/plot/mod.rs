@@ -1,11 +1,16 @@
 //! Figures from files on disk only: `run.rs` draws one run (curves, evolution, heatmaps,
 //! alignment, input space), `sweep.rs` a sweep, `load.rs` reads a run, `api.rs` is the library's.
 
+#[cfg(feature = "plot")]
 pub mod api;
+#[cfg(feature = "plot")]
 pub mod draw;
 
+#[cfg(feature = "plot")]
 use anyhow::{bail, Result};
-use std::path::{Path, PathBuf};
+#[cfg(feature = "plot")]
+use std::path::Path;
+use std::path::PathBuf;
 
 /// The figures `--what` can ask for.
 pub const KINDS: &[&str] = &[
@@ -37,17 +42,21 @@ pub struct PlotSpec {
 }
 
 impl PlotSpec {
+    #[cfg(feature = "plot")]
     fn wants(&self, kind: &str) -> bool {
         self.what.is_empty() || self.what.iter().any(|w| w == kind)
     }
 }
 
 /// Most snapshots a time axis shows; longer runs are subsampled evenly (and the plot says so).
+#[cfg(feature = "plot")]
 const MAX_TIMES: usize = 300;
 /// Most neurons drawn as individual lines; above that, quantile bands.
+#[cfg(feature = "plot")]
 const MAX_LINES: usize = 24;
 
 /// Draws into `<out>/<name>.png|svg` with one closure for both formats.
+#[cfg(feature = "plot")]
 macro_rules! figure {
     ($spec:expr, $out:expr, $name:expr, $size:expr, |$area:ident| $body:block) => {{
         let path = $out.join(format!(
@@ -64,14 +73,20 @@ macro_rules! figure {
     }};
 }
 
+#[cfg(feature = "plot")]
 mod load;
+#[cfg(feature = "plot")]
 mod run;
+#[cfg(feature = "plot")]
 mod sweep;
 
+#[cfg(feature = "plot")]
 pub use run::plot_run;
+#[cfg(feature = "plot")]
 use sweep::plot_sweep;
 
 /// Renders `dir` (a run, or a sweep root with `multirun.yaml`); returns the files written.
+#[cfg(feature = "plot")]
 pub fn plot(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
     for w in &spec.what {
         if !KINDS.contains(&w.as_str()) {
@@ -94,6 +109,7 @@ pub fn plot(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
 }
 
 /// Evenly spaced indices into `0..t`, at most `max`, always including both ends.
+#[cfg(feature = "plot")]
 fn subsample(t: usize, max: usize) -> Vec<usize> {
     if t <= max {
         return (0..t).collect();
@@ -103,6 +119,7 @@ fn subsample(t: usize, max: usize) -> Vec<usize> {
     v
 }
 
+#[cfg(feature = "plot")]
 fn note_subsampled(title: &str, shown: usize, total: usize) -> String {
     if shown < total {
         format!("{title} ({shown} of {total} snapshots shown)")
@@ -112,6 +129,7 @@ fn note_subsampled(title: &str, shown: usize, total: usize) -> String {
 }
 
 /// Rows x columns view of a parameter: leading dims are neurons, the last is the input.
+#[cfg(feature = "plot")]
 fn as_matrix(shape: &[usize]) -> (usize, usize) {
     match shape {
         [] => (1, 1),
@@ -121,6 +139,7 @@ fn as_matrix(shape: &[usize]) -> (usize, usize) {
 }
 
 /// The PNG figures in a plots directory, sorted (what W&B uploads as images).
+#[cfg(feature = "plot")]
 pub fn list_pngs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
@@ -134,7 +153,7 @@ pub fn list_pngs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "plot"))]
 mod tests {
     use super::draw::{self, Matrix, Scale, Series, PALETTE};
     use super::*;

@@ -1,11 +1,12 @@
 //! One run, start to finish: resolved job config -> specs -> device -> data -> model ->
 //! trainer with callbacks -> `summary.json`. The launcher calls this once per job.
 
+mod logging;
 pub mod preflight;
 pub mod settings;
 pub mod specs;
 
-use crate::artifacts::run::{GroundTruthShape, RunStatus, Summary, WandbSummary};
+use crate::artifacts::run::{GroundTruthShape, RunStatus, Summary};
 use crate::backend;
 use crate::config::Node;
 use crate::data;
@@ -112,7 +113,7 @@ pub(crate) struct Job<'a> {
     resume: Option<ResumePoint>,
     time_offset: f64,
     best: &'a mut Best,
-    wandb: Option<Arc<crate::wandb::Logger>>,
+    wandb: Option<logging::Handle>,
 }
 
 impl WithNet for Job<'_> {
@@ -128,17 +129,12 @@ impl WithNet for Job<'_> {
             Box::new(Checkpointer::new(self.dir, self.train.checkpoints)),
             Box::new(self.best),
         ];
+        let mut tracker = self.tracker;
         if let Some(w) = &self.wandb {
-            callbacks.push(Box::new(crate::wandb::callback::WandbCallback::new(
-                w.clone(),
-                self.train.log_every,
-            )));
+            callbacks.push(logging::callback(w, self.train.log_every, tracker.as_mut()));
         }
         callbacks.extend(crate::app::registry().callbacks(self.dir));
-        if let Some(mut t) = self.tracker {
-            if let Some(w) = self.wandb.clone() {
-                t.stats = Some(Box::new(move |step, items| w.log(step, items)));
-            }
+        if let Some(t) = tracker {
             callbacks.push(Box::new(t));
         }
         Trainer {
@@ -293,24 +289,17 @@ fn execute(
             },
         )
     });
-    // W&B starts before training so a rejected key or project stops the run now, not later.
-    let wandb = match &spec.wandb {
-        Some(w) => crate::wandb::Logger::start(
-            w,
-            &crate::wandb::node_json(job),
-            dir,
-            &crate::wandb::identity(dir),
-            time_offset,
-            previous
-                .as_ref()
-                .filter(|_| resume.is_some())
-                .and_then(|p| p.wandb.as_ref())
-                .map(|w| w.log.as_path()),
-            stop_flag(),
-        )?
-        .map(Arc::new),
-        None => None,
-    };
+    let wandb = logging::start(
+        &spec,
+        job,
+        dir,
+        time_offset,
+        previous
+            .as_ref()
+            .filter(|_| resume.is_some())
+            .and_then(|p| p.wandb.as_ref())
+            .map(|w| w.log.as_path()),
+    )?;
     let job_run = Job {
         tracker,
         train: train.clone(),
@@ -322,7 +311,7 @@ fn execute(
         resume,
         time_offset,
         best: &mut best,
-        wandb: wandb.clone(),
+        wandb: wandb.as_ref().cloned(),
     };
     let outcome = spec.model.train(&io, &ad, job_run);
     let mut summary = Summary {
@@ -344,7 +333,7 @@ fn execute(
             summary.status = RunStatus::Failed;
             summary.error = Some(format!("{e:#}"));
             if let Some(w) = &wandb {
-                summary.wandb = Some(wandb_outcome(&w.finish(1, &[], &[])));
+                summary.wandb = Some(logging::finish(w, 1, &Default::default(), &[]));
             }
             summary.write(dir)?;
             return Err(e);
@@ -383,6 +372,7 @@ fn execute(
         ));
     }
     summary.write(dir)?;
+    #[cfg(feature = "plot")]
     if let Some(p) = &spec.plot {
         // Figures are a convenience: a failure here never fails the run it describes.
         if let Err(e) = crate::plot::plot_run(dir, p) {
@@ -392,32 +382,14 @@ fn execute(
             );
         }
     }
+    #[cfg(feature = "plot")]
+    let plots = crate::plot::list_pngs(&dir.join("plots"));
+    #[cfg(not(feature = "plot"))]
+    let plots: Vec<PathBuf> = vec![];
     if let Some(w) = &wandb {
-        let best: Vec<(String, f64)> = summary
-            .best
-            .iter()
-            .filter_map(|(k, v)| {
-                v.as_f64()
-                    .map(|x| (format!("best/{}", crate::wandb::callback::metric_key(k)), x))
-            })
-            .collect();
-        let plots = crate::plot::list_pngs(&dir.join("plots"));
-        summary.wandb = Some(wandb_outcome(&w.finish(
-            summary.status.exit_code(),
-            &best,
-            &plots,
-        )));
+        let code = summary.status.exit_code();
+        summary.wandb = Some(logging::finish(w, code, &summary.best, &plots));
         summary.write(dir)?;
     }
     Ok(RunResult { summary })
-}
-
-fn wandb_outcome(o: &crate::wandb::Outcome) -> WandbSummary {
-    WandbSummary {
-        mode: format!("{:?}", o.mode).to_lowercase(),
-        run_id: o.run_id.clone(),
-        log: o.log.clone(),
-        synced: o.synced,
-        url: o.url.clone(),
-    }
 }

@@ -31,6 +31,7 @@ pub struct RunSpec {
     /// End-of-run figures; `None` = `plot=none`.
     pub plot: Option<crate::plot::PlotSpec>,
     /// W&B logging; `None` = `logger=none` (or WANDB_MODE=disabled).
+    #[cfg(feature = "wandb")]
     pub wandb: Option<crate::wandb::settings::Settings>,
     /// Refuse to start a run whose estimated memory exceeds what the machine has.
     pub memory_check: bool,
@@ -54,6 +55,8 @@ pub fn read(root: &Cfg) -> Result<RunSpec> {
         "hinge" => Some(LossKind::Hinge),
         _ => None,
     };
+    #[cfg(not(feature = "wandb"))]
+    no_logger(&root.sub("logger")?)?;
     Ok(RunSpec {
         seed,
         backend: root.choice("backend", "auto", &["auto", "flex", "tch"])?,
@@ -84,6 +87,7 @@ pub fn read(root: &Cfg) -> Result<RunSpec> {
         train: train_spec(root, seed)?,
         track: track_spec(&root.sub("tracker")?)?,
         plot: plot_spec(&root.sub("plot")?)?,
+        #[cfg(feature = "wandb")]
         wandb: logger_spec(&root.sub("logger")?)?,
         memory_check: root.bool("memory_check", true)?,
     })
@@ -429,7 +433,20 @@ fn plot_spec(c: &Cfg) -> Result<Option<crate::plot::PlotSpec>> {
     }))
 }
 
+/// Without the `wandb` feature, `logger=wandb` is an error rather than a run that logs nothing.
+#[cfg(not(feature = "wandb"))]
+fn no_logger(c: &Cfg) -> Result<()> {
+    if c.bool("enabled", false)? {
+        return Err(c.err(
+            "enabled",
+            "this build of ezflt has no W&B support (cargo feature `wandb`); use logger=none",
+        ));
+    }
+    Ok(())
+}
+
 /// `logger=wandb`: config values, then the WANDB_* environment, as the official client reads them.
+#[cfg(feature = "wandb")]
 pub fn logger_spec(c: &Cfg) -> Result<Option<crate::wandb::settings::Settings>> {
     use crate::wandb::settings::{self, FromConfig, Mode, Timing};
     use std::time::Duration;

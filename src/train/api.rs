@@ -282,6 +282,7 @@ impl FeatureTracking {
 /// steps and the evaluation per epoch, into the SDK's `.wandb` journal under `dir/wandb/`,
 /// streamed to the server when online. Settings come from the `WANDB_*` environment
 /// (`WANDB_MODE`, `WANDB_BASE_URL`, `WANDB_API_KEY` or `~/.netrc`, `WANDB_ENTITY`, ...).
+#[cfg(feature = "wandb")]
 pub struct Wandb {
     settings: crate::wandb::settings::Settings,
     dir: PathBuf,
@@ -292,6 +293,7 @@ pub struct Wandb {
     run_id: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+#[cfg(feature = "wandb")]
 impl Wandb {
     /// Logs to `project`, journalling under `dir`.
     pub fn new(project: &str, dir: impl AsRef<Path>) -> Result<Wandb> {
@@ -332,6 +334,7 @@ impl Wandb {
     }
 }
 
+#[cfg(feature = "wandb")]
 impl Callback for Wandb {
     fn on_train_start(&mut self, info: &StartInfo) -> Result<()> {
         let logger = crate::wandb::Logger::start(
