@@ -63,8 +63,9 @@ pub(crate) fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Registry::builtin)
 }
 
-const BUILTIN_MODELS: &[&str] = &["mlp", "two_layer_cnn", "cnn", "conv_autoencoder"];
-const BUILTIN_DATA: &[&str] = &[
+/// The models and datasets ezflt itself brings (their settings: `conf/model`, `conf/data`).
+pub(crate) const BUILTIN_MODELS: &[&str] = &["mlp", "two_layer_cnn", "cnn", "conv_autoencoder"];
+pub(crate) const BUILTIN_DATA: &[&str] = &[
     "gaussian_mixture",
     "xor",
     "signal_noise",

@@ -95,18 +95,7 @@ pub fn read(root: &Cfg) -> Result<RunSpec> {
 
 /// A built-in dataset's settings.
 pub(crate) fn data_spec(c: &Cfg) -> Result<DataSpec> {
-    const NAMES: &[&str] = &[
-        "gaussian_mixture",
-        "xor",
-        "signal_noise",
-        "sparse_coding",
-        "orthonormal_patches",
-        "modular_addition",
-        "digits",
-        "mnist",
-        "numpy",
-    ];
-    let name = c.choice("name", "gaussian_mixture", NAMES)?;
+    let name = c.choice("name", "gaussian_mixture", crate::app::BUILTIN_DATA)?;
     let path = |key: &str| -> Result<String> {
         c.opt_path(key)?.ok_or_else(|| {
             c.err(key, "is required: the path of the data file or folder. Try e.g. `data.path=/data/mnist`")
@@ -189,11 +178,7 @@ fn activation(c: &Cfg, default: &str) -> Result<Activation> {
 
 /// A built-in model's settings.
 pub(crate) fn model_spec(c: &Cfg) -> Result<ModelSpec> {
-    let name = c.choice(
-        "name",
-        "mlp",
-        &["mlp", "two_layer_cnn", "cnn", "conv_autoencoder"],
-    )?;
+    let name = c.choice("name", "mlp", crate::app::BUILTIN_MODELS)?;
     Ok(match name.as_str() {
         "mlp" => ModelSpec::Mlp {
             widths: c.sizes("widths", &[64])?,
