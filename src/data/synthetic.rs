@@ -84,7 +84,7 @@ pub fn check(spec: &DataSpec) -> Result<()> {
 
 pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
     check(spec)?;
-    let mut rng = data_rng(seed);
+    let rng = data_rng(seed);
     match *spec {
         DataSpec::GaussianMixture {
             dim,
@@ -92,80 +92,13 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             n_train,
             n_test,
             noise,
-        } => {
-            let means: Vec<Vec<f32>> = (0..classes).map(|_| gaussian(&mut rng, dim, 1.0)).collect();
-            let mut draw = |n: usize| {
-                let mut x = Vec::with_capacity(n * dim);
-                let mut y = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let c = rng.random_range(0..classes);
-                    x.extend(means[c].iter().map(|m| m + normal(&mut rng) * noise as f32));
-                    y.push(c as i64);
-                }
-                Split::new(x, y, n)
-            };
-            let (train, test) = (draw(n_train), draw(n_test));
-            let feats = means.iter().flat_map(|m| unit(m.clone())).collect();
-            Ok(Dataset {
-                name: "gaussian_mixture".into(),
-                sample_shape: vec![dim],
-                task: Task::Classify { classes },
-                train,
-                test,
-                extra: vec![],
-                features: vec![GroundTruth {
-                    name: "means".into(),
-                    rows: classes,
-                    dim,
-                    values: feats,
-                }],
-            })
-        }
+        } => gaussian_mixture(rng, dim, classes, n_train, n_test, noise),
         DataSpec::Xor {
             dim,
             n_train,
             n_test,
             noise,
-        } => {
-            let mut draw = |n: usize| {
-                let mut x = Vec::with_capacity(n * dim);
-                let mut y = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let (s1, s2) = (
-                        if rng.random::<bool>() { 1.0 } else { -1.0 },
-                        if rng.random::<bool>() { 1.0 } else { -1.0 },
-                    );
-                    for j in 0..dim {
-                        let c = match j {
-                            0 => s1,
-                            1 => s2,
-                            _ => 0.0,
-                        };
-                        x.push(c + normal(&mut rng) * noise as f32);
-                    }
-                    y.push(labels_to_class(s1 * s2));
-                }
-                Split::new(x, y, n)
-            };
-            let (train, test) = (draw(n_train), draw(n_test));
-            let mut e = vec![0.0; 2 * dim];
-            e[0] = 1.0;
-            e[dim + 1] = 1.0;
-            Ok(Dataset {
-                name: "xor".into(),
-                sample_shape: vec![dim],
-                task: Task::Binary,
-                train,
-                test,
-                extra: vec![],
-                features: vec![GroundTruth {
-                    name: "axes".into(),
-                    rows: 2,
-                    dim,
-                    values: e,
-                }],
-            })
-        }
+        } => xor(rng, dim, n_train, n_test, noise),
         DataSpec::SignalNoise {
             patches,
             dim,
@@ -174,60 +107,7 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             snr,
             sigma_p,
             flip,
-        } => {
-            // mu = SNR * sigma_p * sqrt(d) * e_1; noise has its e_1 component removed.
-            let mu_norm = (snr * sigma_p * (dim as f64).sqrt()) as f32;
-            let mut noise_rows = Vec::with_capacity(n_train * dim);
-            let mut draw = |n: usize, keep: &mut Option<&mut Vec<f32>>| {
-                let mut x = Vec::with_capacity(n * patches * dim);
-                let mut y = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let yi: f32 = if rng.random::<bool>() { 1.0 } else { -1.0 };
-                    let mut signal = vec![0.0; dim];
-                    signal[0] = yi * mu_norm;
-                    x.extend_from_slice(&signal);
-                    for p in 1..patches {
-                        let mut xi = gaussian(&mut rng, dim, sigma_p);
-                        xi[0] = 0.0;
-                        if p == 1 {
-                            if let Some(k) = keep.as_mut() {
-                                k.extend(unit(xi.clone()));
-                            }
-                        }
-                        x.extend_from_slice(&xi);
-                    }
-                    let observed = if rng.random::<f64>() < flip { -yi } else { yi };
-                    y.push(labels_to_class(observed));
-                }
-                Split::new(x, y, n)
-            };
-            let train = draw(n_train, &mut Some(&mut noise_rows));
-            let test = draw(n_test, &mut None);
-            let mut signal = vec![0.0; dim];
-            signal[0] = 1.0;
-            Ok(Dataset {
-                name: "signal_noise".into(),
-                sample_shape: vec![patches, dim],
-                task: Task::Binary,
-                train,
-                test,
-                extra: vec![],
-                features: vec![
-                    GroundTruth {
-                        name: "signal".into(),
-                        rows: 1,
-                        dim,
-                        values: signal,
-                    },
-                    GroundTruth {
-                        name: "noise".into(),
-                        rows: n_train,
-                        dim,
-                        values: noise_rows,
-                    },
-                ],
-            })
-        }
+        } => signal_noise(rng, patches, dim, n_train, n_test, snr, sigma_p, flip),
         DataSpec::SparseCoding {
             dim,
             atoms,
@@ -235,199 +115,366 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             sigma,
             n_train,
             n_test,
-        } => {
-            // Atom j is row j (length dim): orthonormal when atoms == dim, else random unit rows.
-            let m: Vec<f32> = if atoms <= dim {
-                orthonormal_rows(&mut rng, atoms, dim)
-            } else {
-                (0..atoms)
-                    .flat_map(|_| unit(gaussian(&mut rng, dim, 1.0)))
-                    .collect()
-            };
-            let w_star: Vec<f32> = (0..atoms)
-                .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
-                .collect();
-            let idx: Vec<usize> = (0..atoms).collect();
-            let mut draw = |n: usize| {
-                let mut x = Vec::with_capacity(n * dim);
-                let mut y = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let support: Vec<usize> = idx.sample(&mut rng, k).copied().collect();
-                    let mut xi = gaussian(&mut rng, dim, sigma);
-                    let mut score = 0.0;
-                    for &j in &support {
-                        let z = if rng.random::<bool>() { 1.0 } else { -1.0 };
-                        score += z * w_star[j];
-                        let atom = &m[j * dim..(j + 1) * dim];
-                        xi.iter_mut().zip(atom).for_each(|(a, b)| *a += z * b);
-                    }
-                    x.extend_from_slice(&xi);
-                    y.push(labels_to_class(if score == 0.0 { 1.0 } else { score }));
-                }
-                Split::new(x, y, n)
-            };
-            let (train, test) = (draw(n_train), draw(n_test));
-            let mut dense = vec![0.0f32; dim];
-            for (j, w) in w_star.iter().enumerate() {
-                dense
-                    .iter_mut()
-                    .zip(&m[j * dim..(j + 1) * dim])
-                    .for_each(|(a, b)| *a += w * b);
-            }
-            Ok(Dataset {
-                name: "sparse_coding".into(),
-                sample_shape: vec![dim],
-                task: Task::Binary,
-                train,
-                test,
-                extra: vec![],
-                features: vec![
-                    GroundTruth {
-                        name: "atoms".into(),
-                        rows: atoms,
-                        dim,
-                        values: m,
-                    },
-                    GroundTruth {
-                        name: "dense".into(),
-                        rows: 1,
-                        dim,
-                        values: unit(dense),
-                    },
-                ],
-            })
-        }
+        } => sparse_coding(rng, dim, atoms, k, sigma, n_train, n_test),
         DataSpec::OrthonormalPatches {
             patches,
             n_train,
             n_test,
             noise,
-        } => {
-            // Ratios of the CAE paper: d = 1.2 P, half the patches normal, 10% replaced.
-            let d = (1.2 * patches as f64).floor() as usize;
-            let nnf = patches / 2;
-            let nrp = (0.1 * patches as f64).ceil() as usize;
-            let f = orthonormal_rows(&mut rng, d, d);
-            let beta: Vec<f64> = (0..d)
-                .map(|j| if j < nnf { 0.0 } else { rng.random::<f64>() })
-                .collect();
-            let total: f64 = beta.iter().sum();
-            let aux = |rng: &mut StdRng| {
-                let mut u = rng.random::<f64>() * total;
-                for (j, b) in beta.iter().enumerate() {
-                    if u < *b {
-                        return j;
-                    }
-                    u -= b;
-                }
-                d - 1
-            };
-            let row = |j: usize| &f[j * d..(j + 1) * d];
-            // kind 0 = normal, 1 = semantic anomaly, 2 = non-semantic anomaly.
-            let mut draw = |n: usize, kind: u8| {
-                let mut x = Vec::with_capacity(n * patches * d);
-                for _ in 0..n {
-                    for p in 0..patches {
-                        let replaced = p < nrp && kind != 0;
-                        let base: Vec<f32> = if replaced && kind == 2 {
-                            gaussian(&mut rng, d, 1.0)
-                        } else if replaced || p >= nnf {
-                            let j = aux(&mut rng);
-                            row(j).to_vec()
-                        } else {
-                            row(p).to_vec()
-                        };
-                        x.extend(base.iter().map(|v| v + normal(&mut rng) * noise as f32));
-                    }
-                }
-                Split::new(x, vec![i64::from(kind != 0); n], n)
-            };
-            let train = draw(n_train, 0);
-            let test = draw(n_test, 0);
-            let semantic = draw(n_test, 1);
-            let non_semantic = draw(n_test, 2);
-            Ok(Dataset {
-                name: "orthonormal_patches".into(),
-                sample_shape: vec![patches, d],
-                task: Task::Reconstruct,
-                train,
-                test,
-                extra: vec![
-                    ("semantic".into(), semantic),
-                    ("non_semantic".into(), non_semantic),
-                ],
-                features: vec![
-                    GroundTruth {
-                        name: "features".into(),
-                        rows: d,
-                        dim: d,
-                        values: f.clone(),
-                    },
-                    GroundTruth {
-                        name: "normal".into(),
-                        rows: nnf,
-                        dim: d,
-                        values: f[..nnf * d].to_vec(),
-                    },
-                ],
-            })
-        }
-        DataSpec::ModularAddition { p, frac_train } => {
-            let mut pairs: Vec<(usize, usize)> =
-                (0..p).flat_map(|a| (0..p).map(move |b| (a, b))).collect();
-            pairs.shuffle(&mut rng);
-            let n_train = ((frac_train * (p * p) as f64).floor() as usize).clamp(1, p * p - 1);
-            let encode = |set: &[(usize, usize)]| {
-                let mut x = vec![0.0f32; set.len() * p];
-                for (i, &(a, b)) in set.iter().enumerate() {
-                    x[i * p + a] += 1.0;
-                    x[i * p + b] += 1.0;
-                }
-                let y = set.iter().map(|&(a, b)| ((a + b) % p) as i64).collect();
-                Split::new(x, y, set.len())
-            };
-            let (tr, te) = pairs.split_at(n_train);
-            let in_train: std::collections::HashSet<(usize, usize)> = tr.iter().copied().collect();
-            let true_test: Vec<(usize, usize)> = te
-                .iter()
-                .copied()
-                .filter(|&(a, b)| !in_train.contains(&(b, a)))
-                .collect();
-            // Real Fourier basis of Z_p: constant, then cos/sin pairs, each unit norm.
-            let mut basis = Vec::with_capacity(p * p);
-            basis.extend(std::iter::repeat_n(1.0 / (p as f32).sqrt(), p));
-            for k in 1..=(p - 1) / 2 {
-                for trig in [f64::cos, f64::sin] {
-                    let r: Vec<f32> = (0..p)
-                        .map(|x| {
-                            trig(2.0 * std::f64::consts::PI * (k * x) as f64 / p as f64) as f32
-                        })
-                        .collect();
-                    basis.extend(unit(r));
-                }
-            }
-            let rows = basis.len() / p;
-            let mut extra = vec![];
-            if !true_test.is_empty() {
-                extra.push(("true_test".to_string(), encode(&true_test)));
-            }
-            Ok(Dataset {
-                name: "modular_addition".into(),
-                sample_shape: vec![p],
-                task: Task::Classify { classes: p },
-                train: encode(tr),
-                test: encode(te),
-                extra,
-                features: vec![GroundTruth {
-                    name: "fourier".into(),
-                    rows,
-                    dim: p,
-                    values: basis,
-                }],
-            })
-        }
+        } => orthonormal_patches(rng, patches, n_train, n_test, noise),
+        DataSpec::ModularAddition { p, frac_train } => modular_addition(rng, p, frac_train),
         _ => bail!("not a synthetic data source"),
     }
+}
+
+/// `classes` Gaussian clusters around random means (the ground truth).
+fn gaussian_mixture(
+    mut rng: StdRng,
+    dim: usize,
+    classes: usize,
+    n_train: usize,
+    n_test: usize,
+    noise: f64,
+) -> Result<Dataset> {
+    let means: Vec<Vec<f32>> = (0..classes).map(|_| gaussian(&mut rng, dim, 1.0)).collect();
+    let mut draw = |n: usize| {
+        let mut x = Vec::with_capacity(n * dim);
+        let mut y = Vec::with_capacity(n);
+        for _ in 0..n {
+            let c = rng.random_range(0..classes);
+            x.extend(means[c].iter().map(|m| m + normal(&mut rng) * noise as f32));
+            y.push(c as i64);
+        }
+        Split::new(x, y, n)
+    };
+    let (train, test) = (draw(n_train), draw(n_test));
+    let feats = means.iter().flat_map(|m| unit(m.clone())).collect();
+    Ok(Dataset {
+        name: "gaussian_mixture".into(),
+        sample_shape: vec![dim],
+        task: Task::Classify { classes },
+        train,
+        test,
+        extra: vec![],
+        features: vec![GroundTruth {
+            name: "means".into(),
+            rows: classes,
+            dim,
+            values: feats,
+        }],
+    })
+}
+
+/// Four clusters at (+-1, +-1, 0, ...) labelled by the sign of x1 x2.
+fn xor(mut rng: StdRng, dim: usize, n_train: usize, n_test: usize, noise: f64) -> Result<Dataset> {
+    let mut draw = |n: usize| {
+        let mut x = Vec::with_capacity(n * dim);
+        let mut y = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (s1, s2) = (
+                if rng.random::<bool>() { 1.0 } else { -1.0 },
+                if rng.random::<bool>() { 1.0 } else { -1.0 },
+            );
+            for j in 0..dim {
+                let c = match j {
+                    0 => s1,
+                    1 => s2,
+                    _ => 0.0,
+                };
+                x.push(c + normal(&mut rng) * noise as f32);
+            }
+            y.push(labels_to_class(s1 * s2));
+        }
+        Split::new(x, y, n)
+    };
+    let (train, test) = (draw(n_train), draw(n_test));
+    let mut e = vec![0.0; 2 * dim];
+    e[0] = 1.0;
+    e[dim + 1] = 1.0;
+    Ok(Dataset {
+        name: "xor".into(),
+        sample_shape: vec![dim],
+        task: Task::Binary,
+        train,
+        test,
+        extra: vec![],
+        features: vec![GroundTruth {
+            name: "axes".into(),
+            rows: 2,
+            dim,
+            values: e,
+        }],
+    })
+}
+
+/// Patches [y mu, xi, ...]: the signal mu (ground truth) and Gaussian noise orthogonal to it
+/// (the benign-overfitting papers); the first noise patches of the training set are kept too.
+#[allow(clippy::too_many_arguments)]
+fn signal_noise(
+    mut rng: StdRng,
+    patches: usize,
+    dim: usize,
+    n_train: usize,
+    n_test: usize,
+    snr: f64,
+    sigma_p: f64,
+    flip: f64,
+) -> Result<Dataset> {
+    // mu = SNR * sigma_p * sqrt(d) * e_1; noise has its e_1 component removed.
+    let mu_norm = (snr * sigma_p * (dim as f64).sqrt()) as f32;
+    let mut noise_rows = Vec::with_capacity(n_train * dim);
+    let mut draw = |n: usize, keep: &mut Option<&mut Vec<f32>>| {
+        let mut x = Vec::with_capacity(n * patches * dim);
+        let mut y = Vec::with_capacity(n);
+        for _ in 0..n {
+            let yi: f32 = if rng.random::<bool>() { 1.0 } else { -1.0 };
+            let mut signal = vec![0.0; dim];
+            signal[0] = yi * mu_norm;
+            x.extend_from_slice(&signal);
+            for p in 1..patches {
+                let mut xi = gaussian(&mut rng, dim, sigma_p);
+                xi[0] = 0.0;
+                if p == 1 {
+                    if let Some(k) = keep.as_mut() {
+                        k.extend(unit(xi.clone()));
+                    }
+                }
+                x.extend_from_slice(&xi);
+            }
+            let observed = if rng.random::<f64>() < flip { -yi } else { yi };
+            y.push(labels_to_class(observed));
+        }
+        Split::new(x, y, n)
+    };
+    let train = draw(n_train, &mut Some(&mut noise_rows));
+    let test = draw(n_test, &mut None);
+    let mut signal = vec![0.0; dim];
+    signal[0] = 1.0;
+    Ok(Dataset {
+        name: "signal_noise".into(),
+        sample_shape: vec![patches, dim],
+        task: Task::Binary,
+        train,
+        test,
+        extra: vec![],
+        features: vec![
+            GroundTruth {
+                name: "signal".into(),
+                rows: 1,
+                dim,
+                values: signal,
+            },
+            GroundTruth {
+                name: "noise".into(),
+                rows: n_train,
+                dim,
+                values: noise_rows,
+            },
+        ],
+    })
+}
+
+/// Sparse combinations of `k` of `atoms` dictionary atoms (the ground truth).
+fn sparse_coding(
+    mut rng: StdRng,
+    dim: usize,
+    atoms: usize,
+    k: usize,
+    sigma: f64,
+    n_train: usize,
+    n_test: usize,
+) -> Result<Dataset> {
+    // Atom j is row j (length dim): orthonormal when atoms == dim, else random unit rows.
+    let m: Vec<f32> = if atoms <= dim {
+        orthonormal_rows(&mut rng, atoms, dim)
+    } else {
+        (0..atoms)
+            .flat_map(|_| unit(gaussian(&mut rng, dim, 1.0)))
+            .collect()
+    };
+    let w_star: Vec<f32> = (0..atoms)
+        .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+        .collect();
+    let idx: Vec<usize> = (0..atoms).collect();
+    let mut draw = |n: usize| {
+        let mut x = Vec::with_capacity(n * dim);
+        let mut y = Vec::with_capacity(n);
+        for _ in 0..n {
+            let support: Vec<usize> = idx.sample(&mut rng, k).copied().collect();
+            let mut xi = gaussian(&mut rng, dim, sigma);
+            let mut score = 0.0;
+            for &j in &support {
+                let z = if rng.random::<bool>() { 1.0 } else { -1.0 };
+                score += z * w_star[j];
+                let atom = &m[j * dim..(j + 1) * dim];
+                xi.iter_mut().zip(atom).for_each(|(a, b)| *a += z * b);
+            }
+            x.extend_from_slice(&xi);
+            y.push(labels_to_class(if score == 0.0 { 1.0 } else { score }));
+        }
+        Split::new(x, y, n)
+    };
+    let (train, test) = (draw(n_train), draw(n_test));
+    let mut dense = vec![0.0f32; dim];
+    for (j, w) in w_star.iter().enumerate() {
+        dense
+            .iter_mut()
+            .zip(&m[j * dim..(j + 1) * dim])
+            .for_each(|(a, b)| *a += w * b);
+    }
+    Ok(Dataset {
+        name: "sparse_coding".into(),
+        sample_shape: vec![dim],
+        task: Task::Binary,
+        train,
+        test,
+        extra: vec![],
+        features: vec![
+            GroundTruth {
+                name: "atoms".into(),
+                rows: atoms,
+                dim,
+                values: m,
+            },
+            GroundTruth {
+                name: "dense".into(),
+                rows: 1,
+                dim,
+                values: unit(dense),
+            },
+        ],
+    })
+}
+
+/// Patches of an orthonormal dictionary, with anomaly splits (the convolutional-autoencoder paper).
+fn orthonormal_patches(
+    mut rng: StdRng,
+    patches: usize,
+    n_train: usize,
+    n_test: usize,
+    noise: f64,
+) -> Result<Dataset> {
+    // Ratios of the CAE paper: d = 1.2 P, half the patches normal, 10% replaced.
+    let d = (1.2 * patches as f64).floor() as usize;
+    let nnf = patches / 2;
+    let nrp = (0.1 * patches as f64).ceil() as usize;
+    let f = orthonormal_rows(&mut rng, d, d);
+    let beta: Vec<f64> = (0..d)
+        .map(|j| if j < nnf { 0.0 } else { rng.random::<f64>() })
+        .collect();
+    let total: f64 = beta.iter().sum();
+    let aux = |rng: &mut StdRng| {
+        let mut u = rng.random::<f64>() * total;
+        for (j, b) in beta.iter().enumerate() {
+            if u < *b {
+                return j;
+            }
+            u -= b;
+        }
+        d - 1
+    };
+    let row = |j: usize| &f[j * d..(j + 1) * d];
+    // kind 0 = normal, 1 = semantic anomaly, 2 = non-semantic anomaly.
+    let mut draw = |n: usize, kind: u8| {
+        let mut x = Vec::with_capacity(n * patches * d);
+        for _ in 0..n {
+            for p in 0..patches {
+                let replaced = p < nrp && kind != 0;
+                let base: Vec<f32> = if replaced && kind == 2 {
+                    gaussian(&mut rng, d, 1.0)
+                } else if replaced || p >= nnf {
+                    let j = aux(&mut rng);
+                    row(j).to_vec()
+                } else {
+                    row(p).to_vec()
+                };
+                x.extend(base.iter().map(|v| v + normal(&mut rng) * noise as f32));
+            }
+        }
+        Split::new(x, vec![i64::from(kind != 0); n], n)
+    };
+    let train = draw(n_train, 0);
+    let test = draw(n_test, 0);
+    let semantic = draw(n_test, 1);
+    let non_semantic = draw(n_test, 2);
+    Ok(Dataset {
+        name: "orthonormal_patches".into(),
+        sample_shape: vec![patches, d],
+        task: Task::Reconstruct,
+        train,
+        test,
+        extra: vec![
+            ("semantic".into(), semantic),
+            ("non_semantic".into(), non_semantic),
+        ],
+        features: vec![
+            GroundTruth {
+                name: "features".into(),
+                rows: d,
+                dim: d,
+                values: f.clone(),
+            },
+            GroundTruth {
+                name: "normal".into(),
+                rows: nnf,
+                dim: d,
+                values: f[..nnf * d].to_vec(),
+            },
+        ],
+    })
+}
+
+/// Inputs e_a + e_b labelled (a + b) mod p, the Fourier basis of Z_p as ground truth (grokking).
+fn modular_addition(mut rng: StdRng, p: usize, frac_train: f64) -> Result<Dataset> {
+    let mut pairs: Vec<(usize, usize)> = (0..p).flat_map(|a| (0..p).map(move |b| (a, b))).collect();
+    pairs.shuffle(&mut rng);
+    let n_train = ((frac_train * (p * p) as f64).floor() as usize).clamp(1, p * p - 1);
+    let encode = |set: &[(usize, usize)]| {
+        let mut x = vec![0.0f32; set.len() * p];
+        for (i, &(a, b)) in set.iter().enumerate() {
+            x[i * p + a] += 1.0;
+            x[i * p + b] += 1.0;
+        }
+        let y = set.iter().map(|&(a, b)| ((a + b) % p) as i64).collect();
+        Split::new(x, y, set.len())
+    };
+    let (tr, te) = pairs.split_at(n_train);
+    let in_train: std::collections::HashSet<(usize, usize)> = tr.iter().copied().collect();
+    let true_test: Vec<(usize, usize)> = te
+        .iter()
+        .copied()
+        .filter(|&(a, b)| !in_train.contains(&(b, a)))
+        .collect();
+    // Real Fourier basis of Z_p: constant, then cos/sin pairs, each unit norm.
+    let mut basis = Vec::with_capacity(p * p);
+    basis.extend(std::iter::repeat_n(1.0 / (p as f32).sqrt(), p));
+    for k in 1..=(p - 1) / 2 {
+        for trig in [f64::cos, f64::sin] {
+            let r: Vec<f32> = (0..p)
+                .map(|x| trig(2.0 * std::f64::consts::PI * (k * x) as f64 / p as f64) as f32)
+                .collect();
+            basis.extend(unit(r));
+        }
+    }
+    let rows = basis.len() / p;
+    let mut extra = vec![];
+    if !true_test.is_empty() {
+        extra.push(("true_test".to_string(), encode(&true_test)));
+    }
+    Ok(Dataset {
+        name: "modular_addition".into(),
+        sample_shape: vec![p],
+        task: Task::Classify { classes: p },
+        train: encode(tr),
+        test: encode(te),
+        extra,
+        features: vec![GroundTruth {
+            name: "fourier".into(),
+            rows,
+            dim: p,
+            values: basis,
+        }],
+    })
 }
 
 #[cfg(test)]
