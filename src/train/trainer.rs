@@ -260,6 +260,19 @@ pub struct ResumePoint {
     pub step: usize,
 }
 
+impl ResumePoint {
+    /// The checkpoint's weights into `model` and its optimizer state into `opt`.
+    fn load<M: Net>(&self, model: M, opt: ModuleOptimizer) -> Result<(M, ModuleOptimizer)> {
+        let model = model.try_load_file(&self.model).map_err(|e| {
+            anyhow::anyhow!("loading checkpoint weights {}: {e:?}", self.model.display())
+        })?;
+        let opt = opt.load(&self.optim).map_err(|e| {
+            anyhow::anyhow!("loading optimizer state {}: {e:?}", self.optim.display())
+        })?;
+        Ok((model, opt))
+    }
+}
+
 pub struct Trainer<'a> {
     pub spec: &'a TrainSpec,
     pub data: &'a Dataset,
@@ -380,6 +393,41 @@ impl<'a> Trainer<'a> {
         (loss_sum / n, correct / n)
     }
 
+    /// Every evaluation metric, in `eval_names` order: the test split (and robust accuracy),
+    /// then each extra split (with AUROC against the test split's scores for anomalies).
+    fn evaluate_all<M: Net>(
+        &self,
+        model: &M,
+        test: &OnDevice,
+        extra: &[(String, OnDevice)],
+    ) -> Vec<(String, f64)> {
+        let mut eval = vec![];
+        let (tl, ta, normal_scores) = self.evaluate(model, test);
+        if test.n > 0 {
+            eval.push(("test_loss".to_string(), tl));
+        }
+        if let Some(a) = ta.filter(|_| test.n > 0) {
+            eval.push(("test_acc".into(), a));
+            if self.spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
+                let (rl, ra) = self.robust_eval(model, test);
+                eval.push(("robust_acc".into(), ra));
+                eval.push(("robust_loss".into(), rl));
+            }
+        }
+        for (name, d) in extra {
+            let (l, a, scores) = self.evaluate(model, d);
+            eval.push((format!("{name}_loss"), l));
+            if let Some(a) = a {
+                eval.push((format!("{name}_acc"), a));
+            }
+            if !scores.is_empty() && !normal_scores.is_empty() {
+                // Anomaly detection: higher reconstruction error = more anomalous.
+                eval.push((format!("{name}_auroc"), auroc(&normal_scores, &scores)));
+            }
+        }
+        eval
+    }
+
     pub fn run<M: Net>(self, model: M) -> Result<Outcome> {
         self.fit(model).map(|(o, _)| o)
     }
@@ -402,12 +450,7 @@ impl<'a> Trainer<'a> {
         let mut opt = optim::build(&spec.optim);
         let (mut epoch, mut step, mut skip) = (0, 0, 0);
         if let Some(r) = self.resume.take() {
-            model = model.try_load_file(&r.model).map_err(|e| {
-                anyhow::anyhow!("loading checkpoint weights {}: {e:?}", r.model.display())
-            })?;
-            opt = opt.load(&r.optim).map_err(|e| {
-                anyhow::anyhow!("loading optimizer state {}: {e:?}", r.optim.display())
-            })?;
+            (model, opt) = r.load(model, opt)?;
             (epoch, step, skip) = (r.epoch, r.step, r.batch);
         }
 
@@ -551,29 +594,7 @@ impl<'a> Trainer<'a> {
             }
             let mut eval = vec![];
             if last || epoch.is_multiple_of(spec.eval_every.max(1)) {
-                let (tl, ta, normal_scores) = self.evaluate(&model, &test);
-                if test.n > 0 {
-                    eval.push(("test_loss".to_string(), tl));
-                }
-                if let Some(a) = ta.filter(|_| test.n > 0) {
-                    eval.push(("test_acc".into(), a));
-                    if spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
-                        let (rl, ra) = self.robust_eval(&model, &test);
-                        eval.push(("robust_acc".into(), ra));
-                        eval.push(("robust_loss".into(), rl));
-                    }
-                }
-                for (name, d) in &extra {
-                    let (l, a, scores) = self.evaluate(&model, d);
-                    eval.push((format!("{name}_loss"), l));
-                    if let Some(a) = a {
-                        eval.push((format!("{name}_acc"), a));
-                    }
-                    if !scores.is_empty() && !normal_scores.is_empty() {
-                        // Anomaly detection: higher reconstruction error = more anomalous.
-                        eval.push((format!("{name}_auroc"), auroc(&normal_scores, &scores)));
-                    }
-                }
+                eval = self.evaluate_all(&model, &test, &extra);
                 last_eval = eval.clone();
             }
             let e = EpochInfo {
