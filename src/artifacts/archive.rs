@@ -35,16 +35,7 @@ impl Archive {
             );
         }
         let mut inner = npz::Archive::open(&path)?;
-        let meta: serde_json::Value = serde_json::from_str(&inner.read_string("metadata")?)
-            .map_err(|e| anyhow!("{}: its metadata is not JSON: {e}", path.display()))?;
-        let layers = meta["layers"]
-            .as_array()
-            .map(|l| {
-                l.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let layers = inner.tracked();
         let steps = inner.read_i64("step")?;
         let epochs = inner.read_i64("epoch")?;
         let batches = inner.read_i64("batch")?;
@@ -119,11 +110,8 @@ impl Archive {
     }
 
     fn steps_per_epoch(&mut self) -> i64 {
-        self.inner
-            .read_string("metadata")
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|m| m["steps_per_epoch"].as_i64())
+        self.inner.metadata()["steps_per_epoch"]
+            .as_i64()
             .unwrap_or(1)
             .max(1)
     }

@@ -226,6 +226,26 @@ impl Archive {
         Ok(f.shape().iter().map(|&s| s as usize).collect())
     }
 
+    /// The feature archive's `metadata` JSON (null when absent or unreadable: a salvaged file).
+    pub fn metadata(&mut self) -> serde_json::Value {
+        self.read_string("metadata")
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// The tracked parameters its metadata lists, in module order.
+    pub fn tracked(&mut self) -> Vec<String> {
+        self.metadata()["layers"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A 0-d unicode array (the metadata JSON).
     pub fn read_string(&mut self, name: &str) -> Result<String> {
         let raw = self.raw_data(name)?;

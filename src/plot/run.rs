@@ -7,7 +7,6 @@ use super::{as_matrix, note_subsampled, subsample, PlotSpec, MAX_LINES, MAX_TIME
 use crate::artifacts::npz::Archive;
 use crate::track::spill;
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
@@ -48,19 +47,8 @@ pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
         return Ok(files);
     };
     let names = ar.names();
-    let meta: Value = ar
-        .read_string("metadata")
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let tracked: Vec<String> = meta["layers"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let meta = ar.metadata();
+    let tracked = ar.tracked();
     let tensor = match &spec.tensor {
         Some(t) if names.contains(t) && tracked.contains(t) => t.clone(),
         Some(t) => bail!(
