@@ -24,8 +24,9 @@ pub(crate) trait PreparedModel: Send + Sync {
     fn name(&self) -> &str;
     /// Parameter names and shapes for data of this shape; errors when the model does not fit it.
     fn shapes(&self, io: &ModelIo) -> Result<Vec<(String, Vec<usize>)>>;
-    /// Values one sample produces across the layers, for the memory estimate.
-    fn activations_per_sample(&self, io: &ModelIo) -> u128;
+    /// Values one sample produces across the layers, for the memory estimate; `params` are
+    /// what `shapes` returned (a registered model is not built again to know them).
+    fn activations_per_sample(&self, io: &ModelIo, params: &[(String, Vec<usize>)]) -> u128;
     /// Builds the model on `device` (already seeded) and trains it with `job`.
     fn train(&self, io: &ModelIo, device: &Device, job: Job<'_>) -> Result<Outcome>;
 }
@@ -133,7 +134,7 @@ impl PreparedModel for ModelSpec {
     fn shapes(&self, io: &ModelIo) -> Result<Vec<(String, Vec<usize>)>> {
         crate::model::param_shapes(self, io)
     }
-    fn activations_per_sample(&self, io: &ModelIo) -> u128 {
+    fn activations_per_sample(&self, io: &ModelIo, _: &[(String, Vec<usize>)]) -> u128 {
         crate::run::preflight::activations_per_sample(self, io)
     }
     fn train(&self, io: &ModelIo, device: &Device, job: Job<'_>) -> Result<Outcome> {
@@ -155,10 +156,7 @@ impl PreparedData for DataSpec {
         Some((shape, task, self.samples()?))
     }
     fn check(&self) -> Result<()> {
-        match self.shape_and_task() {
-            Some(_) => crate::data::synthetic::check(self),
-            None => Ok(()),
-        }
+        crate::data::synthetic::check(self)
     }
     fn load(&self, seed: u64) -> Result<Dataset> {
         crate::data::load(self, seed)
@@ -260,12 +258,13 @@ where
         Ok(crate::model::param_names(&m))
     }
     /// Approximated by the output width of every weight matrix (exact for an MLP).
-    fn activations_per_sample(&self, io: &ModelIo) -> u128 {
+    fn activations_per_sample(&self, io: &ModelIo, params: &[(String, Vec<usize>)]) -> u128 {
         let features: usize = io.sample_shape.iter().product();
-        let widths: usize = self
-            .shapes(io)
-            .map(|s| s.iter().filter(|p| p.1.len() >= 2).map(|p| p.1[0]).sum())
-            .unwrap_or(0);
+        let widths: usize = params
+            .iter()
+            .filter(|p| p.1.len() >= 2)
+            .map(|p| p.1[0])
+            .sum();
         (features + widths) as u128
     }
     fn train(&self, io: &ModelIo, device: &Device, job: Job<'_>) -> Result<Outcome> {
@@ -354,14 +353,17 @@ impl App {
         }
     }
 
-    fn defaults(group: &str, name: &str, yaml: &str) -> (String, String) {
+    /// Serves `yaml` as `<group>/<name>.yaml`, replacing an earlier registration of that name.
+    fn set_defaults(&mut self, group: &str, name: &str, yaml: &str) {
         // The option's own name, so `model.name` reads it as the built-in ones do.
         let text = if yaml.lines().any(|l| l.starts_with("name:")) {
             yaml.to_string()
         } else {
             format!("name: {name}\n{yaml}")
         };
-        (format!("{group}/{name}.yaml"), text)
+        let path = format!("{group}/{name}.yaml");
+        self.registry.configs.retain(|c| c.0 != path);
+        self.registry.configs.push((path, text));
     }
 
     /// Registers `model=<name>`. `defaults` is the YAML of its settings (what
@@ -381,12 +383,7 @@ impl App {
                 build: Arc::new(build),
             }),
         ));
-        self.registry
-            .configs
-            .retain(|c| c.0 != format!("model/{name}.yaml"));
-        self.registry
-            .configs
-            .push(Self::defaults("model", name, defaults));
+        self.set_defaults("model", name, defaults);
         self
     }
 
@@ -404,12 +401,7 @@ impl App {
                 load: Arc::new(load),
             }),
         ));
-        self.registry
-            .configs
-            .retain(|c| c.0 != format!("data/{name}.yaml"));
-        self.registry
-            .configs
-            .push(Self::defaults("data", name, defaults));
+        self.set_defaults("data", name, defaults);
         self
     }
 

@@ -165,7 +165,7 @@ pub fn estimate(
         params: f32s(p * 3),
         optimizer: f32s(p * slots),
         data: f32s(samples as u128 * features * 2) + (samples as u64).saturating_mul(16),
-        activations: f32s(batch * spec.model.activations_per_sample(io) * 4),
+        activations: f32s(batch * spec.model.activations_per_sample(io, params) * 4),
         // A snapshot in flight to the writer, and its gradients.
         tracker: f32s(tracked * 2),
     }
