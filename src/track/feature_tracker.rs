@@ -105,13 +105,8 @@ impl FeatureTracker {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let (spec, truth) = options.into_spec();
-        let facts = RunFacts {
-            config_hash: String::new(),
-            model: String::new(),
-            data: String::new(),
-        };
         Ok(FeatureTracker {
-            inner: Tracker::new(spec, &dir, truth, facts),
+            inner: Tracker::new(spec, &dir, truth, RunFacts::default()),
             dir,
             epoch: 0,
             step: 0,

@@ -28,7 +28,8 @@ pub struct TrackSpec {
     pub max_bytes: u64,
 }
 
-/// Run facts the archive's metadata records.
+/// Run facts the archive's metadata records (empty for a library user's own loop).
+#[derive(Default)]
 pub struct RunFacts {
     pub config_hash: String,
     pub model: String,

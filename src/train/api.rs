@@ -264,16 +264,7 @@ impl FeatureTracking {
         std::fs::create_dir_all(dir)?;
         let (spec, truth) = options.into_spec();
         Ok(FeatureTracking {
-            inner: Tracker::new(
-                spec,
-                dir,
-                truth,
-                RunFacts {
-                    config_hash: String::new(),
-                    model: String::new(),
-                    data: String::new(),
-                },
-            ),
+            inner: Tracker::new(spec, dir, truth, RunFacts::default()),
         })
     }
 }
