@@ -601,3 +601,60 @@ fn ezflt_resume_of_a_run_directory_continues_it_from_its_checkpoint() {
         .code(1)
         .stderr(predicates::str::contains("not an ezflt run directory"));
 }
+
+/// Settings are typed with one source of defaults, ezflt's embedded `conf/`: a user's own
+/// `conf/` may leave keys out (the embedded file of the same option fills them in, as Hydra's
+/// schema does), but a misspelt key or a wrong type is an error naming the file and line.
+#[test]
+fn a_users_own_conf_gets_left_out_keys_from_ezflts_and_misspelt_keys_are_errors() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir_all(conf.join("model")).unwrap();
+    std::fs::create_dir_all(conf.join("data")).unwrap();
+    let write = |p: &str, t: &str| std::fs::write(conf.join(p), t).unwrap();
+    write(
+        "config.yaml",
+        "defaults:\n  - model: mlp\n  - data: xor\n  - _self_\nepochs: 2\n",
+    );
+    write("model/mlp.yaml", "name: mlp\nwidths: [8]\n");
+    write("data/xor.yaml", "name: xor\nn_train: 64\n");
+    ezflt(tmp.path())
+        .args(["train", "hydra.run.dir=run", "+threads=1"])
+        .assert()
+        .success();
+    let s = summary(&tmp.path().join("run"));
+    assert_eq!(s["status"], "completed", "{s}");
+    // lr, batch_size, the optimizer, tracker and plots all came from the embedded conf/.
+    assert!(tmp.path().join("run/features.npz").is_file());
+    assert!(tmp.path().join("run/plots").is_dir());
+
+    write("model/mlp.yaml", "name: mlp\nwidht: [8]\n");
+    let out = ezflt(tmp.path())
+        .args(["train", "hydra.run.dir=bad"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let e = String::from_utf8_lossy(&out);
+    assert!(
+        e.contains("config key 'model.widht'")
+            && e.contains("model/mlp.yaml:2")
+            && e.contains("Did you mean 'widths'?"),
+        "{e}"
+    );
+    write("model/mlp.yaml", "name: mlp\nwidths: [8]\nbias: maybe\n");
+    let out = ezflt(tmp.path())
+        .args(["train", "hydra.run.dir=bad"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let e = String::from_utf8_lossy(&out);
+    assert!(
+        e.contains("config key 'model.bias'") && e.contains("model/mlp.yaml:3"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("bad").exists());
+}

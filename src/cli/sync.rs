@@ -57,8 +57,11 @@ fn settings_for(log: &Path) -> Result<Settings> {
         let cfg = dir.join(".hydra").join("config.yaml");
         if let Ok(text) = std::fs::read_to_string(&cfg) {
             let node = crate::config::yaml::load(&text, &cfg.display().to_string())?;
-            let root = crate::run::settings::Cfg::new(&node, "");
-            if let Some(s) = crate::run::specs::logger_spec(&root.sub("logger")?)? {
+            let logger = node
+                .child("logger")
+                .cloned()
+                .unwrap_or_else(crate::config::Node::map);
+            if let Some(s) = crate::run::specs::logger_spec(&node, &logger)? {
                 return Ok(s);
             }
         }

@@ -65,6 +65,18 @@ fn locate(mut e: Error, path: &str, node: &Node) -> Error {
     e
 }
 
+/// serde's "unknown field `widht`, expected one of `name`, `widths`" gets "Did you mean
+/// 'widths'?" when one of the fields is close.
+fn did_you_mean(mut e: Error, key: &str) -> Error {
+    if let Some((_, list)) = e.msg.split_once("expected one of ") {
+        let fields: Vec<&str> = list.split(", ").map(|f| f.trim_matches('`')).collect();
+        if let Some(s) = crate::config::suggest::did_you_mean(key, fields.iter().copied()) {
+            e.msg = format!("{}. Did you mean '{s}'?", e.msg);
+        }
+    }
+    e
+}
+
 struct De<'a> {
     node: &'a Node,
     path: String,
@@ -165,7 +177,7 @@ impl<'de, 'a, I: Iterator<Item = (&'a String, &'a Node)>> de::MapAccess<'de> for
         // An unknown key is reported at the key, where the user set it.
         let k = seed
             .deserialize(key.as_str().into_deserializer())
-            .map_err(|e| locate(e, &path, node))?;
+            .map_err(|e| locate(did_you_mean(e, key), &path, node))?;
         self.value = Some((path, node));
         Ok(Some(k))
     }
@@ -233,6 +245,11 @@ mod tests {
         let e = err("n: 1\nx: 1\nname: a\nlist: []\nmode: fast\nspeed: 3\n");
         assert!(
             e.contains("'top.speed'") && e.contains("unknown field `speed`"),
+            "{e}"
+        );
+        let e = err("n: 1\nx: 1\nname: a\nlist: []\nmode: fast\nnmae: 3\n");
+        assert!(
+            e.contains("unknown field `nmae`") && e.ends_with("Did you mean 'name'?"),
             "{e}"
         );
         let e = err("n: 1\nx: 1\nname: a\nlist: []\nmode: quick\n");

@@ -5,6 +5,7 @@ mod logging;
 pub mod preflight;
 pub mod settings;
 pub mod specs;
+pub(crate) mod typed;
 
 use crate::artifacts::run::{GroundTruthShape, RunStatus, Summary};
 use crate::backend;

@@ -1,7 +1,6 @@
 //! Everything a run checks before its directory exists, so bad input creates nothing and a
 //! dry run finds what a real run would: settings, data, model/loss fit, tracked layers, memory.
 
-use super::settings::Cfg;
 use super::specs::{self, RunSpec};
 use crate::config::Node;
 use crate::data::Dataset;
@@ -25,7 +24,7 @@ pub struct Checked {
 /// least first: settings, backend, then the data (synthetic: its values, without
 /// generating anything; files: read), then model fit, loss, tracked layers and memory.
 pub fn check(job: &Node) -> Result<Checked> {
-    let spec = specs::read(&Cfg::new(job, ""))?;
+    let spec = specs::read(job)?;
     crate::backend::check(&spec.backend, &spec.device)?;
     let (data, io, samples) = match spec.data.shape_task_samples() {
         Some((sample_shape, task, samples)) => {
@@ -253,7 +252,7 @@ mod tests {
             "t.yaml",
         )
         .unwrap();
-        let spec = specs::read(&Cfg::new(&job, "")).unwrap();
+        let spec = specs::read(&job).unwrap();
         let (shape, task, _) = spec.data.shape_task_samples().unwrap();
         let io = ModelIo {
             sample_shape: shape,

@@ -1,5 +1,6 @@
-//! Typed reads from the resolved job config, with errors that name the key, where it was
-//! set, what was expected and what to try. The only place config values become numbers.
+//! Key-by-key reads of a config node with a default per key, for a registered model's or
+//! dataset's own settings (`ezflt::Config`) and the keys that pick a section's type
+//! (`model.name`); ezflt's own sections are typed structs (`specs`).
 
 use crate::config::{Node, Value};
 use anyhow::Result;
@@ -122,24 +123,6 @@ impl<'a> Cfg<'a> {
         Ok(v)
     }
 
-    /// A number that must be >= 0.
-    pub fn non_negative(&self, key: &str, default: f64) -> Result<f64> {
-        let v = self.f64(key, default)?;
-        if v.is_nan() || v < 0.0 || !v.is_finite() {
-            return Err(self.err(key, &format!("expected a number >= 0, got {v}")));
-        }
-        Ok(v)
-    }
-
-    /// A probability in [0, 1].
-    pub fn fraction(&self, key: &str, default: f64) -> Result<f64> {
-        let v = self.f64(key, default)?;
-        if !(0.0..=1.0).contains(&v) {
-            return Err(self.err(key, &format!("expected a number in [0, 1], got {v}")));
-        }
-        Ok(v)
-    }
-
     pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.raw(key) {
             None => Ok(None),
@@ -187,12 +170,6 @@ impl<'a> Cfg<'a> {
         }
     }
 
-    /// A path setting, with a leading `~` expanded to the home directory as Python's
-    /// loaders (`os.path.expanduser`) do: `data.path=~/data/mnist` reaches the program quoted.
-    pub fn opt_path(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.opt_str(key)?.map(|p| expand_home(&p)))
-    }
-
     pub fn str(&self, key: &str, default: &str) -> Result<String> {
         Ok(self.opt_str(key)?.unwrap_or_else(|| default.to_string()))
     }
@@ -232,33 +209,6 @@ impl<'a> Cfg<'a> {
                 _ => Err(self.bad(key, n, "a list of positive integers", "[64,64]")),
             })
             .collect()
-    }
-
-    /// A list of numbers (`betas: [0.9, 0.999]`).
-    pub fn floats(&self, key: &str, default: &[f64]) -> Result<Vec<f64>> {
-        let Some(n) = self.raw(key) else {
-            return Ok(default.to_vec());
-        };
-        let Value::List(l) = &n.v else {
-            return Err(self.bad(key, n, "a list of numbers", "[0.9,0.999]"));
-        };
-        l.iter()
-            .map(|i| match i.v {
-                Value::Int(v) => Ok(v as f64),
-                Value::Float(v) => Ok(v),
-                _ => Err(self.bad(key, n, "a list of numbers", "[0.9,0.999]")),
-            })
-            .collect()
-    }
-
-    pub fn seed(&self, key: &str, default: u64) -> Result<u64> {
-        match self.raw(key) {
-            None => Ok(default),
-            Some(n) => match n.v {
-                Value::Int(i) if i >= 0 => Ok(i as u64),
-                _ => Err(self.bad(key, n, "a non-negative integer seed", "0")),
-            },
-        }
     }
 }
 

@@ -1,8 +1,18 @@
-//! Reads the resolved job config into the plain specs each layer takes (data, model,
-//! training, backend), so every bad value is reported before any work starts.
+//! Reads the resolved job config into the specs each layer takes (data, model, training,
+//! tracking, plots, W&B), so every bad value is reported before any work starts.
+//!
+//! Each section derives `Deserialize` (`deny_unknown_fields`: a misspelt key is an error, as in
+//! Hydra's struct mode) and has no defaults of its own: the one source of defaults is ezflt's
+//! embedded `conf/`. A key a user's own file leaves out is taken from the embedded file that
+//! defines the same option (`model/mlp.yaml` for `model.name: mlp`).
 
 use super::settings::Cfg;
+use super::typed::{
+    choice, Count, Fraction, Names, Natural, NonNegative, Number, Positive, Seed, Sizes, Text,
+};
 use crate::app::{registry, PreparedData, PreparedModel};
+use crate::config::de::from_node;
+use crate::config::{Node, Value};
 use crate::data::DataSpec;
 use crate::model::{Activation, ModelSpec};
 use crate::track::schedule::Schedule;
@@ -12,6 +22,8 @@ use crate::train::{
     ScheduleKind, ScheduleSpec, TrainSpec,
 };
 use anyhow::Result;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Deserialize;
 
 pub struct RunSpec {
     pub seed: u64,
@@ -37,366 +49,817 @@ pub struct RunSpec {
     pub memory_check: bool,
 }
 
-pub fn read(root: &Cfg) -> Result<RunSpec> {
-    let seed = root.seed("seed", 0)?;
-    let data = root.sub("data")?;
-    let data_seed = data.seed("seed", seed)?;
-    let loss = match root
-        .choice(
-            "loss",
-            "auto",
-            &["auto", "cross_entropy", "logistic", "mse", "hinge"],
-        )?
-        .as_str()
-    {
-        "cross_entropy" => Some(LossKind::CrossEntropy),
-        "logistic" => Some(LossKind::Logistic),
-        "mse" => Some(LossKind::Mse),
-        "hinge" => Some(LossKind::Hinge),
-        _ => None,
+/// `section` (at dotted `path`) with the keys it lacks taken from ezflt's embedded
+/// `conf/<builtin>.yaml`, then deserialized. Interpolations in the embedded file (`lr: ${lr}`)
+/// resolve against `root`.
+fn section<T: DeserializeOwned>(
+    root: &Node,
+    section: &Node,
+    path: &str,
+    builtin: Option<&str>,
+) -> Result<T> {
+    match builtin {
+        Some(file) => from_node(&with_embedded(root, section, path, file)?, path),
+        None => from_node(section, path),
+    }
+}
+
+/// `section` over the embedded `conf/<file>.yaml` (its own values win).
+fn with_embedded(root: &Node, section: &Node, path: &str, file: &str) -> Result<Node> {
+    match embedded(root, file, path)? {
+        Some(mut base) if section.as_map().is_some() => {
+            base.merge_from(section.clone());
+            Ok(base)
+        }
+        _ => Ok(section.clone()),
+    }
+}
+
+/// ezflt's embedded `conf/<file>.yaml` without its defaults list, resolved as if it sat at
+/// `path` in `root`; `None` when there is no such file.
+fn embedded(root: &Node, file: &str, path: &str) -> Result<Option<Node>> {
+    let Some((text, label)) = crate::config::sources::Source::builtin("main").load(file) else {
+        return Ok(None);
     };
+    let mut node = crate::config::yaml::load(&text, &label)?;
+    if let Some(m) = node.as_map_mut() {
+        m.shift_remove("defaults");
+    }
+    let at = crate::config::node::split_path(path);
+    // `???` stays as it is: the section may set it, and a value still missing is reported
+    // where it is read.
+    let resolver = crate::config::interp::Resolver::new(root, chrono::Local::now(), true);
+    Ok(Some(resolver.resolve_node(&node, &at)?))
+}
+
+choice!(Backend { Auto = "auto", Flex = "flex", Tch = "tch" });
+choice!(LossChoice {
+    Auto = "auto",
+    CrossEntropy = "cross_entropy",
+    Logistic = "logistic",
+    Mse = "mse",
+    Hinge = "hinge",
+});
+
+/// `batch_size`: a positive integer or `full`.
+enum Batch {
+    N(usize),
+    Full,
+}
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Batch;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a positive integer or 'full'")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Batch, E> {
+                if v == "full" {
+                    Ok(Batch::Full)
+                } else {
+                    Err(E::custom(format!(
+                        "expected a positive integer or 'full', got string '{v}'. \
+                         Try e.g. `batch_size=64` or `batch_size=full`"
+                    )))
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Batch, E> {
+                match usize::try_from(v) {
+                    Ok(n) if n >= 1 => Ok(Batch::N(n)),
+                    _ => Err(E::custom(format!(
+                        "expected a positive integer or 'full', got {v}"
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Batch, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Batch, E> {
+                if v.fract() == 0.0 && (1.0..1e18).contains(&v) {
+                    Ok(Batch::N(v as usize))
+                } else {
+                    Err(E::custom(format!(
+                        "expected a positive integer or 'full', got {v}"
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The top level of the job config, as far as ezflt reads it. Not `deny_unknown_fields`:
+/// users keep their own keys there (`notes:`, `hydra:`, `experiment` values).
+#[derive(Deserialize)]
+struct Top {
+    seed: Seed,
+    backend: Backend,
+    device: Text,
+    threads: Option<Natural>,
+    /// Checked here; `optimizer.lr` follows it by interpolation.
+    #[serde(rename = "lr")]
+    _lr: Positive,
+    epochs: Count,
+    batch_size: Batch,
+    max_steps: Option<Count>,
+    loss: LossChoice,
+    eval_every: Count,
+    log_every: Count,
+    checkpoint_every: Option<Natural>,
+    checkpoint_every_s: Positive,
+    memory_check: bool,
+}
+
+/// What every dataset section may have besides its own keys.
+#[derive(Deserialize)]
+struct DataSeed {
+    #[serde(default)]
+    seed: Option<Seed>,
+}
+
+pub fn read(root: &Node) -> Result<RunSpec> {
+    // The top level the user's config leaves out comes from ezflt's config.yaml, so that
+    // `${lr}` in an embedded optimizer file resolves even under a user's own primary config.
+    let root = &with_embedded(root, root, "", "config")?;
+    let top: Top = from_node(root, "")?;
+    let seed = top.seed.0;
+    let empty = Node::map();
+    let child = |key: &str| -> Result<&Node> {
+        match root.child(key) {
+            None | Some(Node { v: Value::Null, .. }) => Ok(&empty),
+            Some(n) if n.as_map().is_some() => Ok(n),
+            Some(n) => Err(Cfg::new(root, "").err(
+                key,
+                &format!("expected a mapping (a config group), got {}", n.type_name()),
+            )),
+        }
+    };
+    let data = child("data")?;
+    let data_seed = section::<DataSeed>(root, &seed_only(data), "data", None)?
+        .seed
+        .map_or(seed, |s| s.0);
     #[cfg(not(feature = "wandb"))]
-    no_logger(&root.sub("logger")?)?;
+    no_logger(child("logger")?)?;
     Ok(RunSpec {
         seed,
-        backend: root.choice("backend", "auto", &["auto", "flex", "tch"])?,
-        device: root.str("device", "auto")?,
-        threads: match root.opt_usize("threads")? {
-            Some(0) => None,
-            t => t,
-        },
+        backend: top.backend.as_str().to_string(),
+        device: top.device.0.clone(),
+        threads: top.threads.map(|t| t.0).filter(|&t| t > 0),
         data: {
+            let cfg = Cfg::new(data, "data");
             let names = registry().data_names();
-            let name = data.choice("name", "gaussian_mixture", &names)?;
+            let name = cfg.choice("name", "gaussian_mixture", &names)?;
             registry()
                 .data(&name)
-                .ok_or_else(|| data.err("name", "is not a registered dataset"))?
-                .prepare(&data)?
+                .ok_or_else(|| cfg.err("name", "is not a registered dataset"))?
+                .prepare(&cfg)?
         },
         data_seed,
         model: {
-            let model = root.sub("model")?;
+            let cfg = Cfg::new(child("model")?, "model");
             let names = registry().model_names();
-            let name = model.choice("name", "mlp", &names)?;
+            let name = cfg.choice("name", "mlp", &names)?;
             registry()
                 .model(&name)
-                .ok_or_else(|| model.err("name", "is not a registered model"))?
-                .prepare(&model)?
+                .ok_or_else(|| cfg.err("name", "is not a registered model"))?
+                .prepare(&cfg)?
         },
-        loss,
-        train: train_spec(root, seed)?,
-        track: track_spec(&root.sub("tracker")?)?,
-        plot: plot_spec(&root.sub("plot")?)?,
+        loss: match top.loss {
+            LossChoice::Auto => None,
+            LossChoice::CrossEntropy => Some(LossKind::CrossEntropy),
+            LossChoice::Logistic => Some(LossKind::Logistic),
+            LossChoice::Mse => Some(LossKind::Mse),
+            LossChoice::Hinge => Some(LossKind::Hinge),
+        },
+        train: train_spec(root, &top, &child)?,
+        track: track_spec(root, child("tracker")?)?,
+        plot: plot_spec(root, child("plot")?)?,
         #[cfg(feature = "wandb")]
-        wandb: logger_spec(&root.sub("logger")?)?,
-        memory_check: root.bool("memory_check", true)?,
+        wandb: logger_spec(root, child("logger")?)?,
+        memory_check: top.memory_check,
     })
+}
+
+/// Just the `seed` key of a section (other keys belong to the dataset's own type).
+fn seed_only(data: &Node) -> Node {
+    let mut n = Node::new(Value::Map(Default::default()), data.src.clone());
+    if let (Some(m), Some(s)) = (n.as_map_mut(), data.child("seed")) {
+        m.insert("seed".into(), s.clone());
+    }
+    n
+}
+
+/// A built-in dataset's settings, one struct per `data.name`.
+mod data_settings {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct GaussianMixture {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub dim: Count,
+        pub classes: Count,
+        pub n_train: Count,
+        pub n_test: Count,
+        pub noise: NonNegative,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Xor {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub dim: Count,
+        pub n_train: Count,
+        pub n_test: Count,
+        pub noise: NonNegative,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SignalNoise {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub patches: Count,
+        pub dim: Count,
+        pub n_train: Count,
+        pub n_test: Count,
+        pub snr: NonNegative,
+        pub sigma_p: Positive,
+        pub flip: Fraction,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SparseCoding {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub dim: Count,
+        pub atoms: Count,
+        pub k: Count,
+        pub sigma: NonNegative,
+        pub n_train: Count,
+        pub n_test: Count,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct OrthonormalPatches {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub patches: Count,
+        pub n_train: Count,
+        pub n_test: Count,
+        pub noise: NonNegative,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ModularAddition {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub p: Count,
+        pub frac_train: Fraction,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Digits {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub test_fraction: Fraction,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Mnist {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub path: Text,
+        pub n_train: Option<Natural>,
+        pub n_test: Option<Natural>,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    choice!(NumpyTask {
+        Classify = "classify",
+        Binary = "binary",
+        Reconstruct = "reconstruct",
+    });
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Numpy {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub path: Text,
+        pub x_key: Text,
+        pub y_key: Text,
+        pub test_path: Option<Text>,
+        pub test_fraction: Fraction,
+        pub task: Option<NumpyTask>,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
 }
 
 /// A built-in dataset's settings.
 pub(crate) fn data_spec(c: &Cfg) -> Result<DataSpec> {
+    use data_settings as s;
     let name = c.choice("name", "gaussian_mixture", crate::app::BUILTIN_DATA)?;
-    let path = |key: &str| -> Result<String> {
-        c.opt_path(key)?.ok_or_else(|| {
-            c.err(key, "is required: the path of the data file or folder. Try e.g. `data.path=/data/mnist`")
-        })
-    };
+    let file = format!("data/{name}");
+    fn read<T: DeserializeOwned>(c: &Cfg, file: &str) -> Result<T> {
+        section(c.node(), c.node(), c.path(), Some(file))
+    }
+    let path = |p: Text| crate::run::settings::expand_home(&p.0);
     Ok(match name.as_str() {
-        "gaussian_mixture" => DataSpec::GaussianMixture {
-            dim: c.count("dim", 20)?,
-            classes: c.count("classes", 3)?,
-            n_train: c.count("n_train", 512)?,
-            n_test: c.count("n_test", 512)?,
-            noise: c.non_negative("noise", 1.0)?,
-        },
-        "xor" => DataSpec::Xor {
-            dim: c.count("dim", 2)?,
-            n_train: c.count("n_train", 512)?,
-            n_test: c.count("n_test", 512)?,
-            noise: c.non_negative("noise", 0.3)?,
-        },
-        "signal_noise" => DataSpec::SignalNoise {
-            patches: c.count("patches", 2)?,
-            dim: c.count("dim", 400)?,
-            n_train: c.count("n_train", 40)?,
-            n_test: c.count("n_test", 2000)?,
-            snr: c.non_negative("snr", 0.5)?,
-            sigma_p: c.positive("sigma_p", 1.0)?,
-            flip: c.fraction("flip", 0.0)?,
-        },
-        "sparse_coding" => {
-            let dim = c.count("dim", 64)?;
-            DataSpec::SparseCoding {
-                dim,
-                atoms: c.count("atoms", dim)?,
-                k: c.count("k", 3)?,
-                sigma: c.non_negative("sigma", 0.02)?,
-                n_train: c.count("n_train", 4000)?,
-                n_test: c.count("n_test", 2000)?,
+        "gaussian_mixture" => {
+            let s: s::GaussianMixture = read(c, &file)?;
+            DataSpec::GaussianMixture {
+                dim: s.dim.0,
+                classes: s.classes.0,
+                n_train: s.n_train.0,
+                n_test: s.n_test.0,
+                noise: s.noise.0,
             }
         }
-        "orthonormal_patches" => DataSpec::OrthonormalPatches {
-            patches: c.count("patches", 20)?,
-            n_train: c.count("n_train", 1000)?,
-            n_test: c.count("n_test", 1000)?,
-            noise: c.non_negative("noise", 0.01)?,
-        },
-        "modular_addition" => DataSpec::ModularAddition {
-            p: c.count("p", 31)?,
-            frac_train: c.fraction("frac_train", 0.5)?,
-        },
-        "digits" => DataSpec::Digits {
-            test_fraction: c.fraction("test_fraction", 0.2)?,
-        },
-        "mnist" => DataSpec::Mnist {
-            path: path("path")?,
-            n_train: c.opt_usize("n_train")?,
-            n_test: c.opt_usize("n_test")?,
-        },
-        _ => DataSpec::Numpy {
-            path: path("path")?,
-            x_key: c.str("x_key", "x")?,
-            y_key: c.str("y_key", "y")?,
-            test_path: c.opt_path("test_path")?,
-            test_fraction: c.fraction("test_fraction", 0.2)?,
-            task: match c.opt_str("task")? {
-                None => None,
-                Some(_) => {
-                    Some(c.choice("task", "classify", &["classify", "binary", "reconstruct"])?)
-                }
-            },
-        },
+        "xor" => {
+            let s: s::Xor = read(c, &file)?;
+            DataSpec::Xor {
+                dim: s.dim.0,
+                n_train: s.n_train.0,
+                n_test: s.n_test.0,
+                noise: s.noise.0,
+            }
+        }
+        "signal_noise" => {
+            let s: s::SignalNoise = read(c, &file)?;
+            DataSpec::SignalNoise {
+                patches: s.patches.0,
+                dim: s.dim.0,
+                n_train: s.n_train.0,
+                n_test: s.n_test.0,
+                snr: s.snr.0,
+                sigma_p: s.sigma_p.0,
+                flip: s.flip.0,
+            }
+        }
+        "sparse_coding" => {
+            let s: s::SparseCoding = read(c, &file)?;
+            DataSpec::SparseCoding {
+                dim: s.dim.0,
+                atoms: s.atoms.0,
+                k: s.k.0,
+                sigma: s.sigma.0,
+                n_train: s.n_train.0,
+                n_test: s.n_test.0,
+            }
+        }
+        "orthonormal_patches" => {
+            let s: s::OrthonormalPatches = read(c, &file)?;
+            DataSpec::OrthonormalPatches {
+                patches: s.patches.0,
+                n_train: s.n_train.0,
+                n_test: s.n_test.0,
+                noise: s.noise.0,
+            }
+        }
+        "modular_addition" => {
+            let s: s::ModularAddition = read(c, &file)?;
+            DataSpec::ModularAddition {
+                p: s.p.0,
+                frac_train: s.frac_train.0,
+            }
+        }
+        "digits" => {
+            let s: s::Digits = read(c, &file)?;
+            DataSpec::Digits {
+                test_fraction: s.test_fraction.0,
+            }
+        }
+        "mnist" => {
+            let s: s::Mnist = read(c, &file)?;
+            DataSpec::Mnist {
+                path: path(s.path),
+                n_train: s.n_train.map(|n| n.0),
+                n_test: s.n_test.map(|n| n.0),
+            }
+        }
+        _ => {
+            let s: s::Numpy = read(c, &file)?;
+            DataSpec::Numpy {
+                path: path(s.path),
+                x_key: s.x_key.0,
+                y_key: s.y_key.0,
+                test_path: s.test_path.map(path),
+                test_fraction: s.test_fraction.0,
+                task: s.task.map(|t| t.as_str().to_string()),
+            }
+        }
     })
 }
 
-fn activation(c: &Cfg, default: &str) -> Result<Activation> {
-    let name = c.str("activation", default)?;
-    let q = c.positive("q", 3.0)?;
-    let rho = c.positive("rho", 1.0)?;
-    Activation::parse(&name, q, rho).map_err(|e| c.err("activation", &e))
+/// A built-in model's settings, one struct per `model.name`.
+mod model_settings {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Mlp {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub widths: Sizes,
+        pub activation: Text,
+        pub q: Option<Positive>,
+        pub rho: Option<Positive>,
+        pub bias: bool,
+        pub init_scale: Option<Positive>,
+        pub fixed_last_layer: bool,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TwoLayerCnn {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub filters: Count,
+        pub activation: Text,
+        pub q: Option<Positive>,
+        pub rho: Option<Positive>,
+        pub init_scale: Positive,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Cnn {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub channels: Sizes,
+        pub kernel: Count,
+        pub hidden: Count,
+        pub activation: Text,
+        pub q: Option<Positive>,
+        pub rho: Option<Positive>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ConvAutoencoder {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub kernels: Option<Count>,
+        pub init_scale: Positive,
+    }
+}
+
+/// `activation` with the `q` and `rho` it may need; a power or knee it needs and the model's
+/// config lacks is named with the override that adds it.
+fn activation(
+    c: &Cfg,
+    name: &Text,
+    q: Option<Positive>,
+    rho: Option<Positive>,
+) -> Result<Activation> {
+    let needs_q = name.0 == "relu^q" || name.0.starts_with("smooth");
+    let needs_rho = name.0.starts_with("smooth");
+    let missing = |key: &str, example: &str| {
+        c.err(
+            "activation",
+            &format!(
+                "'{}' needs {}.{key}, which this model's config does not have; add it with \
+                 `+{}.{key}={example}`",
+                name.0,
+                c.path(),
+                c.path()
+            ),
+        )
+    };
+    let q = match q {
+        Some(q) => q.0,
+        None if needs_q => return Err(missing("q", "3")),
+        None => 1.0,
+    };
+    let rho = match rho {
+        Some(r) => r.0,
+        None if needs_rho => return Err(missing("rho", "1.0")),
+        None => 1.0,
+    };
+    Activation::parse(&name.0, q, rho).map_err(|e| c.err("activation", &e))
 }
 
 /// A built-in model's settings.
 pub(crate) fn model_spec(c: &Cfg) -> Result<ModelSpec> {
+    use model_settings as s;
     let name = c.choice("name", "mlp", crate::app::BUILTIN_MODELS)?;
+    let file = format!("model/{name}");
+    fn read<T: DeserializeOwned>(c: &Cfg, file: &str) -> Result<T> {
+        section(c.node(), c.node(), c.path(), Some(file))
+    }
     Ok(match name.as_str() {
-        "mlp" => ModelSpec::Mlp {
-            widths: c.sizes("widths", &[64])?,
-            act: activation(c, "relu")?,
-            bias: c.bool("bias", true)?,
-            init_scale: match c.opt_f64("init_scale")? {
-                None => None,
-                Some(_) => Some(c.positive("init_scale", 0.01)?),
-            },
-            fixed_last_layer: c.bool("fixed_last_layer", false)?,
-        },
-        "two_layer_cnn" => ModelSpec::TwoLayerCnn {
-            filters: c.count("filters", 10)?,
-            act: activation(c, "relu^q")?,
-            init_scale: c.positive("init_scale", 0.01)?,
-        },
-        "cnn" => ModelSpec::Cnn {
-            channels: c.sizes("channels", &[8, 16])?,
-            kernel: c.count("kernel", 3)?,
-            hidden: c.count("hidden", 64)?,
-            act: activation(c, "relu")?,
-        },
-        _ => ModelSpec::ConvAutoencoder {
-            kernels: c.opt_usize("kernels")?,
-            init_scale: c.positive("init_scale", 0.001)?,
-        },
+        "mlp" => {
+            let s: s::Mlp = read(c, &file)?;
+            ModelSpec::Mlp {
+                widths: s.widths.0,
+                act: activation(c, &s.activation, s.q, s.rho)?,
+                bias: s.bias,
+                init_scale: s.init_scale.map(|x| x.0),
+                fixed_last_layer: s.fixed_last_layer,
+            }
+        }
+        "two_layer_cnn" => {
+            let s: s::TwoLayerCnn = read(c, &file)?;
+            ModelSpec::TwoLayerCnn {
+                filters: s.filters.0,
+                act: activation(c, &s.activation, s.q, s.rho)?,
+                init_scale: s.init_scale.0,
+            }
+        }
+        "cnn" => {
+            let s: s::Cnn = read(c, &file)?;
+            ModelSpec::Cnn {
+                channels: s.channels.0,
+                kernel: s.kernel.0,
+                hidden: s.hidden.0,
+                act: activation(c, &s.activation, s.q, s.rho)?,
+            }
+        }
+        _ => {
+            let s: s::ConvAutoencoder = read(c, &file)?;
+            ModelSpec::ConvAutoencoder {
+                kernels: s.kernels.map(|k| k.0),
+                init_scale: s.init_scale.0,
+            }
+        }
     })
 }
 
-fn train_spec(root: &Cfg, seed: u64) -> Result<TrainSpec> {
-    let o = root.sub("optimizer")?;
-    let opt_name = o.choice("name", "sgd", &["sgd", "adam", "adamw"])?;
-    let betas = || -> Result<(f64, f64)> {
-        let b = o.floats("betas", &[0.9, 0.999])?;
-        match b.as_slice() {
-            [b1, b2] if (0.0..1.0).contains(b1) && (0.0..1.0).contains(b2) => Ok((*b1, *b2)),
-            _ => Err(o.err("betas", "expected two numbers in [0, 1), e.g. [0.9,0.999]")),
-        }
+/// The optimizer, schedule and attack sections, one struct per option.
+mod train_settings {
+    use super::*;
+
+    choice!(OptimName { Sgd = "sgd", Adam = "adam", Adamw = "adamw" });
+    choice!(ScheduleName { Constant = "constant", Step = "step", Cosine = "cosine" });
+    choice!(AttackName { None = "none", Fgsm = "fgsm", Pgd = "pgd" });
+    choice!(NormName { L2 = "l2", Linf = "linf" });
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Sgd {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub lr: Positive,
+        pub momentum: NonNegative,
+        pub dampening: NonNegative,
+        pub nesterov: bool,
+        pub weight_decay: NonNegative,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Adam {
+        pub name: OptimName,
+        pub lr: Positive,
+        pub betas: Vec<Number>,
+        pub eps: Positive,
+        pub weight_decay: NonNegative,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Schedule {
+        pub name: ScheduleName,
+        pub warmup_steps: Natural,
+        #[serde(default)]
+        pub step_size: Option<Count>,
+        #[serde(default)]
+        pub gamma: Option<Positive>,
+        #[serde(default)]
+        pub min_lr: Option<NonNegative>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Attack {
+        pub attack: AttackName,
+        pub norm: NormName,
+        pub eps: NonNegative,
+        /// PGD's; FGSM takes one step of size eps.
+        pub steps: Option<Count>,
+        pub step_size: Option<Positive>,
+        pub eval_steps: Natural,
+        pub train: bool,
+    }
+}
+
+/// The key an option needs and its config lacks.
+fn needs(c: &Cfg, key: &str, option: &str) -> anyhow::Error {
+    c.err(
+        key,
+        &format!("{option} needs it; add it with `+{}.{key}=...`", c.path()),
+    )
+}
+
+fn train_spec<'a>(
+    root: &'a Node,
+    top: &Top,
+    child: &dyn Fn(&str) -> Result<&'a Node>,
+) -> Result<TrainSpec> {
+    use train_settings as s;
+    let o = child("optimizer")?;
+    let oc = Cfg::new(o, "optimizer");
+    let opt_name = oc.choice("name", "sgd", s::OptimName::NAMES)?;
+    let file = format!("optimizer/{opt_name}");
+    let (kind, lr, weight_decay) = if opt_name == "sgd" {
+        let s: s::Sgd = section(root, o, "optimizer", Some(&file))?;
+        let kind = OptimKind::Sgd {
+            momentum: s.momentum.0,
+            dampening: s.dampening.0,
+            nesterov: s.nesterov,
+        };
+        (kind, s.lr.0, s.weight_decay.0)
+    } else {
+        let s: s::Adam = section(root, o, "optimizer", Some(&file))?;
+        let betas = match s.betas.as_slice() {
+            [b1, b2] if (0.0..1.0).contains(&b1.0) && (0.0..1.0).contains(&b2.0) => (b1.0, b2.0),
+            _ => return Err(oc.err("betas", "expected two numbers in [0, 1), e.g. [0.9,0.999]")),
+        };
+        let kind = if s.name == s::OptimName::Adam {
+            OptimKind::Adam {
+                betas,
+                eps: s.eps.0,
+            }
+        } else {
+            OptimKind::AdamW {
+                betas,
+                eps: s.eps.0,
+            }
+        };
+        (kind, s.lr.0, s.weight_decay.0)
     };
-    let kind = match opt_name.as_str() {
-        "sgd" => OptimKind::Sgd {
-            momentum: o.non_negative("momentum", 0.0)?,
-            dampening: o.non_negative("dampening", 0.0)?,
-            nesterov: o.bool("nesterov", false)?,
-        },
-        "adam" => OptimKind::Adam {
-            betas: betas()?,
-            eps: o.positive("eps", 1e-8)?,
-        },
-        _ => OptimKind::AdamW {
-            betas: betas()?,
-            eps: o.positive("eps", 1e-8)?,
-        },
-    };
-    let lr_default = root.positive("lr", 0.1)?;
     let optim = OptimSpec {
         kind,
-        lr: o.positive("lr", lr_default)?,
-        weight_decay: o.non_negative("weight_decay", 0.0)?,
+        lr,
+        weight_decay,
     };
 
-    let s = root.sub("schedule")?;
+    let sn = child("schedule")?;
+    let sc = Cfg::new(sn, "schedule");
+    let sched_name = sc.choice("name", "constant", s::ScheduleName::NAMES)?;
+    let sched: s::Schedule = section(
+        root,
+        sn,
+        "schedule",
+        Some(&format!("schedule/{sched_name}")),
+    )?;
     let schedule = ScheduleSpec {
-        kind: match s
-            .choice("name", "constant", &["constant", "step", "cosine"])?
-            .as_str()
-        {
-            "step" => ScheduleKind::Step {
-                step_size: s.count("step_size", 10)?,
-                gamma: s.positive("gamma", 0.1)?,
+        kind: match sched.name {
+            s::ScheduleName::Step => ScheduleKind::Step {
+                step_size: sched
+                    .step_size
+                    .ok_or_else(|| needs(&sc, "step_size", "schedule 'step'"))?
+                    .0,
+                gamma: sched
+                    .gamma
+                    .ok_or_else(|| needs(&sc, "gamma", "schedule 'step'"))?
+                    .0,
             },
-            "cosine" => ScheduleKind::Cosine {
-                min_lr: s.non_negative("min_lr", 0.0)?,
+            s::ScheduleName::Cosine => ScheduleKind::Cosine {
+                min_lr: sched
+                    .min_lr
+                    .ok_or_else(|| needs(&sc, "min_lr", "schedule 'cosine'"))?
+                    .0,
             },
-            _ => ScheduleKind::Constant,
+            s::ScheduleName::Constant => ScheduleKind::Constant,
         },
-        warmup_steps: s.usize("warmup_steps", 0)?,
+        warmup_steps: sched.warmup_steps.0,
     };
 
-    let a = root.sub("adv")?;
-    let adv = match a
-        .choice("attack", "none", &["none", "fgsm", "pgd"])?
-        .as_str()
-    {
-        "none" => None,
-        attack => {
-            let eps = a.non_negative("eps", 0.3)?;
-            let steps = a.count("steps", 5)?;
-            Some(AdvSpec {
-                attack: if attack == "fgsm" {
-                    Attack::Fgsm
-                } else {
-                    Attack::Pgd
-                },
-                norm: if a.choice("norm", "l2", &["l2", "linf"])? == "l2" {
-                    Norm::L2
-                } else {
-                    Norm::Linf
-                },
-                eps,
-                steps,
-                step_size: match a.opt_f64("step_size")? {
-                    Some(_) => a.positive("step_size", 0.1)?,
-                    None => 2.5 * eps / steps as f64,
-                },
-                eval_steps: a.usize("eval_steps", 10)?,
-                train: a.bool("train", true)?,
-            })
-        }
+    let a = child("adv")?;
+    let ac = Cfg::new(a, "adv");
+    let attack = ac.choice("attack", "none", s::AttackName::NAMES)?;
+    let adv = if attack == "none" {
+        None
+    } else {
+        let s: s::Attack = section(root, a, "adv", Some(&format!("adv/{attack}")))?;
+        let eps = s.eps.0;
+        let steps = match (s.attack, s.steps) {
+            (s::AttackName::Fgsm, _) => 1,
+            (_, Some(n)) => n.0,
+            (_, None) => return Err(needs(&ac, "steps", "the pgd attack")),
+        };
+        Some(AdvSpec {
+            attack: if s.attack == s::AttackName::Fgsm {
+                Attack::Fgsm
+            } else {
+                Attack::Pgd
+            },
+            norm: match s.norm {
+                s::NormName::L2 => Norm::L2,
+                s::NormName::Linf => Norm::Linf,
+            },
+            eps,
+            steps,
+            step_size: s.step_size.map_or(2.5 * eps / steps as f64, |x| x.0),
+            eval_steps: s.eval_steps.0,
+            train: s.train,
+        })
     };
     // An eps of 0 is clean training (handy in sweeps over eps).
     let adv = adv.filter(|a| a.eps > 0.0);
 
-    let batch = match root.raw("batch_size").map(|n| &n.v) {
-        Some(crate::config::Value::Str(s)) if s == "full" => BatchSize::Full,
-        Some(crate::config::Value::Str(_)) => return Err(root.err(
-            "batch_size",
-            "expected a positive integer or 'full'. Try e.g. `batch_size=64` or `batch_size=full`",
-        )),
-        _ => BatchSize::N(root.count("batch_size", 64)?),
-    };
     Ok(TrainSpec {
-        seed,
-        epochs: root.count("epochs", 10)?,
-        max_steps: match root.opt_usize("max_steps")? {
-            Some(0) => {
-                return Err(root.err(
-                    "max_steps",
-                    "expected an integer >= 1 (or null for epochs only)",
-                ))
-            }
-            m => m,
+        seed: top.seed.0,
+        epochs: top.epochs.0,
+        max_steps: top.max_steps.map(|m| m.0),
+        batch: match top.batch_size {
+            Batch::Full => BatchSize::Full,
+            Batch::N(n) => BatchSize::N(n),
         },
-        batch,
         loss: LossKind::Mse, // replaced once the data's task is known
         optim,
         schedule,
         adv,
-        eval_every: root.count("eval_every", 1)?,
-        log_every: root.count("log_every", 10)?,
-        checkpoints: match root.opt_usize("checkpoint_every")? {
-            Some(n) => CheckpointPolicy::Epochs(n),
-            None => CheckpointPolicy::Seconds(root.positive("checkpoint_every_s", 300.0)?),
+        eval_every: top.eval_every.0,
+        log_every: top.log_every.0,
+        checkpoints: match top.checkpoint_every {
+            Some(n) => CheckpointPolicy::Epochs(n.0),
+            None => CheckpointPolicy::Seconds(top.checkpoint_every_s.0),
         },
     })
 }
 
-fn track_spec(c: &Cfg) -> Result<Option<TrackSpec>> {
-    if !c.bool("enabled", true)? {
+/// Whether an optional section (`tracker`, `plot`, `logger`) is on; `tracker=none` is
+/// `enabled: false` and nothing else.
+fn enabled(c: &Cfg, default: bool) -> Result<bool> {
+    c.bool("enabled", default)
+}
+
+choice!(TrackSchedule { Log = "log", Every = "every", PerEpoch = "per_epoch" });
+choice!(Dtype { F32 = "f32", F16 = "f16" });
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tracker {
+    #[serde(rename = "enabled")]
+    _enabled: bool,
+    layers: Names,
+    track_weights: bool,
+    track_gradients: bool,
+    schedule: TrackSchedule,
+    count: Count,
+    track_frequency: Option<Count>,
+    alignment: bool,
+    dtype: Dtype,
+    max_bytes: Positive,
+}
+
+fn track_spec(root: &Node, node: &Node) -> Result<Option<TrackSpec>> {
+    if !enabled(&Cfg::new(node, "tracker"), true)? {
         return Ok(None);
     }
-    let layers = match c.raw("layers").map(|n| &n.v) {
-        None => vec!["auto".to_string()],
-        Some(crate::config::Value::List(l)) => l
-            .iter()
-            .map(|n| match &n.v {
-                crate::config::Value::Str(s) => Ok(s.clone()),
-                _ => Err(c.err(
-                    "layers",
-                    "expected a list of parameter names or globs, e.g. [layers.0.weight]",
-                )),
-            })
-            .collect::<Result<_>>()?,
-        Some(crate::config::Value::Str(s)) => vec![s.clone()],
-        Some(_) => {
-            return Err(c.err(
-                "layers",
-                "expected a list of parameter names or globs, e.g. [layers.0.weight]",
-            ))
-        }
+    let t: Tracker = section(root, node, "tracker", Some("tracker/default"))?;
+    let schedule = match (t.track_frequency, t.schedule) {
+        (Some(n), _) => Schedule::Every(n.0),
+        (None, TrackSchedule::Every) => Schedule::Every(1),
+        (None, TrackSchedule::PerEpoch) => Schedule::PerEpoch,
+        (None, TrackSchedule::Log) => Schedule::Log(t.count.0),
     };
-    let schedule = match c.opt_usize("track_frequency")? {
-        Some(0) => {
-            return Err(c.err(
-                "track_frequency",
-                "expected an integer >= 1 (snapshots every N batches)",
-            ))
-        }
-        Some(n) => Schedule::Every(n),
-        None => match c
-            .choice("schedule", "log", &["log", "every", "per_epoch"])?
-            .as_str()
-        {
-            "every" => Schedule::Every(1),
-            "per_epoch" => Schedule::PerEpoch,
-            _ => Schedule::Log(c.count("count", 50)?),
-        },
-    };
-    let max_bytes = c.positive("max_bytes", 2e9)?;
     Ok(Some(TrackSpec {
-        layers,
-        weights: c.bool("track_weights", true)?,
-        gradients: c.bool("track_gradients", false)?,
+        layers: t.layers.0,
+        weights: t.track_weights,
+        gradients: t.track_gradients,
         schedule,
-        alignment: c.bool("alignment", true)?,
-        f16: c.choice("dtype", "f32", &["f32", "f16"])? == "f16",
-        max_bytes: max_bytes as u64,
+        alignment: t.alignment,
+        f16: t.dtype == Dtype::F16,
+        max_bytes: t.max_bytes.0 as u64,
     }))
 }
 
-fn plot_spec(c: &Cfg) -> Result<Option<crate::plot::PlotSpec>> {
-    if !c.bool("enabled", true)? {
+choice!(Format { Png = "png", Svg = "svg" });
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Plot {
+    #[serde(rename = "enabled")]
+    _enabled: bool,
+    what: Names,
+    tensor: Option<Text>,
+    step: Option<Natural>,
+    metric: Option<Text>,
+    format: Format,
+    log_x: bool,
+}
+
+fn plot_spec(root: &Node, node: &Node) -> Result<Option<crate::plot::PlotSpec>> {
+    let c = Cfg::new(node, "plot");
+    if !enabled(&c, true)? {
         return Ok(None);
     }
-    let what: Vec<String> = match c.raw("what").map(|n| &n.v) {
-        None => vec![],
-        Some(crate::config::Value::List(l)) => l
-            .iter()
-            .filter_map(|n| n.as_str().map(String::from))
-            .collect(),
-        Some(_) => {
-            return Err(c.err(
-                "what",
-                "expected a list of figure kinds, e.g. [curves,evolution]",
-            ))
-        }
-    };
-    for w in &what {
+    let p: Plot = section(root, node, "plot", Some("plot/default"))?;
+    for w in &p.what.0 {
         if !crate::plot::KINDS.contains(&w.as_str()) {
             return Err(c.err(
                 "what",
@@ -408,20 +871,21 @@ fn plot_spec(c: &Cfg) -> Result<Option<crate::plot::PlotSpec>> {
         }
     }
     Ok(Some(crate::plot::PlotSpec {
-        what,
-        tensor: c.opt_str("tensor")?,
-        step: c.opt_usize("step")?.map(|s| s as i64),
-        metric: c.opt_str("metric")?,
-        svg: c.choice("format", "png", &["png", "svg"])? == "svg",
-        log_x: c.bool("log_x", false)?,
+        what: p.what.0,
+        tensor: p.tensor.map(|t| t.0),
+        step: p.step.map(|s| s.0 as i64),
+        metric: p.metric.map(|m| m.0),
+        svg: p.format == Format::Svg,
+        log_x: p.log_x,
         ..Default::default()
     }))
 }
 
 /// Without the `wandb` feature, `logger=wandb` is an error rather than a run that logs nothing.
 #[cfg(not(feature = "wandb"))]
-fn no_logger(c: &Cfg) -> Result<()> {
-    if c.bool("enabled", false)? {
+fn no_logger(node: &Node) -> Result<()> {
+    let c = Cfg::new(node, "logger");
+    if enabled(&c, false)? {
         return Err(c.err(
             "enabled",
             "this build of ezflt has no W&B support (cargo feature `wandb`); use logger=none",
@@ -430,12 +894,50 @@ fn no_logger(c: &Cfg) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "wandb")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Logger {
+    #[serde(rename = "enabled")]
+    _enabled: bool,
+    wandb: WandbSection,
+}
+
+/// `logger.wandb`; every `None` falls back to the `WANDB_*` environment.
+#[cfg(feature = "wandb")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WandbSection {
+    project: Option<Text>,
+    entity: Option<Text>,
+    mode: Option<Text>,
+    base_url: Option<Text>,
+    group: Option<Text>,
+    name: Option<Text>,
+    notes: Option<Text>,
+    job_type: Option<Text>,
+    tags: Option<Names>,
+    id: Option<Text>,
+    dir: Option<Text>,
+    required: bool,
+    upload_plots: bool,
+    request_timeout_s: Positive,
+    init_timeout_s: Positive,
+    finish_timeout_s: Positive,
+    pacing_s: Positive,
+    heartbeat_s: Positive,
+    retry_min_s: Positive,
+    retry_max_s: Positive,
+    retries: Natural,
+}
+
 /// `logger=wandb`: config values, then the WANDB_* environment, as the official client reads them.
 #[cfg(feature = "wandb")]
-pub fn logger_spec(c: &Cfg) -> Result<Option<crate::wandb::settings::Settings>> {
+pub fn logger_spec(root: &Node, node: &Node) -> Result<Option<crate::wandb::settings::Settings>> {
     use crate::wandb::settings::{self, FromConfig, Mode, Timing};
     use std::time::Duration;
-    if !c.bool("enabled", false)? {
+    let c = Cfg::new(node, "logger");
+    if !enabled(&c, false)? {
         return Ok(None);
     }
     let w = c.sub("wandb")?;
@@ -447,60 +949,49 @@ pub fn logger_spec(c: &Cfg) -> Result<Option<crate::wandb::settings::Settings>> 
              set WANDB_API_KEY or put the API host in ~/.netrc (`wandb login`), and remove this key",
         ));
     }
-    let secs = |key: &str, d: Duration| -> Result<Duration> {
-        Ok(Duration::from_secs_f64(w.positive(key, d.as_secs_f64())?))
-    };
-    let t = Timing::default();
-    let tags = match w.raw("tags").map(|n| &n.v) {
-        None => None,
-        Some(crate::config::Value::List(l)) => Some(
-            l.iter()
-                .map(|n| match &n.v {
-                    crate::config::Value::Str(s) => Ok(s.clone()),
-                    crate::config::Value::Int(i) => Ok(i.to_string()),
-                    _ => Err(w.err("tags", "expected a list of strings, e.g. [baseline,adam]")),
-                })
-                .collect::<Result<Vec<_>>>()?,
-        ),
-        Some(crate::config::Value::Str(s)) => Some(
-            s.split(',')
+    let l: Logger = section(root, node, "logger", Some("logger/wandb"))?;
+    let s = l.wandb;
+    if let Some(m) = s.mode.as_ref().filter(|m| Mode::parse(&m.0).is_none()) {
+        return Err(w.err(
+            "mode",
+            &format!(
+                "unknown W&B mode '{}'; expected online, offline or disabled",
+                m.0
+            ),
+        ));
+    }
+    let text = |t: Option<Text>| t.map(|t| t.0);
+    let secs = |p: Positive| Duration::from_secs_f64(p.0);
+    let from = FromConfig {
+        mode: text(s.mode),
+        base_url: text(s.base_url),
+        entity: text(s.entity),
+        project: text(s.project),
+        group: text(s.group),
+        name: text(s.name),
+        notes: text(s.notes),
+        job_type: text(s.job_type),
+        // A comma-separated string (`tags=a,b` reaches us as a list, `tags='a,b'` as text).
+        tags: s.tags.map(|t| {
+            t.0.iter()
+                .flat_map(|x| x.split(','))
                 .map(|x| x.trim().to_string())
                 .filter(|x| !x.is_empty())
-                .collect(),
-        ),
-        Some(_) => return Err(w.err("tags", "expected a list of strings, e.g. [baseline,adam]")),
-    };
-    let from = FromConfig {
-        mode: match w.opt_str("mode")? {
-            Some(m) if Mode::parse(&m).is_none() => {
-                return Err(w.err(
-                    "mode",
-                    &format!("unknown W&B mode '{m}'; expected online, offline or disabled"),
-                ))
-            }
-            m => m,
-        },
-        base_url: w.opt_str("base_url")?,
-        entity: w.opt_str("entity")?,
-        project: w.opt_str("project")?,
-        group: w.opt_str("group")?,
-        name: w.opt_str("name")?,
-        notes: w.opt_str("notes")?,
-        job_type: w.opt_str("job_type")?,
-        tags,
-        id: w.opt_str("id")?,
-        dir: w.opt_path("dir")?,
-        required: w.bool("required", true)?,
-        upload_plots: w.bool("upload_plots", true)?,
+                .collect()
+        }),
+        id: text(s.id),
+        dir: s.dir.map(|d| crate::run::settings::expand_home(&d.0)),
+        required: s.required,
+        upload_plots: s.upload_plots,
         timing: Timing {
-            request: secs("request_timeout_s", t.request)?,
-            init: secs("init_timeout_s", t.init)?,
-            finish: secs("finish_timeout_s", t.finish)?,
-            pacing: secs("pacing_s", t.pacing)?,
-            heartbeat: secs("heartbeat_s", t.heartbeat)?,
-            retry_min: secs("retry_min_s", t.retry_min)?,
-            retry_max: secs("retry_max_s", t.retry_max)?,
-            retries: w.usize("retries", t.retries as usize)? as u32,
+            request: secs(s.request_timeout_s),
+            init: secs(s.init_timeout_s),
+            finish: secs(s.finish_timeout_s),
+            pacing: secs(s.pacing_s),
+            heartbeat: secs(s.heartbeat_s),
+            retry_min: secs(s.retry_min_s),
+            retry_max: secs(s.retry_max_s),
+            retries: s.retries.0 as u32,
         },
     };
     let mut s = settings::resolve(&from, &|k| std::env::var(k).ok())
@@ -510,4 +1001,63 @@ pub fn logger_spec(c: &Cfg) -> Result<Option<crate::wandb::settings::Settings>> 
     }
     s.settle_key()?;
     Ok(Some(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option ezflt ships (`adv=fgsm`, `schedule=step`, ...) reads as it is, and a job
+    /// that names only a few keys gets the rest from the embedded files.
+    #[test]
+    fn every_embedded_option_reads_and_left_out_keys_come_from_it() {
+        let src = crate::config::sources::Source::builtin("main");
+        let groups = [
+            "model",
+            "data",
+            "optimizer",
+            "schedule",
+            "adv",
+            "tracker",
+            "plot",
+            "logger",
+        ];
+        let mut seen = 0;
+        for group in groups {
+            let (options, _) = src.list(group);
+            assert!(!options.is_empty(), "{group}");
+            for option in options {
+                let (text, label) = src.load(&format!("{group}/{option}")).unwrap();
+                let mut job = crate::config::yaml::load("lr: 0.1\n", "t.yaml").unwrap();
+                let mut node = crate::config::yaml::load(&text, &label).unwrap();
+                if let Some(Node {
+                    v: Value::Missing, ..
+                }) = node.child("path")
+                {
+                    node.set_path_create("path", Node::str("/some/file.npz"));
+                }
+                job.set_path_create(group, node);
+                if group == "logger" {
+                    job.set_path_create("logger.wandb.mode", Node::str("offline"));
+                }
+                // A job config arrives resolved (`lr: ${lr}` is a number by then).
+                let resolver =
+                    crate::config::interp::Resolver::new(&job, chrono::Local::now(), false);
+                let job = resolver.resolve_node(&job, &[]).unwrap();
+                let spec = read(&job).unwrap_or_else(|e| panic!("{group}={option}: {e:#}"));
+                assert_eq!(spec.train.optim.lr, 0.1);
+                seen += 1;
+            }
+        }
+        assert!(seen > 25, "{seen}");
+        let job = crate::config::yaml::load(
+            "adv: {attack: pgd, eps: 0.5}\nmodel: {name: mlp, widths: 8}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let spec = read(&job).unwrap();
+        let adv = spec.train.adv.unwrap();
+        assert_eq!((adv.eps, adv.steps, adv.eval_steps), (0.5, 5, 10));
+        assert_eq!(spec.train.epochs, 10);
+    }
 }
