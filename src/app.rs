@@ -434,7 +434,7 @@ impl App {
         match args {
             Ok(a) => self.run_with(a),
             Err(e) => {
-                errln!("Error: {}", crate::format_error(&e));
+                shell::error(format_args!("{}", crate::format_error(&e)));
                 shell::flush();
                 1
             }
@@ -445,14 +445,12 @@ impl App {
     #[cfg(feature = "cli")]
     pub fn run_with(self, args: Vec<String>) -> i32 {
         if REGISTRY.set(self.registry).is_err() {
-            errln!(
-                "warning: an ezflt App already ran in this process; its registrations stay in use"
-            );
+            warnln!("an ezflt App already ran in this process; its registrations stay in use");
         }
         let code = match crate::cli::run(args) {
             Ok(code) => code,
             Err(e) => {
-                errln!("Error: {}", crate::format_error(&e));
+                shell::error(format_args!("{}", crate::format_error(&e)));
                 1
             }
         };

@@ -226,3 +226,81 @@ fn help_version_completions() {
         .success()
         .stdout(predicate::str::contains("model/mlp"));
 }
+
+/// `-q` drops status and progress lines but never results, warnings or errors; `--color`
+/// colours `Error:`/`warning:` only when asked (the test's pipes are not terminals).
+#[test]
+fn quiet_and_color_flags() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = |args: &[&str]| {
+        let o = ezflt(tmp.path()).args(args).output().expect("run");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    // Loud, then quiet, for a run, a sweep and the plots.
+    let (code, stdout, _) = out(&["epochs=1", "threads=1", "hydra.run.dir=loud"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("Run: ") && stdout.contains("epoch 1/1"),
+        "{stdout}"
+    );
+    // The quiet flag goes before the subcommand, after it, or with train left out.
+    for args in [
+        &["-q", "epochs=1", "threads=1", "hydra.run.dir=q1"][..],
+        &[
+            "train",
+            "--quiet",
+            "epochs=1",
+            "threads=1",
+            "hydra.run.dir=q2",
+        ],
+        &["-q", "plot", "q1"],
+        &[
+            "-q",
+            "-m",
+            "epochs=1",
+            "threads=1",
+            "seed=0,1",
+            "hydra.sweep.dir=sw",
+        ],
+    ] {
+        let (code, stdout, stderr) = out(args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?} printed status lines under -q");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    assert!(tmp.path().join("q1/summary.json").is_file());
+    assert!(tmp.path().join("q2/plots/curves.png").is_file());
+    assert!(tmp.path().join("sw/1/summary.json").is_file());
+    // Results still print under -q.
+    let (_, stdout, _) = out(&["-q", "--cfg", "job"]);
+    assert!(stdout.contains("model:"), "{stdout}");
+    // A warning still prints under -q: the archive budget is far too small.
+    let (code, _, stderr) = out(&[
+        "-q",
+        "epochs=1",
+        "threads=1",
+        "hydra.run.dir=w",
+        "tracker.max_bytes=1000",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(stderr.starts_with("warning: tracking "), "{stderr}");
+
+    let (code, _, plain) = out(&["lr=-1"]);
+    assert_eq!(code, Some(1));
+    assert!(plain.starts_with("Error: config key 'lr'"), "{plain}");
+    let (_, _, never) = out(&["--color", "never", "lr=-1"]);
+    assert_eq!(never, plain);
+    let (_, _, always) = out(&["--color=always", "lr=-1"]);
+    assert!(always.starts_with("\u{1b}["), "{always:?}");
+    assert!(always.contains("Error:") && always.contains("config key 'lr'"));
+    let (code, _, stderr) = out(&["--color", "sometimes", "lr=1"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("possible values: auto, always, never"),
+        "{stderr}"
+    );
+}

@@ -9,7 +9,7 @@ pub mod sync;
 pub mod train;
 
 use anyhow::Result;
-use clap::Command;
+use clap::{Arg, ArgAction, Command};
 
 const SUBCOMMANDS: &[&str] = &[
     "train",
@@ -29,6 +29,27 @@ pub fn app() -> Command {
         .about("Feature-learning experiments with Hydra-compatible configs")
         .subcommand_required(true)
         .disable_help_subcommand(true)
+        .arg(
+            Arg::new("quiet")
+                .short('q')
+                .long("quiet")
+                .global(true)
+                .action(ArgAction::SetTrue)
+                .help(
+                    "Print no progress or status lines (results, warnings and errors still print)",
+                ),
+        )
+        .arg(
+            Arg::new("color")
+                .long("color")
+                .global(true)
+                .value_name("WHEN")
+                .value_parser(["auto", "always", "never"])
+                .default_value("auto")
+                .help(
+                    "Colour warnings and errors: auto (a terminal without NO_COLOR), always, never",
+                ),
+        )
         .subcommand(train::cli())
         .subcommand(plot::cli())
         .subcommand(inspect::cli())
@@ -52,18 +73,56 @@ fn normalise(mut args: Vec<String>) -> Vec<String> {
             *a = l.to_string();
         }
     }
-    let first = args.get(1).map(|s| s.as_str());
+    // `ezflt -q lr=1` trains: the subcommand is the first word after the global flags.
+    let mut at = 1;
+    while let Some(a) = args.get(at) {
+        match a.as_str() {
+            "-q" | "--quiet" => at += 1,
+            "--color" => at += 2,
+            a if a.starts_with("--color=") => at += 1,
+            _ => break,
+        }
+    }
+    let first = args.get(at).map(|s| s.as_str());
     let explicit =
         matches!(first, Some(f) if SUBCOMMANDS.contains(&f) || f == "--version" || f == "-V");
     if !explicit {
-        args.insert(1, "train".into());
+        args.insert(at.min(args.len()), "train".into());
     }
     args
 }
 
+/// The `--color` the command line asks for, read before clap parses so that clap's own
+/// help and errors follow it too.
+fn color_choice(args: &[String]) -> crate::shell::Color {
+    let mut it = args.iter();
+    let mut choice = crate::shell::Color::Auto;
+    while let Some(a) = it.next() {
+        let v = match a.strip_prefix("--color=") {
+            Some(v) => Some(v),
+            None if a == "--color" => it.next().map(|s| s.as_str()),
+            None => None,
+        };
+        if let Some(c) = v.and_then(crate::shell::Color::parse) {
+            choice = c;
+        }
+        if a == "--" {
+            break;
+        }
+    }
+    choice
+}
+
 pub fn run(args: Vec<String>) -> Result<i32> {
     let args = normalise(args);
-    let m = match app().try_get_matches_from(&args) {
+    let color = color_choice(&args);
+    crate::shell::configure(false, color);
+    let app = app().color(match color {
+        crate::shell::Color::Auto => clap::ColorChoice::Auto,
+        crate::shell::Color::Always => clap::ColorChoice::Always,
+        crate::shell::Color::Never => clap::ColorChoice::Never,
+    });
+    let m = match app.try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -75,6 +134,7 @@ pub fn run(args: Vec<String>) -> Result<i32> {
             return Ok(code);
         }
     };
+    crate::shell::configure(m.get_flag("quiet"), color);
     match m.subcommand() {
         Some(("train", sm)) => train::exec(sm),
         Some(("inspect", sm)) => inspect::exec(sm),

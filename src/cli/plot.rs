@@ -41,7 +41,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         log_x: m.get_flag("log-x"),
     };
     for f in plot::plot(dir, &spec)? {
-        outln!("{}", f.display());
+        statusln!("{}", f.display());
     }
     Ok(0)
 }

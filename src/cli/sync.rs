@@ -105,7 +105,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
     let mut done = 0;
     for log in &logs {
         if synced_marker(log).exists() && !force {
-            outln!(
+            statusln!(
                 "{}: already synced (--force to upload again)",
                 log.display()
             );
@@ -130,7 +130,7 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         match (&r.problem, r.synced) {
             (None, true) => {
                 done += 1;
-                outln!(
+                statusln!(
                     "{}: synced {} rows{}",
                     log.display(),
                     r.rows_sent,

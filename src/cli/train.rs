@@ -205,7 +205,7 @@ fn train_job(
     let job = resolved_job(cfg, now)?;
     let r = run::run(&job, dir, log_path(cfg, dir), false, resume, Some(checked))?;
     if let Some(e) = &r.summary.error {
-        errln!("Error: {e}");
+        crate::shell::error(format_args!("{e}"));
     }
     Ok(r.exit_code())
 }
@@ -264,7 +264,7 @@ fn single_run(
             .map(|_| 0)
             .context("dry run: this job would fail when run");
     }
-    outln!("Run: {}  ->  {}", crate::shell::clip(&what), dir.display());
+    statusln!("Run: {}  ->  {}", crate::shell::clip(&what), dir.display());
     // Held while training, so `resume=` of this directory elsewhere waits its turn.
     let _lock = rundir::try_lock(&dir)?;
     train_job(&cfg, &dir, now, None, checked?)
@@ -322,7 +322,7 @@ pub(crate) fn resume_run(
         return Ok(0);
     }
     rundir::write_atomic(&cfg_path, &yaml::dump(&job))?;
-    outln!(
+    statusln!(
         "Resume: {} at epoch {} (step {})",
         dir.display(),
         point.epoch,
@@ -407,7 +407,7 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
     if dry {
         outln!("Dry run: {} job(s) in {}", jobs.len(), root.display());
     } else {
-        outln!("Sweep: {} job(s) in {}", jobs.len(), root.display());
+        statusln!("Sweep: {} job(s) in {}", jobs.len(), root.display());
     }
     let mut prepared = vec![];
     for (i, (lines, c)) in jobs.iter().zip(composed).enumerate() {
@@ -429,15 +429,17 @@ fn multirun_exec(opts: &Opts, dry: bool, now: chrono::DateTime<Local>) -> Result
             }
         );
         rundir::write_job_records(&cfg, &dir, lines, &log)?;
-        outln!(
-            "#{i} : {}  ->  {}",
-            if lines.is_empty() {
-                "(no overrides)".to_string()
-            } else {
-                crate::shell::clip(&lines.join(" "))
-            },
-            dir.display()
-        );
+        let what = if lines.is_empty() {
+            "(no overrides)".to_string()
+        } else {
+            crate::shell::clip(&lines.join(" "))
+        };
+        // A dry run's listing is its result; a real sweep's is progress.
+        if dry {
+            outln!("#{i} : {what}  ->  {}", dir.display());
+        } else {
+            statusln!("#{i} : {what}  ->  {}", dir.display());
+        }
         if dry {
             continue;
         }

@@ -1086,8 +1086,8 @@ fn validate_self(
             .as_map()
             .is_some_and(|m| m.values().any(|v| !matches!(v.v, Value::Missing)));
         if node.primary && has_content && has_non_override {
-            errln!(
-                "warning: In '{}': Defaults list is missing `_self_`; the file's own values are merged last. Add `- _self_` to the defaults list to choose.",
+            warnln!(
+                "In '{}': Defaults list is missing `_self_`; the file's own values are merged last. Add `- _self_` to the defaults list to choose.",
                 node.config_path()
             );
         }

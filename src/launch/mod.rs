@@ -281,7 +281,7 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
     let started = Instant::now();
     let mut rec = records::Records::new(root, all);
     rec.write()?;
-    let tty = std::io::stdout().is_terminal();
+    let tty = std::io::stdout().is_terminal() && !crate::shell::quiet();
     let bar = tty.then(|| {
         let b = ProgressBar::new(jobs.len() as u64);
         b.set_style(
@@ -292,15 +292,16 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
         );
         b
     });
-    let say = |s: String| match &bar {
-        Some(b) => b.println(s),
-        None => outln!("{s}"),
-    };
+    if let Some(b) = &bar {
+        crate::shell::attach_bar(b);
+    }
+    let say = |s: String| statusln!("{s}");
     let mut finished: Vec<Finished> = vec![];
     let mut stopped = false;
     match launcher {
         Launcher::Slurm(spec) => {
             if let Some(b) = &bar {
+                crate::shell::detach_bar();
                 b.finish_and_clear();
             }
             let done = slurm::launch(root, jobs, &mut rec, spec)?;
@@ -406,12 +407,13 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
         }
     }
     if let Some(b) = bar {
+        crate::shell::detach_bar();
         b.finish_and_clear();
     }
     rec.write()?;
     let failed: Vec<&Finished> = finished.iter().filter(|f| f.code != 0).collect();
     let not_run = jobs.len() - finished.len();
-    outln!(
+    statusln!(
         "Sweep done in {:.1} s: {} completed, {} failed{} ({})",
         started.elapsed().as_secs_f64(),
         finished.len() - failed.len(),
@@ -521,7 +523,7 @@ pub fn resume_sweep(root: &Path, fail_fast: bool) -> Result<i32> {
         match job_status(&j.dir) {
             RunStatus::Completed => {}
             // A worker that outlived its launcher (killed) finishes the job itself.
-            RunStatus::Running => outln!(
+            RunStatus::Running => statusln!(
                 "#{} : still running in another process; left to finish there",
                 j.num
             ),

@@ -214,7 +214,7 @@ pub fn launch(
             if code != 0 && task_state(&id, i).as_deref() == Some("TIMEOUT") {
                 rec.set_status(j.num, RunStatus::Timeout);
             }
-            outln!("#{} {}", j.num, rec.status(j.num));
+            statusln!("#{} {}", j.num, rec.status(j.num));
             done.push((j.num, code));
         }
         rec.write()?;

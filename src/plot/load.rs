@@ -99,8 +99,8 @@ impl Run {
                 );
             }
             spill::finish(&self.dir, false)?;
-            errln!(
-                "note: assembled {} from the spill an interrupted run left",
+            noteln!(
+                "assembled {} from the spill an interrupted run left",
                 p.display()
             );
         }

@@ -32,8 +32,8 @@ pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
         Err(e) => {
             if dir.join(spill::ARCHIVE).exists() {
                 // Present but unreadable: say so rather than drawing fewer figures silently.
-                errln!(
-                    "warning: {} is damaged ({}); only the curves were drawn. \
+                warnln!(
+                    "{} is damaged ({}); only the curves were drawn. \
                      `ezflt inspect --repair {}` recovers what it can",
                     dir.join(spill::ARCHIVE).display(),
                     crate::format_error(&e).replace('\n', " "),

@@ -377,8 +377,8 @@ fn execute(
     if let Some(p) = &spec.plot {
         // Figures are a convenience: a failure here never fails the run it describes.
         if let Err(e) = crate::plot::plot_run(dir, p) {
-            errln!(
-                "warning: end-of-run plots failed: {e:#} (retry with `ezflt plot {}`)",
+            warnln!(
+                "end-of-run plots failed: {e:#} (retry with `ezflt plot {}`)",
                 dir.display()
             );
         }

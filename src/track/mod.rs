@@ -191,8 +191,8 @@ impl Tracker {
         self.bytes += self.snapshot_bytes;
         if self.bytes > self.spec.max_bytes {
             self.truncated = true;
-            errln!(
-                "warning: the feature archive reached tracker.max_bytes ({} bytes) at step {step}; \
+            warnln!(
+                "the feature archive reached tracker.max_bytes ({} bytes) at step {step}; \
                  no further snapshots are kept (the final step is still recorded if possible). \
                  Raise tracker.max_bytes, or track less: tracker.layers, tracker.count, tracker.track_frequency, tracker.dtype=f16",
                 self.spec.max_bytes
@@ -284,8 +284,8 @@ impl Callback for Tracker {
         self.grad_bytes = bytes_of(Index::Grads);
         let estimate = (self.snapshot_bytes + self.grad_bytes) * self.steps.len() as u64;
         if estimate > self.spec.max_bytes {
-            errln!(
-                "warning: tracking {} snapshots of {} would write about {} MB, over tracker.max_bytes ({} MB); \
+            warnln!(
+                "tracking {} snapshots of {} would write about {} MB, over tracker.max_bytes ({} MB); \
                  snapshots stop at the budget. Change tracker.count / tracker.track_frequency / tracker.schedule, \
                  tracker.layers, tracker.dtype=f16, or raise tracker.max_bytes",
                 self.steps.len(),

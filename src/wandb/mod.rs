@@ -172,7 +172,7 @@ impl Journal {
         }
         if self.row_step.is_some_and(|s| step < s) || self.last_step.is_some_and(|s| step <= s) {
             if !self.warned_order {
-                errln!("wandb: warning: a value for step {step} came after a later step; W&B keeps steps increasing, so it is not sent");
+                warnln!("wandb: a value for step {step} came after a later step; W&B keeps steps increasing, so it is not sent");
                 self.warned_order = true;
             }
             return Ok(());
@@ -203,7 +203,7 @@ pub struct Logger {
     log: PathBuf,
     files: PathBuf,
     run_dir: PathBuf,
-    uploader: Mutex<Option<(std::thread::JoinHandle<()>, Receiver<stream::Report>)>>,
+    uploader: Mutex<Option<Uploader>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -238,6 +238,137 @@ pub fn log_run_id(p: &Path) -> Option<String> {
 /// Where a run directory keeps its W&B logs (`WANDB_DIR` moves them, as in the SDK).
 pub fn wandb_root(settings_dir: Option<&Path>, run_dir: &Path) -> PathBuf {
     settings_dir.unwrap_or(run_dir).join("wandb")
+}
+
+/// The uploader thread and where it sends its report when done.
+type Uploader = (std::thread::JoinHandle<()>, Receiver<stream::Report>);
+
+/// A new directory per session under `root`, even two in the same second (a quick resume):
+/// `run-<stamp>-<id>` or `offline-run-<stamp>-<id>`, as the SDK names them.
+fn session_dir(root: &Path, mode: Mode, run_id: &str) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S");
+    let prefix = if mode == Mode::Offline {
+        "offline-run"
+    } else {
+        "run"
+    };
+    let mut dir = root.join(format!("{prefix}-{stamp}-{run_id}"));
+    let mut n = 1;
+    while dir.exists() {
+        dir = root.join(format!("{prefix}-{stamp}_{n}-{run_id}"));
+        n += 1;
+    }
+    dir
+}
+
+/// The run record the log starts with: config, names and tags (the settings first, then
+/// what the run itself is called in its sweep), host and start time.
+fn run_record(settings: &Settings, config: &Value, who: &Identity, run_id: &str) -> RunRecord {
+    let now = unix_now();
+    let config_items = config
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| Item::new(k, v.to_string())).collect())
+        .unwrap_or_default();
+    let mut tags = settings.tags.clone();
+    if tags.is_empty() {
+        tags = who.tags.clone();
+    }
+    RunRecord {
+        run_id: run_id.to_string(),
+        entity: settings.entity.clone().unwrap_or_default(),
+        project: settings.project.clone(),
+        config: Some(ConfigRecord {
+            update: config_items,
+        }),
+        run_group: settings
+            .group
+            .clone()
+            .or(who.group.clone())
+            .unwrap_or_default(),
+        job_type: settings.job_type.clone().unwrap_or_else(|| "train".into()),
+        display_name: settings
+            .name
+            .clone()
+            .or(who.name.clone())
+            .unwrap_or_default(),
+        notes: settings.notes.clone().unwrap_or_default(),
+        tags,
+        host: hostname(),
+        start_time: Some(Timestamp {
+            seconds: now as i64,
+            nanos: ((now.fract()) * 1e9) as i32,
+        }),
+    }
+}
+
+/// The first UpsertBucket, once, before training: a bad key or an unknown project stops the
+/// run (unless `required=false`); an unreachable server does not wait, the uploader retries.
+fn connect(
+    client: &client::Client,
+    settings: &Settings,
+    run: &RunRecord,
+    log: &Path,
+) -> Result<Option<stream::Target>> {
+    match stream::upsert(
+        client,
+        run,
+        &stream::Overrides::default(),
+        Some(Instant::now() + settings.timing.init.min(settings.timing.request)),
+        // One attempt: a transient failure is retried by the uploader, not here.
+        &|| true,
+    ) {
+        Ok(t) => {
+            noteln!("wandb: logging to {}", t.url(&settings.base_url));
+            Ok(Some(t))
+        }
+        Err(f @ client::Failure::Fatal { .. }) => {
+            let msg = stream::explain(&f, &run.entity, &run.project);
+            if settings.required {
+                anyhow::bail!("W&B: {msg}. To train without W&B, set logger.wandb.required=false (rows are then kept for `ezflt sync`) or logger=none");
+            }
+            warnln!(
+                "wandb: {msg}; logging to {} only (logger.wandb.required=false)",
+                log.display()
+            );
+            Ok(None)
+        }
+        Err(f) => {
+            warnln!(
+                "wandb: the W&B server at {} did not answer ({}); training goes on, rows are kept in {} and sent when it answers",
+                settings.base_url,
+                f.message(),
+                log.display()
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The thread that tails the log to the server until `wake` says the run ended; a stop from
+/// the W&B UI sets `stop_training`.
+fn spawn_uploader(
+    client: client::Client,
+    log: PathBuf,
+    target: Option<stream::Target>,
+    wake: std::sync::mpsc::Receiver<()>,
+    stop: Arc<AtomicBool>,
+    stop_training: Arc<AtomicBool>,
+) -> Result<Uploader> {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("wandb-uploader".into())
+        .spawn(move || {
+            let stopped = move || stop.load(Ordering::SeqCst);
+            let mut s =
+                stream::Stream::new(client, &log, stream::Overrides::default(), target, &stopped);
+            s.remote_stop.push(Box::new(move || {
+                warnln!("wandb: the run was stopped from the W&B UI; stopping after this batch");
+                stop_training.store(true, Ordering::SeqCst);
+            }));
+            let report = s.tail(&wake);
+            let _ = done_tx.send(report);
+        })?;
+    Ok((handle, done_rx))
 }
 
 impl Logger {
@@ -276,19 +407,7 @@ impl Logger {
         let history_start = same.map(|p| p.1).unwrap_or(0);
         // `_runtime` keeps growing across a resume (the last rows came after training ended).
         let resumed_s = same.map(|p| p.2.max(resumed_s)).unwrap_or(resumed_s);
-        let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S");
-        let prefix = if settings.mode == Mode::Offline {
-            "offline-run"
-        } else {
-            "run"
-        };
-        // A new directory per session, even two in the same second (a quick resume).
-        let mut dir = root.join(format!("{prefix}-{stamp}-{run_id}"));
-        let mut n = 1;
-        while dir.exists() {
-            dir = root.join(format!("{prefix}-{stamp}_{n}-{run_id}"));
-            n += 1;
-        }
+        let dir = session_dir(&root, settings.mode, &run_id);
         let files = dir.join("files");
         std::fs::create_dir_all(&files).with_context(|| format!("creating {}", files.display()))?;
         std::fs::write(
@@ -297,41 +416,7 @@ impl Logger {
         )?;
         let log = dir.join(format!("run-{run_id}.wandb"));
         let mut writer = LogWriter::create(&log)?;
-        let now = unix_now();
-        let config_items = config
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| Item::new(k, v.to_string())).collect())
-            .unwrap_or_default();
-        let mut tags = settings.tags.clone();
-        if tags.is_empty() {
-            tags = who.tags.clone();
-        }
-        let run = RunRecord {
-            run_id: run_id.clone(),
-            entity: settings.entity.clone().unwrap_or_default(),
-            project: settings.project.clone(),
-            config: Some(ConfigRecord {
-                update: config_items,
-            }),
-            run_group: settings
-                .group
-                .clone()
-                .or(who.group.clone())
-                .unwrap_or_default(),
-            job_type: settings.job_type.clone().unwrap_or_else(|| "train".into()),
-            display_name: settings
-                .name
-                .clone()
-                .or(who.name.clone())
-                .unwrap_or_default(),
-            notes: settings.notes.clone().unwrap_or_default(),
-            tags,
-            host: hostname(),
-            start_time: Some(Timestamp {
-                seconds: now as i64,
-                nanos: ((now.fract()) * 1e9) as i32,
-            }),
-        };
+        let run = run_record(&settings, config, who, &run_id);
         writer.write(RecordType::Run(run.clone()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut journal = Journal {
@@ -352,65 +437,17 @@ impl Logger {
                 settings.api_key.clone(),
                 settings.timing.clone(),
             )?;
-            // The first UpsertBucket runs here, once, so a bad key or an unknown project
-            // stops the run before training; an unreachable server does not wait.
-            let target = match stream::upsert(
-                &client,
-                &run,
-                &stream::Overrides::default(),
-                Some(Instant::now() + settings.timing.init.min(settings.timing.request)),
-                // One attempt: a transient failure is retried by the uploader, not here.
-                &|| true,
-            ) {
-                Ok(t) => {
-                    errln!("wandb: logging to {}", t.url(&settings.base_url));
-                    Some(t)
-                }
-                Err(f @ client::Failure::Fatal { .. }) => {
-                    let msg = stream::explain(&f, &run.entity, &run.project);
-                    if settings.required {
-                        anyhow::bail!("W&B: {msg}. To train without W&B, set logger.wandb.required=false (rows are then kept for `ezflt sync`) or logger=none");
-                    }
-                    errln!(
-                        "wandb: warning: {msg}; logging to {} only (logger.wandb.required=false)",
-                        log.display()
-                    );
-                    None
-                }
-                Err(f) => {
-                    errln!(
-                        "wandb: warning: the W&B server at {} did not answer ({}); training goes on, rows are kept in {} and sent when it answers",
-                        settings.base_url,
-                        f.message(),
-                        log.display()
-                    );
-                    None
-                }
-            };
+            let target = connect(&client, &settings, &run, &log)?;
             let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
-            let (done_tx, done_rx) = std::sync::mpsc::channel();
-            let stop2 = stop.clone();
-            let log2 = log.clone();
-            let handle = std::thread::Builder::new()
-                .name("wandb-uploader".into())
-                .spawn(move || {
-                    let stopped = move || stop2.load(Ordering::SeqCst);
-                    let mut s = stream::Stream::new(
-                        client,
-                        &log2,
-                        stream::Overrides::default(),
-                        target,
-                        &stopped,
-                    );
-                    s.remote_stop.push(Box::new(move || {
-                        errln!("\nwandb: the run was stopped from the W&B UI; stopping after this batch");
-                        stop_training.store(true, Ordering::SeqCst);
-                    }));
-                    let report = s.tail(&wake_rx);
-                    let _ = done_tx.send(report);
-                })?;
+            uploader = Some(spawn_uploader(
+                client,
+                log.clone(),
+                target,
+                wake_rx,
+                stop.clone(),
+                stop_training,
+            )?);
             journal.ended = Some(wake_tx);
-            uploader = Some((handle, done_rx));
         }
         Ok(Some(Logger {
             settings,
@@ -436,7 +473,7 @@ impl Logger {
         for (k, v) in items {
             if let Err(e) = j.log(step as i64, k, number_json(*v)) {
                 // Once: a full disk must not flood the training output.
-                errln!("wandb: warning: cannot write the W&B log, W&B logging stops here: {e:#}");
+                warnln!("wandb: cannot write the W&B log, W&B logging stops here: {e:#}");
                 j.broken = true;
                 return;
             }
@@ -447,7 +484,7 @@ impl Logger {
     /// `finish` timing) for the uploader. Never fails the run it describes.
     pub fn finish(&self, exit_code: i32, summary: &[(String, f64)], plots: &[PathBuf]) -> Outcome {
         if let Err(e) = self.write_end(exit_code, summary, plots) {
-            errln!("wandb: warning: could not finish the W&B log: {e:#}");
+            warnln!("wandb: could not finish the W&B log: {e:#}");
         }
         let mut out = Outcome {
             mode: self.settings.mode,
@@ -463,7 +500,7 @@ impl Logger {
         };
         let Some((handle, done)) = taken else {
             if self.settings.mode == Mode::Offline {
-                errln!(
+                noteln!(
                     "wandb: offline run saved in {}; upload it with `{sync_hint}`",
                     self.log.parent().unwrap_or(&self.log).display()
                 );
@@ -474,7 +511,7 @@ impl Logger {
         let mut first =
             done.recv_timeout(std::time::Duration::from_secs(2).min(self.settings.timing.finish));
         if first.is_err() && Instant::now() < deadline {
-            errln!(
+            noteln!(
                 "wandb: uploading the rest of the run (up to {:.0} s; Ctrl-C twice leaves it for `{sync_hint}`)",
                 self.settings.timing.finish.as_secs_f64()
             );
@@ -488,24 +525,24 @@ impl Logger {
                 match (&r.problem, r.synced) {
                     (None, true) => {
                         if let Some(u) = &r.url {
-                            errln!("wandb: run synced: {u}");
+                            noteln!("wandb: run synced: {u}");
                         }
                     }
-                    (p, _) => errln!(
-                        "wandb: warning: the run is not fully uploaded ({}); everything is kept in {}: upload it with `{sync_hint}`",
+                    (p, _) => warnln!(
+                        "wandb: the run is not fully uploaded ({}); everything is kept in {}: upload it with `{sync_hint}`",
                         p.clone().unwrap_or_else(|| "unknown reason".into()),
                         self.log.display()
                     ),
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => errln!(
-                "wandb: warning: the upload stopped unexpectedly; everything is kept in {}: upload it with `{sync_hint}`",
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => warnln!(
+                "wandb: the upload stopped unexpectedly; everything is kept in {}: upload it with `{sync_hint}`",
                 self.log.display()
             ),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 self.stop.store(true, Ordering::SeqCst);
-                errln!(
-                    "wandb: warning: the upload did not finish within logger.wandb.finish_timeout_s ({:.0} s); everything is kept in {}: upload it with `{sync_hint}`",
+                warnln!(
+                    "wandb: the upload did not finish within logger.wandb.finish_timeout_s ({:.0} s); everything is kept in {}: upload it with `{sync_hint}`",
                     self.settings.timing.finish.as_secs_f64(),
                     self.log.display()
                 );

@@ -234,7 +234,7 @@ impl Settings {
                 if self.required {
                     bail!("{msg}; or set logger.wandb.required=false to fall back to offline");
                 }
-                errln!("wandb: warning: {msg}; logging offline (logger.wandb.required=false)");
+                warnln!("wandb: {msg}; logging offline (logger.wandb.required=false)");
                 self.mode = Mode::Offline;
                 Ok(())
             }

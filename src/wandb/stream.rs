@@ -520,7 +520,7 @@ impl<'a> Stream<'a> {
         ) {
             Ok(d) => d,
             Err(f) => {
-                errln!("wandb: warning: {}", f.message());
+                warnln!("wandb: {}", f.message());
                 return false;
             }
         };
@@ -546,7 +546,7 @@ impl<'a> Stream<'a> {
             let bytes = match std::fs::read(self.files_dir.join(name)) {
                 Ok(b) => b,
                 Err(e) => {
-                    errln!("wandb: warning: cannot read {name} for upload: {e}");
+                    warnln!("wandb: cannot read {name} for upload: {e}");
                     ok = false;
                     continue;
                 }
@@ -554,7 +554,7 @@ impl<'a> Stream<'a> {
             match self.client.put(url, &headers, &bytes, deadline, self.stop) {
                 Ok(()) => self.uploaded.push(name.to_string()),
                 Err(f) => {
-                    errln!("wandb: warning: {}", f.message());
+                    warnln!("wandb: {}", f.message());
                     ok = false;
                 }
             }

@@ -35,12 +35,8 @@ impl Progress {
             let _ = writeln!(f, "[{stamp}] {s}");
             let _ = f.flush();
         }
-        if self.quiet {
-            return;
-        }
-        match &self.bar {
-            Some(b) => b.println(s),
-            None => outln!("{s}"),
+        if !self.quiet {
+            statusln!("{s}");
         }
     }
 }
@@ -56,7 +52,7 @@ fn fmt_metrics(items: &[(String, f64)]) -> String {
 impl Callback for Progress {
     fn on_train_start(&mut self, info: &StartInfo) -> Result<()> {
         self.epochs = info.epochs;
-        if !self.quiet && std::io::stdout().is_terminal() {
+        if !self.quiet && !crate::shell::quiet() && std::io::stdout().is_terminal() {
             let bar = ProgressBar::new(info.total_steps as u64);
             bar.set_style(
                 ProgressStyle::with_template(
@@ -65,6 +61,7 @@ impl Callback for Progress {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_position(info.start_step as u64);
+            crate::shell::attach_bar(&bar);
             self.bar = Some(bar);
         }
         self.line(&format!(
@@ -125,6 +122,7 @@ impl Callback for Progress {
         _model: &dyn crate::train::trainer::ModelView,
     ) -> Result<()> {
         if let Some(b) = self.bar.take() {
+            crate::shell::detach_bar();
             b.finish_and_clear();
         }
         let msg = match &o.status {
