@@ -584,7 +584,8 @@ fn print_help(opts: &Opts) -> Result<()> {
   --cfg/-c job|hydra|all  print the composed config and exit (--resolve, --package/-p PKG)\n\
   --info/-i [all|config|defaults|defaults-tree|searchpath]\n\
   --config-path/-cp DIR   --config-name/-cn NAME   --config-dir/-cd DIR\n\
-  --multirun/-m  --run/-r  --dry-run  --version\n",
+  --multirun/-m  --run/-r  --dry-run  --version\n\
+  --quiet/-q  no progress or status lines    --color auto|always|never\n",
     );
     out!("{out}");
     Ok(())
