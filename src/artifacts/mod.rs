@@ -2,6 +2,7 @@
 //! (written by the tracker, read by `inspect` and the plots), and metrics' directions.
 
 pub mod archive;
+pub mod compare;
 pub mod metric;
 pub mod npz;
 pub mod run;

@@ -1,6 +1,7 @@
 //! Command line: one file per subcommand, each with `cli()` (its clap definition) and
 //! `exec()`. `train` is the default, so `ezflt lr=1e-3` and `ezflt -m seed=0,1` train.
 
+pub mod compare;
 pub mod completions;
 pub mod inspect;
 pub mod jobs;
@@ -19,6 +20,7 @@ const SUBCOMMANDS: &[&str] = &[
     "resume",
     "run-job",
     "sync",
+    "compare",
     "completions",
     "help",
 ];
@@ -57,6 +59,7 @@ pub fn app() -> Command {
         .subcommand(jobs::resume_cli())
         .subcommand(jobs::run_job_cli())
         .subcommand(sync::cli())
+        .subcommand(compare::cli())
         .subcommand(completions::cli())
 }
 
@@ -143,6 +146,7 @@ pub fn run(args: Vec<String>) -> Result<i32> {
         Some(("resume", sm)) => jobs::resume_exec(sm),
         Some(("run-job", sm)) => jobs::run_job_exec(sm),
         Some(("sync", sm)) => sync::exec(sm),
+        Some(("compare", sm)) => compare::exec(sm),
         Some(("completions", sm)) => completions::exec(sm),
         _ => Ok(2),
     }
