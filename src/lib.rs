@@ -49,8 +49,9 @@ pub use train::api::{Fitted, Loss, Optimizer, Trainer};
 #[cfg(feature = "plot")]
 pub mod plots {
     pub use crate::plot::api::{
-        alignment, all, comparison, curves, evolution, heatmap, At, Stat, Style,
+        alignment, all, comparison, curves, evolution, heatmap, overlay, At, Stat, Style,
     };
+    pub use crate::plot::{Band, Overlay};
 }
 
 /// Hooks a [`Trainer`] calls, what they are given, and the built-in ones.

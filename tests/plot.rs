@@ -252,13 +252,21 @@ fn sweeps_get_a_metric_curve_and_a_phase_diagram() {
         .assert()
         .success();
     let files = stdout_lines(ezflt(tmp.path()).args(["plot", "sw"]));
-    assert_eq!(files.len(), 2, "{files:?}");
     assert!(
         files[0].ends_with("sweep_test_acc_vs_data.noise.png"),
         "{files:?}"
     );
     assert!(files[1].ends_with("phase_test_acc.png"), "{files:?}");
-    for f in &files {
+    // Then the four configurations overlaid, one figure (and its numbers) per metric.
+    assert!(
+        files[2..]
+            .iter()
+            .any(|f| f.ends_with("overlay_test_acc.png")),
+        "{files:?}"
+    );
+    // (One epoch is one evaluation: the overlays are points with error bars, too narrow for
+    // the spread check below.)
+    for f in &files[..2] {
         assert!(png_facts(&tmp.path().join(f)).2 > 20, "{f}");
     }
     ezflt(tmp.path())
@@ -289,4 +297,117 @@ fn a_run_shorter_than_log_every_still_gets_its_curves() {
         centre.count() >= 40,
         "no data point drawn in the loss panel"
     );
+}
+
+/// Overlays: several runs or a sweep, one curve per configuration, seeds as the mean with a
+/// band; the numbers behind each figure are checked against the runs' own metrics.
+#[test]
+fn overlays_average_seeds_with_a_band_that_holds_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let t = tmp.path();
+    ezflt(t)
+        .args([
+            "-q",
+            "-m",
+            "hydra.sweep.dir=seeds",
+            "seed=0,1,2",
+            "epochs=4",
+            "plot=none",
+            "tracker=none",
+            "threads=1",
+        ])
+        .assert()
+        .success();
+    // A seed-only sweep: nothing to plot against, but its spread over seeds.
+    let files = stdout_lines(ezflt(t).args(["plot", "seeds", "--band", "minmax"]));
+    assert!(files.iter().all(|f| f.contains("overlay_")), "{files:?}");
+    let csv = std::fs::read_to_string(t.join("seeds/plots/overlay_test_acc.csv")).unwrap();
+    // Each seed's own test_acc at each evaluated step.
+    let per_seed: Vec<Vec<(f64, f64)>> = (0..3)
+        .map(|i| {
+            let text = std::fs::read_to_string(t.join(format!("seeds/{i}/metrics.jsonl"))).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter_map(|r| Some((r["step"].as_f64()?, r.get("test_acc")?.as_f64()?)))
+                .collect()
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplitn(6, ',').map(String::from).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(rows.len(), per_seed[0].len(), "{csv}");
+    for r in &rows {
+        // rsplitn: high, low, mean, n, step, config.
+        let (high, low, mean, n, step): (f64, f64, f64, usize, f64) = (
+            r[0].parse().unwrap(),
+            r[1].parse().unwrap(),
+            r[2].parse().unwrap(),
+            r[3].parse().unwrap(),
+            r[4].parse().unwrap(),
+        );
+        assert_eq!(r[5], "\"all runs (n=3)\"");
+        assert_eq!(n, 3);
+        let at: Vec<f64> = per_seed
+            .iter()
+            .map(|s| s.iter().find(|p| p.0 == step).unwrap().1)
+            .collect();
+        assert!(
+            (mean - at.iter().sum::<f64>() / 3.0).abs() < 1e-12,
+            "{r:?} {at:?}"
+        );
+        for v in at {
+            assert!(
+                low <= v && v <= high,
+                "seed value {v} outside [{low}, {high}]"
+            );
+        }
+    }
+    // The figure draws the band: the first palette colour at 20% on white.
+    let (w, h, spp, px) = decode(&t.join("seeds/plots/overlay_test_acc.png"));
+    let band = px
+        .chunks_exact(spp)
+        .filter(|p| {
+            (p[0] as i32 - 204).abs() <= 3
+                && (p[1] as i32 - 227).abs() <= 3
+                && (p[2] as i32 - 240).abs() <= 3
+        })
+        .count();
+    assert!(band > 2000, "band pixels: {band} of {}", w * h);
+
+    // Several runs: the default output folder, grouped by a key of choice.
+    let files = stdout_lines(ezflt(t).args([
+        "plot",
+        "seeds/0",
+        "seeds/1",
+        "seeds/2",
+        "--by",
+        "seed",
+        "--metric",
+        "test_loss",
+    ]));
+    assert_eq!(
+        files,
+        [
+            "comparison/overlay_test_loss.png",
+            "comparison/overlay_test_loss.csv"
+        ]
+    );
+    let csv = std::fs::read_to_string(t.join("comparison/overlay_test_loss.csv")).unwrap();
+    for seed in 0..3 {
+        assert!(csv.contains(&format!("\"seed={seed} (n=1)\"")), "{csv}");
+    }
+    ezflt(t)
+        .args(["plot", "seeds/0", "--by", "seed"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "pass a sweep or more than one run",
+        ));
+    ezflt(t)
+        .args(["plot", "seeds", "--metric", "nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--metric nope: the runs log"));
 }

@@ -141,3 +141,25 @@ pub fn curves(run: impl AsRef<Path>, style: &Style) -> Result<PathBuf> {
 pub fn all(run: impl AsRef<Path>, style: &Style) -> Result<Vec<PathBuf>> {
     draw(run.as_ref(), style, PlotSpec::default())
 }
+
+/// Runs and sweeps overlaid, one figure per logged metric (`overlay_<metric>.png` and its
+/// numbers in `.csv`): one colour per configuration, seeds as the mean with a band, as
+/// `ezflt plot A B ...` draws them. Goes to `style.out`, else `comparison/`.
+pub fn overlay(
+    dirs: &[PathBuf],
+    metric: Option<&str>,
+    how: &super::Overlay,
+    style: &Style,
+) -> Result<Vec<PathBuf>> {
+    let spec = PlotSpec {
+        metric: metric.map(String::from),
+        svg: style.svg,
+        log_x: style.log_x,
+        ..Default::default()
+    };
+    let out = style
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("comparison"));
+    super::overlay(dirs, &spec, how, &out)
+}

@@ -220,7 +220,18 @@ pub fn line_chart<DB: DrawingBackend>(
                 .draw()
                 .map_err(err)?;
             for s in series {
-                if !s.band.is_empty() {
+                if let [(x, lo, hi)] = s.band[..] {
+                    // One x: a polygon would be a line; an error bar shows the spread.
+                    let cap = (x1 - x0) * 0.01;
+                    let style = s.color.stroke_width(2);
+                    chart
+                        .draw_series([
+                            PathElement::new(vec![(x, lo), (x, hi)], style),
+                            PathElement::new(vec![(x - cap, lo), (x + cap, lo)], style),
+                            PathElement::new(vec![(x - cap, hi), (x + cap, hi)], style),
+                        ])
+                        .map_err(err)?;
+                } else if !s.band.is_empty() {
                     let mut poly: Vec<(f64, f64)> = s.band.iter().map(|b| (b.0, b.2)).collect();
                     poly.extend(s.band.iter().rev().map(|b| (b.0, b.1)));
                     chart
@@ -253,12 +264,14 @@ pub fn line_chart<DB: DrawingBackend>(
                 }
             }
             if series.iter().any(|s| !s.name.is_empty()) {
+                let (w, h) = chart.plotting_area().dim_in_pixel();
+                let corner = legend_corner(series, (x0, x1), (y0, y1), log_x, (w, h));
                 chart
                     .configure_series_labels()
                     .label_font((FONT, 15))
                     .background_style(WHITE.mix(0.85))
                     .border_style(RGBColor(200, 200, 200))
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(corner)
                     .draw()
                     .map_err(err)?;
             }
@@ -272,6 +285,85 @@ pub fn line_chart<DB: DrawingBackend>(
         draw!(b.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?);
     }
     Ok(())
+}
+
+/// The corner of the plotting area where the legend covers the fewest drawn points
+/// (lines sampled along their segments, bands at their edges); upper right on a tie.
+fn legend_corner(
+    series: &[Series],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    log_x: bool,
+    (w, h): (u32, u32),
+) -> SeriesLabelPosition {
+    let fx = |x: f64| {
+        if log_x {
+            let (a, b) = (x0.max(1e-9).ln(), x1.max(1e-9).ln());
+            (x.max(1e-9).ln() - a) / (b - a)
+        } else {
+            (x - x0) / (x1 - x0)
+        }
+    };
+    let fy = |y: f64| (y - y0) / (y1 - y0);
+    // Points in [0, 1]^2, v = 0 at the bottom.
+    let mut pts: Vec<(f64, f64)> = vec![];
+    for s in series {
+        let line: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_x || p.0 > 0.0))
+            .map(|&(x, y)| (fx(x), fy(y)))
+            .collect();
+        for win in line.windows(2) {
+            for k in 0..16 {
+                let t = k as f64 / 16.0;
+                pts.push((
+                    win[0].0 + (win[1].0 - win[0].0) * t,
+                    win[0].1 + (win[1].1 - win[0].1) * t,
+                ));
+            }
+        }
+        pts.extend(line.last().copied());
+        for b in &s.band {
+            if !log_x || b.0 > 0.0 {
+                pts.push((fx(b.0), fy(b.1)));
+                pts.push((fx(b.0), fy(b.2)));
+            }
+        }
+    }
+    let named: Vec<&Series> = series.iter().filter(|s| !s.name.is_empty()).collect();
+    let chars = named
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    // The legend box as plotters draws it at font size 15: ~8.5 px a character plus the
+    // sample line, ~20 px a row, 10 px from the edges.
+    let bw = ((chars as f64 * 8.5 + 50.0) / w.max(1) as f64).min(1.0);
+    let bh = ((named.len() as f64 * 20.0 + 20.0) / h.max(1) as f64).min(1.0);
+    let candidates = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let covered = |right: bool, upper: bool| {
+        pts.iter()
+            .filter(|(u, v)| {
+                let in_u = if right { *u >= 1.0 - bw } else { *u <= bw };
+                let in_v = if upper { *v >= 1.0 - bh } else { *v <= bh };
+                in_u && in_v
+            })
+            .count()
+    };
+    let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
+    for (pos, right, upper) in candidates {
+        let c = covered(right, upper);
+        if c < best.0 {
+            best = (c, pos);
+        }
+    }
+    best.1
 }
 
 /// A matrix to draw: `rows x cols`, row-major, row 0 at the top.
@@ -421,4 +513,30 @@ pub fn colorbar<DB: DrawingBackend>(
         }))
         .map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The legend goes to the corner the lines leave empty.
+    #[test]
+    fn the_legend_takes_the_emptiest_corner() {
+        let corner = |points: Vec<(f64, f64)>| {
+            let s = [Series::new("train accuracy", points, PALETTE[0])];
+            legend_corner(&s, (0.0, 100.0), (0.0, 1.0), false, (800, 500))
+        };
+        let rising: Vec<(f64, f64)> = (0..=100).map(|i| (i as f64, i as f64 / 100.0)).collect();
+        let falling: Vec<(f64, f64)> = rising.iter().map(|&(x, y)| (x, 1.0 - y)).collect();
+        let saturating: Vec<(f64, f64)> = (0..=100)
+            .map(|i| (i as f64, 1.0 - (-(i as f64) / 5.0).exp()))
+            .collect();
+        assert!(matches!(corner(rising), SeriesLabelPosition::UpperLeft));
+        assert!(matches!(corner(falling), SeriesLabelPosition::UpperRight));
+        // An accuracy at 1 along the top: the legend goes below, away from the curve.
+        assert!(matches!(
+            corner(saturating),
+            SeriesLabelPosition::LowerRight
+        ));
+    }
 }

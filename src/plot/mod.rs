@@ -76,9 +76,14 @@ macro_rules! figure {
 #[cfg(feature = "plot")]
 mod load;
 #[cfg(feature = "plot")]
+mod overlay;
+#[cfg(feature = "plot")]
 mod run;
 #[cfg(feature = "plot")]
 mod sweep;
+
+#[cfg(feature = "plot")]
+pub use overlay::{overlay, Band, Overlay};
 
 #[cfg(feature = "plot")]
 pub use run::plot_run;

@@ -58,10 +58,8 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
         })
         .collect();
     if keys.is_empty() {
-        bail!(
-            "the sweep in {} varies no parameter besides the seed; nothing to plot against",
-            dir.display()
-        );
+        // Seeds alone: nothing to plot a metric against; the overlays show their spread.
+        return Ok(vec![]);
     }
     let available: Vec<String> = jobs[0].summary.last.keys().cloned().collect();
     let metric = spec.metric.clone().unwrap_or_else(|| {
