@@ -252,21 +252,29 @@ fn sweeps_get_a_metric_curve_and_a_phase_diagram() {
         .assert()
         .success();
     let files = stdout_lines(ezflt(tmp.path()).args(["plot", "sw"]));
+    // The summary table (as `ezflt compare` prints it) as CSV and as a figure.
+    assert!(files[0].ends_with("summary_table.csv"), "{files:?}");
+    assert!(files[1].ends_with("summary_table.png"), "{files:?}");
+    let csv = std::fs::read_to_string(tmp.path().join(&files[0])).unwrap();
+    assert!(csv.starts_with("data.noise,lr,runs,"), "{csv}");
+    assert_eq!(csv.lines().count(), 5, "four configurations: {csv}");
+    let table = decode(&tmp.path().join(&files[1]));
+    assert!(table.0 > 600 && table.1 > 150, "{:?}", (table.0, table.1));
     assert!(
-        files[0].ends_with("sweep_test_acc_vs_data.noise.png"),
+        files[2].ends_with("sweep_test_acc_vs_data.noise.png"),
         "{files:?}"
     );
-    assert!(files[1].ends_with("phase_test_acc.png"), "{files:?}");
+    assert!(files[3].ends_with("phase_test_acc.png"), "{files:?}");
     // Then the four configurations overlaid, one figure (and its numbers) per metric.
     assert!(
-        files[2..]
+        files[4..]
             .iter()
             .any(|f| f.ends_with("overlay_test_acc.png")),
         "{files:?}"
     );
     // (One epoch is one evaluation: the overlays are points with error bars, too narrow for
     // the spread check below.)
-    for f in &files[..2] {
+    for f in &files[2..4] {
         assert!(png_facts(&tmp.path().join(f)).2 > 20, "{f}");
     }
     ezflt(tmp.path())
@@ -320,7 +328,12 @@ fn overlays_average_seeds_with_a_band_that_holds_them() {
         .success();
     // A seed-only sweep: nothing to plot against, but its spread over seeds.
     let files = stdout_lines(ezflt(t).args(["plot", "seeds", "--band", "minmax"]));
-    assert!(files.iter().all(|f| f.contains("overlay_")), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| f.contains("overlay_") || f.contains("summary_table")),
+        "{files:?}"
+    );
     let csv = std::fs::read_to_string(t.join("seeds/plots/overlay_test_acc.csv")).unwrap();
     // Each seed's own test_acc at each evaluated step.
     let per_seed: Vec<Vec<(f64, f64)>> = (0..3)
@@ -410,4 +423,32 @@ fn overlays_average_seeds_with_a_band_that_holds_them() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("--metric nope: the runs log"));
+}
+
+/// `curves.png` draws every loss- and accuracy-like metric a run logs: grokking's
+/// `true_test_acc`, the one its claim is about, is the third line of the accuracy panel.
+#[test]
+fn curves_show_every_logged_accuracy() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args([
+            "-q",
+            "train",
+            "experiment=grokking",
+            "max_steps=200",
+            "hydra.run.dir=run",
+            "plot.what=[curves]",
+        ])
+        .assert()
+        .success();
+    let (w, h, spp, px) = decode(&tmp.path().join("run/plots/curves.png"));
+    // The third palette colour (Okabe-Ito green) in the right (accuracy) panel.
+    let green = (0..h)
+        .flat_map(|y| (w / 2..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let i = (y * w + x) * spp;
+            (px[i], px[i + 1], px[i + 2]) == (0, 158, 115)
+        })
+        .count();
+    assert!(green > 200, "true_test_acc line pixels: {green}");
 }

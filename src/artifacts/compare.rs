@@ -445,23 +445,38 @@ impl Table {
         h
     }
 
-    fn body(&self, mark: &dyn Fn(String) -> String) -> Vec<Vec<String>> {
+    /// The header and the rows as text, each cell with whether it holds its metric's best
+    /// mean.
+    pub fn cells(&self) -> (Vec<String>, Vec<Vec<(String, bool)>>) {
         let best = self.best_rows();
-        self.rows
+        let body = self
+            .rows
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let mut cells = if self.keys.is_empty() {
-                    vec!["(all)".to_string()]
+                let mut cells: Vec<(String, bool)> = if self.keys.is_empty() {
+                    vec![("(all)".to_string(), false)]
                 } else {
-                    r.values.clone()
+                    r.values.iter().map(|v| (v.clone(), false)).collect()
                 };
-                cells.push(r.runs_cell());
+                cells.push((r.runs_cell(), false));
                 for (j, s) in r.stats.iter().enumerate() {
-                    let c = Table::cell(s);
-                    cells.push(if best[j] == Some(i) { mark(c) } else { c });
+                    cells.push((Table::cell(s), best[j] == Some(i)));
                 }
                 cells
+            })
+            .collect();
+        (self.header(), body)
+    }
+
+    fn body(&self, mark: &dyn Fn(String) -> String) -> Vec<Vec<String>> {
+        self.cells()
+            .1
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|(c, best)| if best { mark(c) } else { c })
+                    .collect()
             })
             .collect()
     }

@@ -82,7 +82,14 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
         let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));
         // Summaries against the swept keys (none for a seed-only sweep), then the overlays.
         let mut files = plot::plot(dir, &spec)?;
-        files.extend(plot::overlay(&dirs, &spec, &overlay, &out)?);
+        match plot::overlay(&dirs, &spec, &overlay, &out) {
+            Ok(f) => files.extend(f),
+            // A large grid is read from its summaries; overlays are for a few configurations.
+            Err(e) if e.is::<plot::TooMany>() && !files.is_empty() => {
+                noteln!("no overlays: {e}")
+            }
+            Err(e) => return Err(e),
+        }
         files
     } else {
         if !overlay.by.is_empty() || !overlay.filters.is_empty() {

@@ -390,9 +390,94 @@ pub fn heatmap<DB: DrawingBackend>(
     x_ticks: Option<&dyn Fn(usize) -> String>,
     y_ticks: Option<&dyn Fn(usize) -> String>,
 ) -> Result<CellArea> {
-    let (main, bar) = area.split_horizontally(area.dim_in_pixel().0 as i32 - 110);
+    let (main, bar) = area.split_horizontally(area.dim_in_pixel().0 as i32 - BAR_WIDTH);
+    let cells = heatmap_cells(&main, title, x_label, y_label, m, scale, x_ticks, y_ticks)?;
+    // The bar spans the cells exactly (same top, same bottom).
+    let top = bar.get_base_pixel().1;
+    colorbar(
+        &bar,
+        scale,
+        colorbar_label,
+        Some((cells.1 - top, cells.3 - top)),
+    )?;
+    Ok(cells)
+}
+
+/// Writes `texts` (row-major, one per cell) centred in the cells of a heatmap drawn at
+/// `cells` (its pixel box), white on dark colours and black on light ones.
+pub fn cell_values<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    cells: CellArea,
+    rows: usize,
+    cols: usize,
+    values: &[f32],
+    scale: Scale,
+    texts: &[(String, bool)],
+) -> Result<()> {
+    let (x0, y0, x1, y1) = cells;
+    let (bx, by) = area.get_base_pixel();
+    let w = (x1 - x0) as f64 / cols.max(1) as f64;
+    let h = (y1 - y0) as f64 / rows.max(1) as f64;
+    // Too small to hold a number: leave the colours alone.
+    if w < 40.0 || h < 18.0 {
+        return Ok(());
+    }
+    let size = if w < 80.0 { 12 } else { 15 };
+    for r in 0..rows {
+        for c in 0..cols {
+            let Some((text, _)) = texts.get(r * cols + c) else {
+                continue;
+            };
+            let v = values.get(r * cols + c).copied().unwrap_or(f32::NAN);
+            if text.is_empty() || !v.is_finite() {
+                continue;
+            }
+            let RGBColor(cr, cg, cb) = scale.color(v as f64);
+            let light = 0.299 * cr as f64 + 0.587 * cg as f64 + 0.114 * cb as f64 > 140.0;
+            let color = if light { BLACK } else { WHITE };
+            let style = TextStyle::from((FONT, size).into_font()).color(&color).pos(
+                plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Center,
+                ),
+            );
+            let px = x0 - bx + (w * (c as f64 + 0.5)) as i32;
+            let py = y0 - by + (h * (r as f64 + 0.5)) as i32;
+            area.draw(&Text::new(text.clone(), (px, py), style))
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// A line of small print at the bottom left of `area`.
+pub fn footnote<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str) -> Result<()> {
+    let style = TextStyle::from((FONT, 14).into_font()).color(&RGBColor(60, 60, 60));
+    area.draw(&Text::new(
+        text.to_string(),
+        (12, area.dim_in_pixel().1 as i32 - 20),
+        style,
+    ))
+    .map_err(err)
+}
+
+/// Width of the area a colorbar takes beside a heatmap.
+pub const BAR_WIDTH: i32 = 120;
+
+/// A heatmap without its colorbar (panels that share one); returns the cells' pixel box.
+#[allow(clippy::too_many_arguments)]
+pub fn heatmap_cells<DB: DrawingBackend>(
+    main: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    m: &Matrix,
+    scale: Scale,
+    x_ticks: Option<&dyn Fn(usize) -> String>,
+    y_ticks: Option<&dyn Fn(usize) -> String>,
+) -> Result<CellArea> {
     let (rows, cols) = (m.rows.max(1), m.cols.max(1));
-    let mut chart = ChartBuilder::on(&main)
+    let mut chart = ChartBuilder::on(main)
         .caption(title, (FONT, 22))
         .margin(12)
         .x_label_area_size(45)
@@ -473,46 +558,78 @@ pub fn heatmap<DB: DrawingBackend>(
                 .map_err(err)?;
         }
     }
-    colorbar(&bar, scale, colorbar_label)?;
     Ok((x_range.start, y_range.start, x_range.end, y_range.end))
 }
 
-/// A vertical colorbar with its value range labelled.
+/// A vertical colorbar: the bar between `span` (top and bottom pixel rows in `area`; default
+/// a heatmap's usual plotting rows), five values from the lowest to the highest labelled on
+/// its right at the axis labels' size, and `label` above it.
 pub fn colorbar<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     scale: Scale,
     label: &str,
+    span: Option<(i32, i32)>,
 ) -> Result<()> {
     let (lo, hi) = scale.range();
-    let mut chart = ChartBuilder::on(area)
-        .margin_top(45)
-        .margin_bottom(57)
-        .margin_right(8)
-        .y_label_area_size(60)
-        .caption(label, (FONT, 14))
-        .build_cartesian_2d(0f64..1f64, lo..hi)
+    let (_, h) = area.dim_in_pixel();
+    let (top, bottom) = span.unwrap_or((58, h as i32 - 57));
+    let (top, bottom) = (top.max(24), bottom.max(top.max(24) + 10));
+    let (x0, x1) = (12, 34);
+    let rows = (bottom - top).max(1);
+    for i in 0..rows {
+        // Row i: the value at its centre, highest at the top.
+        let v = hi - (i as f64 + 0.5) / rows as f64 * (hi - lo);
+        area.draw(&Rectangle::new(
+            [(x0, top + i), (x1, top + i + 1)],
+            scale.color(v).filled(),
+        ))
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .disable_x_axis()
-        .y_labels(6)
-        .y_label_formatter(&|v: &f64| tick(*v))
-        .label_style((FONT, 13))
-        .draw()
-        .map_err(err)?;
-    let n = 200;
-    let step = (hi - lo) / n as f64;
-    chart
-        .draw_series((0..n).map(|i| {
-            let v0 = lo + i as f64 * step;
-            Rectangle::new(
-                [(0.0, v0), (1.0, v0 + step)],
-                scale.color(v0 + step / 2.0).filled(),
-            )
-        }))
+    }
+    let edge = RGBColor(120, 120, 120);
+    area.draw(&Rectangle::new(
+        [(x0, top), (x1, bottom)],
+        edge.stroke_width(1),
+    ))
+    .map_err(err)?;
+    let text = TextStyle::from((FONT, 15).into_font()).color(&BLACK);
+    // Both ends, and round values between them that keep clear of the ends.
+    let mut values = vec![lo, hi];
+    values.extend(
+        nice_ticks(lo, hi, 4)
+            .into_iter()
+            .filter(|v| (v - lo).abs() > 0.15 * (hi - lo) && (hi - v).abs() > 0.15 * (hi - lo)),
+    );
+    for v in values {
+        let f = if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
+        let y = bottom - (f * rows as f64).round() as i32;
+        area.draw(&PathElement::new(vec![(x1, y), (x1 + 5, y)], edge))
+            .map_err(err)?;
+        // A gap after the tick mark, the text centred on it.
+        area.draw(&Text::new(tick(v), (x1 + 9, y - 8), text.clone()))
+            .map_err(err)?;
+    }
+    let caption = TextStyle::from((FONT, 15).into_font()).color(&BLACK);
+    area.draw(&Text::new(label.to_string(), (x0 - 4, top - 30), caption))
         .map_err(err)?;
     Ok(())
+}
+
+/// Round values (multiples of 1, 2, 2.5 or 5 times a power of ten) inside `lo..=hi`, about
+/// `n` of them.
+pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if hi <= lo || !lo.is_finite() || !hi.is_finite() {
+        return vec![];
+    }
+    let raw = (hi - lo) / n.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
 }
 
 #[cfg(test)]
@@ -532,6 +649,15 @@ mod tests {
             .map(|i| (i as f64, 1.0 - (-(i as f64) / 5.0).exp()))
             .collect();
         assert!(matches!(corner(rising), SeriesLabelPosition::UpperLeft));
+        let shown = |lo, hi| {
+            nice_ticks(lo, hi, 4)
+                .into_iter()
+                .map(tick)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shown(0.5449, 1.0), ["0.6", "0.8", "1"]);
+        assert_eq!(shown(-0.38, 0.38), ["-0.2", "0", "0.2"]);
+        assert!(nice_ticks(1.0, 1.0, 4).is_empty());
         assert!(matches!(corner(falling), SeriesLabelPosition::UpperRight));
         // An accuracy at 1 along the top: the legend goes below, away from the curve.
         assert!(matches!(

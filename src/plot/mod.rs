@@ -81,9 +81,11 @@ mod overlay;
 mod run;
 #[cfg(feature = "plot")]
 mod sweep;
+#[cfg(feature = "plot")]
+mod table;
 
 #[cfg(feature = "plot")]
-pub use overlay::{overlay, Band, Overlay};
+pub use overlay::{overlay, Band, Overlay, TooMany};
 
 #[cfg(feature = "plot")]
 pub use run::plot_run;
@@ -223,6 +225,63 @@ mod tests {
             r > 240 && g > 240 && b > 240,
             "zero should be white: {r} {g} {b}"
         );
+    }
+
+    /// The colorbar spans the cells exactly, highest value at the top, and both ends are
+    /// labelled beside it.
+    #[test]
+    fn the_colorbar_spans_the_cells_and_labels_both_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("h.png");
+        let scale = Scale::Sequential { lo: 0.2, hi: 0.9 };
+        let mut cells = (0, 0, 0, 0);
+        draw::render(&p, (600, 500), |root| {
+            cells = draw::heatmap(
+                root,
+                "t",
+                "x",
+                "y",
+                &Matrix {
+                    values: &[0.2, 0.9, 0.5, 0.6],
+                    rows: 2,
+                    cols: 2,
+                },
+                scale,
+                "v",
+                None,
+                None,
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let (w, _, px) = decode(&p);
+        let at = |x: i32, y: i32| {
+            let i = (y as usize * w as usize + x as usize) * 3;
+            (px[i], px[i + 1], px[i + 2])
+        };
+        let bar_x = 600 - draw::BAR_WIDTH + 22;
+        let near = |a: (u8, u8, u8), c: plotters::style::RGBColor| {
+            (a.0 as i32 - c.0 as i32).abs() < 12
+                && (a.1 as i32 - c.1 as i32).abs() < 12
+                && (a.2 as i32 - c.2 as i32).abs() < 12
+        };
+        assert!(near(at(bar_x, cells.1 + 2), scale.color(0.9)), "top");
+        assert!(near(at(bar_x, cells.3 - 2), scale.color(0.2)), "bottom");
+        // Above and below the cells: no bar.
+        assert_eq!(at(bar_x, cells.1 - 3), (255, 255, 255));
+        assert_eq!(at(bar_x, cells.3 + 3), (255, 255, 255));
+        // Dark label ink right of the bar at both ends.
+        let ink = |y: i32| {
+            (y - 8..y + 8)
+                .flat_map(|yy| (600 - draw::BAR_WIDTH + 40..600).map(move |x| (x, yy)))
+                .filter(|&(x, yy)| {
+                    let (r, g, b) = at(x, yy);
+                    r < 110 && g < 110 && b < 110
+                })
+                .count()
+        };
+        assert!(ink(cells.1) > 15, "top label: {}", ink(cells.1));
+        assert!(ink(cells.3) > 15, "bottom label: {}", ink(cells.3));
     }
 
     #[test]

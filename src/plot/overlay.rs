@@ -51,6 +51,23 @@ pub struct Overlay {
     pub band: Band,
 }
 
+/// More configurations than an overlay can keep apart (one palette colour each).
+#[derive(Debug)]
+pub struct TooMany(pub usize);
+
+impl std::fmt::Display for TooMany {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} configurations to overlay; at most {} stay readable. Choose with --filter KEY=VALUE or group with --by KEY",
+            self.0,
+            PALETTE.len()
+        )
+    }
+}
+
+impl std::error::Error for TooMany {}
+
 /// One configuration's curve of one metric: `(step, n, mean, low, high)`.
 type Curve = Vec<(f64, usize, f64, f64, f64)>;
 
@@ -150,11 +167,7 @@ pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Re
         metrics.retain(|(n, _)| n == m);
     }
     if groups.len() > PALETTE.len() {
-        bail!(
-            "{} configurations to overlay; at most {} stay readable. Choose with --filter KEY=VALUE or group with --by KEY",
-            groups.len(),
-            PALETTE.len()
-        );
+        return Err(TooMany(groups.len()).into());
     }
     std::fs::create_dir_all(out)?;
     let mut files = vec![];

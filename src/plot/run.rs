@@ -181,26 +181,60 @@ fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
             run.dir.display()
         );
     }
-    let acc_keys: Vec<&str> = ["train_acc", "test_acc", "robust_acc"]
+    // Every loss-like and accuracy-like metric the run logged (true_test_acc, robust_acc,
+    // semantic_auroc, ...), train first, then test, then the rest by name.
+    let mut keys: Vec<String> = run
+        .rows
+        .iter()
+        .filter_map(|r| r.as_object())
+        .flat_map(|m| m.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
-        .filter(|k| run.rows.iter().any(|r| r.get(*k).is_some()))
         .collect();
-    let loss_series = vec![
-        Series::new("train", train_loss, PALETTE[0]),
-        Series::new("test", run.metric("test_loss", true), PALETTE[1]),
-    ];
+    let rank = |k: &str| match k.split('_').next() {
+        Some("train") => 0,
+        Some("test") => 1,
+        _ => 2,
+    };
+    keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    let loss_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.ends_with("_loss") && k.as_str() != "train_loss")
+        .collect();
+    let acc_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.ends_with("_acc") || k.ends_with("_auroc"))
+        .collect();
+    let mut loss_series = vec![Series::new("train", train_loss, PALETTE[0])];
+    for (i, k) in loss_keys.iter().enumerate() {
+        let name = k.trim_end_matches("_loss");
+        loss_series.push(Series::new(
+            name,
+            run.metric(k, true),
+            PALETTE[(i + 1) % PALETTE.len()],
+        ));
+    }
     let acc_series: Vec<Series> = acc_keys
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            let mut points = run.metric(k, *k != "train_acc");
-            if points.is_empty() && *k == "train_acc" {
+            let mut points = run.metric(k, k.as_str() != "train_acc");
+            if points.is_empty() && k.as_str() == "train_acc" {
                 // As for the loss: a short run has only its per-epoch rows.
                 points = run.metric(k, true);
             }
-            Series::new(k.trim_end_matches("_acc"), points, PALETTE[i])
+            Series::new(
+                k.trim_end_matches("_acc"),
+                points,
+                PALETTE[i % PALETTE.len()],
+            )
         })
         .collect();
+    let acc_label = if acc_keys.iter().any(|k| k.ends_with("_auroc")) {
+        "accuracy / AUROC"
+    } else {
+        "accuracy"
+    };
     let size = if acc_series.is_empty() {
         (900, 560)
     } else {
@@ -215,7 +249,7 @@ fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
         } else {
             let (a, b) = rest.split_horizontally(750);
             draw::line_chart(&a, "loss", "step", "loss", &loss_series, spec.log_x)?;
-            draw::line_chart(&b, "accuracy", "step", "accuracy", &acc_series, spec.log_x)?;
+            draw::line_chart(&b, acc_label, "step", acc_label, &acc_series, spec.log_x)?;
         }
         Ok(())
     }))
@@ -401,18 +435,21 @@ fn comparison(
     let scale = Scale::diverging(&all);
     let title = format!("{tensor} across training - {}", run.title);
     let name = format!("comparison_{tensor}");
-    let w = 420 * idx.len() as u32;
+    let w = 400 * idx.len() as u32 + draw::BAR_WIDTH as u32;
     Ok(figure!(spec, out, name, (w.max(840), 560), |root| {
         let (t, rest) = root.split_vertically(36);
         t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        // One colour scale for every panel, so one bar for all of them.
+        let (rest, bar) = rest.split_horizontally(rest.dim_in_pixel().0 as i32 - draw::BAR_WIDTH);
         let panels = rest.split_evenly((1, idx.len()));
+        let mut cells = None;
         for ((p, i), v) in panels.iter().zip(&idx).zip(&snaps) {
             let label = if steps[*i] == 0 {
                 "init (step 0)".to_string()
             } else {
                 format!("epoch {} (step {})", epochs[*i], steps[*i])
             };
-            draw::heatmap(
+            cells = Some(draw::heatmap_cells(
                 p,
                 &label,
                 "input",
@@ -423,11 +460,13 @@ fn comparison(
                     cols,
                 },
                 scale,
-                "weight",
                 None,
                 None,
-            )?;
+            )?);
         }
+        let top = bar.get_base_pixel().1;
+        let span = cells.map(|c| (c.1 - top, c.3 - top));
+        draw::colorbar(&bar, scale, "weight", span)?;
         Ok(())
     }))
 }
@@ -724,7 +763,7 @@ fn input_space(
     Ok(Some(figure!(spec, out, name, (1110, 1040), |root| {
         let (t, rest) = root.split_vertically(40);
         let (rest, bar) = rest.split_horizontally(1000);
-        draw::colorbar(&bar, scale, "weight")?;
+        draw::colorbar(&bar, scale, "weight", None)?;
         t.titled(&title, (draw::FONT, 16)).map_err(draw::err)?;
         let tiles = rest.margin(6, 6, 6, 6).split_evenly((grid, grid));
         for (r, tile) in tiles.iter().enumerate().take(n) {

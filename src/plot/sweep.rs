@@ -57,9 +57,12 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
                 > 1
         })
         .collect();
+    let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));
+    std::fs::create_dir_all(&out)?;
+    let mut files = summary_table(dir, spec, &out)?;
     if keys.is_empty() {
         // Seeds alone: nothing to plot a metric against; the overlays show their spread.
-        return Ok(vec![]);
+        return Ok(files);
     }
     let available: Vec<String> = jobs[0].summary.last.keys().cloned().collect();
     let metric = spec.metric.clone().unwrap_or_else(|| {
@@ -77,9 +80,6 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
     }
     let value = |j: &Job| j.summary.last_metric(&metric);
     let num = |s: &str| s.parse::<f64>().ok();
-    let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));
-    std::fs::create_dir_all(&out)?;
-    let mut files = vec![];
     let name_of = |d: &Path| d.display().to_string();
     let k = keys[0].clone();
     // Metric vs the first swept key, one line per value of the second (when it has few
@@ -167,25 +167,27 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             });
             v
         };
-        let (rv, cv) = (sorted_values(&k), sorted_values(&k2));
-        let mut cells = vec![(0.0f64, 0usize); rv.len() * cv.len()];
+        // Rows from the largest value at the top to the smallest at the bottom: the y axis
+        // increases upward, as in a paper's phase diagram.
+        let (mut rv, cv) = (sorted_values(&k), sorted_values(&k2));
+        rv.reverse();
+        let mut cells: Vec<Vec<f64>> = vec![vec![]; rv.len() * cv.len()];
         for j in &jobs {
             if let (Some(v), Some(a), Some(b)) = (value(j), j.params.get(&k), j.params.get(&k2)) {
                 let (r, c) = (
                     rv.iter().position(|x| x == a).unwrap_or(0),
                     cv.iter().position(|x| x == b).unwrap_or(0),
                 );
-                cells[r * cv.len() + c].0 += v;
-                cells[r * cv.len() + c].1 += 1;
+                cells[r * cv.len() + c].push(v);
             }
         }
         let m: Vec<f32> = cells
             .iter()
-            .map(|(s, n)| {
-                if *n > 0 {
-                    (*s / *n as f64) as f32
-                } else {
+            .map(|v| {
+                if v.is_empty() {
                     f32::NAN
+                } else {
+                    (v.iter().sum::<f64>() / v.len() as f64) as f32
                 }
             })
             .collect();
@@ -196,30 +198,86 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             lo,
             hi: if hi > lo { hi } else { lo + 1.0 },
         };
-        let title = format!("{metric} over {k} x {k2} (mean over seeds)");
+        let title = format!("{metric} over {k} x {k2} (mean ± std over seeds)");
         let name = format!("phase_{metric}");
         let cv2 = cv.clone();
         let ticks = move |c: usize| cv2.get(c).cloned().unwrap_or_default();
         let rv2 = rv.clone();
         let row_ticks = move |r: usize| rv2.get(r).cloned().unwrap_or_default();
+        // Seeds disagree in a cell when they spread over more than a quarter of the scale.
+        let range = (hi - lo).max(1e-12);
+        let texts: Vec<(String, bool)> = cells
+            .iter()
+            .map(|v| {
+                if v.is_empty() {
+                    return (String::new(), false);
+                }
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                let spread = v.iter().copied().fold(f64::MIN, f64::max)
+                    - v.iter().copied().fold(f64::MAX, f64::min);
+                let sd = if v.len() > 1 {
+                    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64)
+                        .sqrt()
+                } else {
+                    0.0
+                };
+                let disagree = spread > 0.25 * range;
+                let text = if v.len() > 1 {
+                    format!("{:.2}±{:.2}{}", mean, sd, if disagree { "*" } else { "" })
+                } else {
+                    format!("{mean:.2}")
+                };
+                (text, disagree)
+            })
+            .collect();
+        let any_disagree = texts.iter().any(|t| t.1);
+        let (nr, nc) = (rv.len(), cv.len());
         files.push(figure!(spec, out, name, (1000, 720), |root| {
-            draw::heatmap(
+            let cells = draw::heatmap(
                 root,
                 &title,
                 &k2,
                 &k,
                 &Matrix {
                     values: &m,
-                    rows: rv.len(),
-                    cols: cv.len(),
+                    rows: nr,
+                    cols: nc,
                 },
                 scale,
                 &metric,
                 Some(&ticks),
                 Some(&row_ticks),
             )?;
+            draw::cell_values(root, cells, nr, nc, &m, scale, &texts)?;
+            if any_disagree {
+                draw::footnote(
+                    root,
+                    "mean ± std over seeds; * seeds spread over more than a quarter of the colour range",
+                )?;
+            }
             Ok(())
         }));
     }
     Ok(files)
+}
+
+/// `summary_table.csv` and `.png`: final metrics per configuration, mean ± std over seeds,
+/// as `ezflt compare <sweep>` prints them.
+fn summary_table(dir: &Path, spec: &PlotSpec, out: &Path) -> Result<Vec<PathBuf>> {
+    let runs = crate::artifacts::compare::collect(&[dir.to_path_buf()])?;
+    let table = crate::artifacts::compare::table(&runs, &Default::default())?;
+    let csv = out.join("summary_table.csv");
+    crate::plan::rundir::write_atomic(&csv, &table.csv())?;
+    let title = format!(
+        "final metrics per configuration, mean ± std over seeds (best shaded) - {}",
+        dir.display()
+    );
+    let png = figure!(
+        spec,
+        out,
+        "summary_table",
+        super::table::size(&table),
+        |root| { super::table::draw(root, &table, &title) }
+    );
+    Ok(vec![csv, png])
 }
