@@ -452,3 +452,44 @@ fn curves_show_every_logged_accuracy() {
         .count();
     assert!(green > 200, "true_test_acc line pixels: {green}");
 }
+
+/// A two-layer CNN's filters `[classes, m, d]` are drawn as one matrix of neurons with a line
+/// between the classes, so which filter belongs to which output is not guessed.
+#[test]
+fn cnn_filters_are_split_by_class() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args([
+            "-q",
+            "train",
+            "model=two_layer_cnn",
+            "data=signal_noise",
+            "data.n_train=20",
+            "data.n_test=20",
+            "data.dim=40",
+            "epochs=2",
+            "hydra.run.dir=run",
+            "plot.what=[heatmap]",
+        ])
+        .assert()
+        .success();
+    let heatmap = std::fs::read_dir(tmp.path().join("run/plots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("heatmap_filters"))
+        .expect("heatmap");
+    let (w, h, spp, px) = decode(&heatmap);
+    // Rows that are black across most of the cells: the x axis, and the class separator.
+    let black_rows = (0..h)
+        .filter(|&y| {
+            (0..w)
+                .filter(|&x| {
+                    let i = (y * w + x) * spp;
+                    px[i] < 20 && px[i + 1] < 20 && px[i + 2] < 20
+                })
+                .count()
+                > w / 2
+        })
+        .count();
+    assert!(black_rows >= 3, "axis and a 2-px separator: {black_rows} rows");
+}

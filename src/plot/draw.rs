@@ -170,6 +170,60 @@ pub fn line_chart<DB: DrawingBackend>(
     series: &[Series],
     log_x: bool,
 ) -> Result<()> {
+    chart(area, title, x_label, y_label, series, log_x, None)
+}
+
+/// Values of a categorical key (`adv.train`: false, true) along x: series points sit at
+/// 0, 1, ... and are drawn as points with error bars (their bands), not joined, each series
+/// nudged sideways so they do not hide each other; the ticks are the category names.
+pub fn category_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    categories: &[String],
+    series: &[Series],
+) -> Result<()> {
+    let n = series.len().max(1) as f64;
+    let nudged: Vec<Series> = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let dx = if n > 1.0 {
+                (i as f64 - (n - 1.0) / 2.0) * 0.12
+            } else {
+                0.0
+            };
+            Series {
+                name: s.name.clone(),
+                points: s.points.iter().map(|&(x, y)| (x + dx, y)).collect(),
+                color: s.color,
+                band: s.band.iter().map(|&(x, l, h)| (x + dx, l, h)).collect(),
+                width: s.width,
+            }
+        })
+        .collect();
+    chart(
+        area,
+        title,
+        x_label,
+        y_label,
+        &nudged,
+        false,
+        Some(categories),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_x: bool,
+    categories: Option<&[String]>,
+) -> Result<()> {
     let pts = series
         .iter()
         .flat_map(|s| {
@@ -193,6 +247,20 @@ pub fn line_chart<DB: DrawingBackend>(
         // One x value (a run of one evaluation): centre it.
         (x0, x1) = (x0 - 0.5, x0 + 0.5);
     }
+    if let Some(c) = categories {
+        // Each category gets a slot of width 1 around its index.
+        (x0, x1) = (-0.5, c.len().max(1) as f64 - 0.5);
+    }
+    let name_at = |v: f64| -> String {
+        match categories {
+            Some(c) if (v - v.round()).abs() < 1e-6 && v >= 0.0 => {
+                c.get(v.round() as usize).cloned().unwrap_or_default()
+            }
+            Some(_) => String::new(),
+            None => tick(v),
+        }
+    };
+    let x_ticks = categories.map_or(10, |c| c.len());
     // One y value: a readable range around it, not a sliver of 1e-9.
     let pad = if y1 - y0 > 1e-12 * y1.abs().max(1.0) {
         (y1 - y0) * 0.05
@@ -212,7 +280,8 @@ pub fn line_chart<DB: DrawingBackend>(
                 .configure_mesh()
                 .x_desc(x_label)
                 .y_desc(y_label)
-                .x_label_formatter(&|v: &f64| tick(*v))
+                .x_labels(x_ticks)
+                .x_label_formatter(&|v: &f64| name_at(*v))
                 .y_label_formatter(&|v: &f64| tick(*v))
                 .label_style((FONT, 15))
                 .axis_desc_style((FONT, 17))
@@ -220,7 +289,19 @@ pub fn line_chart<DB: DrawingBackend>(
                 .draw()
                 .map_err(err)?;
             for s in series {
-                if let [(x, lo, hi)] = s.band[..] {
+                if categories.is_some() {
+                    let cap = (x1 - x0) * 0.01;
+                    let style = s.color.stroke_width(2);
+                    for &(x, lo, hi) in &s.band {
+                        chart
+                            .draw_series([
+                                PathElement::new(vec![(x, lo), (x, hi)], style),
+                                PathElement::new(vec![(x - cap, lo), (x + cap, lo)], style),
+                                PathElement::new(vec![(x - cap, hi), (x + cap, hi)], style),
+                            ])
+                            .map_err(err)?;
+                    }
+                } else if let [(x, lo, hi)] = s.band[..] {
                     // One x: a polygon would be a line; an error bar shows the spread.
                     let cap = (x1 - x0) * 0.01;
                     let style = s.color.stroke_width(2);
@@ -254,8 +335,11 @@ pub fn line_chart<DB: DrawingBackend>(
                         .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
                         .map_err(err)?;
                 }
+                // Categories are not a continuum: points only (the line is kept for the
+                // legend, drawn with no points).
+                let line: Vec<(f64, f64)> = if categories.is_some() { vec![] } else { pts };
                 let drawn = chart
-                    .draw_series(LineSeries::new(pts, c.stroke_width(s.width)))
+                    .draw_series(LineSeries::new(line, c.stroke_width(s.width)))
                     .map_err(err)?;
                 if !s.name.is_empty() {
                     drawn.label(s.name.clone()).legend(move |(x, y)| {
@@ -450,6 +534,45 @@ pub fn cell_values<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Lines between groups of `every` rows of a heatmap drawn at `cells` (a `[classes, m, d]`
+/// tensor's classes: 20 filters are 2 classes of 10), labelled with the group's index.
+pub fn row_groups<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    cells: CellArea,
+    rows: usize,
+    every: usize,
+    name: &str,
+) -> Result<()> {
+    if every == 0 || every >= rows {
+        return Ok(());
+    }
+    let (x0, y0, x1, y1) = cells;
+    let (bx, by) = area.get_base_pixel();
+    let h = (y1 - y0) as f64 / rows as f64;
+    let style = TextStyle::from((FONT, 13).into_font()).color(&BLACK);
+    for g in 0..rows.div_ceil(every) {
+        let y = y0 - by + (h * (g * every) as f64).round() as i32;
+        if g > 0 {
+            area.draw(&PathElement::new(
+                vec![(x0 - bx, y), (x1 - bx, y)],
+                BLACK.stroke_width(2),
+            ))
+            .map_err(err)?;
+        }
+        // The group's name just inside the right edge, at its first row.
+        let label = format!("{name} {g}");
+        let tx = x1 - bx - (label.chars().count() as f64 * 7.5) as i32 - 4;
+        area.draw(&Rectangle::new(
+            [(tx - 3, y + 2), (x1 - bx - 1, y + 18)],
+            WHITE.mix(0.8).filled(),
+        ))
+        .map_err(err)?;
+        area.draw(&Text::new(label, (tx, y + 3), style.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// A line of small print at the bottom left of `area`.
 pub fn footnote<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str) -> Result<()> {
     let style = TextStyle::from((FONT, 14).into_font()).color(&RGBColor(60, 60, 60));
@@ -536,7 +659,11 @@ pub fn heatmap_cells<DB: DrawingBackend>(
     let style = TextStyle::from((FONT, 14).into_font()).color(&BLACK);
     if let Some(f) = x_cat {
         let w = (x_range.end - x_range.start) as f64 / cols as f64;
-        for c in 0..cols {
+        // Every label that fits: a stride so that neighbours keep a gap (40 noise vectors
+        // would otherwise run together as "9101112...").
+        let widest = (0..cols).map(|c| f(c).chars().count()).max().unwrap_or(1) as f64 * 8.5;
+        let stride = ((widest + 10.0) / w).ceil().max(1.0) as usize;
+        for c in (0..cols).step_by(stride) {
             let px = x_range.start - bx0 + (w * (c as f64 + 0.5)) as i32;
             let t = f(c);
             let half = (t.len() as i32 * 4).min(60);
@@ -550,7 +677,8 @@ pub fn heatmap_cells<DB: DrawingBackend>(
     }
     if let Some(f) = y_cat {
         let h = (y_range.end - y_range.start) as f64 / rows as f64;
-        for r in 0..rows {
+        let stride = (18.0 / h).ceil().max(1.0) as usize;
+        for r in (0..rows).step_by(stride) {
             let py = y_range.start - by0 + (h * (r as f64 + 0.5)) as i32 - 7;
             let t = f(r);
             let px = x_range.start - bx0 - 8 - (t.len() as i32 * 8).min(50);

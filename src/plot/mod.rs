@@ -284,6 +284,38 @@ mod tests {
         assert!(ink(cells.3) > 15, "bottom label: {}", ink(cells.3));
     }
 
+    /// A categorical key's values are separate points with error bars: nothing is drawn
+    /// between them, as a line would.
+    #[test]
+    fn categories_are_points_not_a_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.png");
+        let mut s = Series::new("mean", vec![(0.0, 0.2), (1.0, 0.8)], PALETTE[0]);
+        s.band = vec![(0.0, 0.1, 0.3), (1.0, 0.7, 0.9)];
+        draw::render(&p, (800, 500), |root| {
+            draw::category_chart(
+                root,
+                "t",
+                "adv.train",
+                "acc",
+                &["false".into(), "true".into()],
+                &[s],
+            )
+        })
+        .unwrap();
+        let (w, _, px) = decode(&p);
+        let c = PALETTE[0];
+        let cols: Vec<usize> = px
+            .chunks_exact(3)
+            .enumerate()
+            .filter(|(_, p)| p[0] == c.0 && p[1] == c.1 && p[2] == c.2)
+            .map(|(i, _)| i % w as usize)
+            .collect();
+        assert!(cols.len() > 100, "points and bars drawn: {}", cols.len());
+        let middle = cols.iter().filter(|&&x| x > 380 && x < 480).count();
+        assert_eq!(middle, 0, "something joins the categories");
+    }
+
     #[test]
     fn line_chart_spans_the_data() {
         let tmp = tempfile::tempdir().unwrap();

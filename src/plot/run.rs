@@ -354,16 +354,17 @@ fn evolution(
             &[Series::new("", total.clone(), PALETTE[0])],
             spec.log_x,
         )?;
-        draw::line_chart(
-            &b,
-            &per_neuron,
-            "step",
-            "||w_r||",
-            &neuron_series,
-            spec.log_x,
-        )?;
+        draw::line_chart(&b, &per_neuron, "step", "‖wᵣ‖", &neuron_series, spec.log_x)?;
         Ok(())
     }))
+}
+
+/// Rows per class of a `[classes, m, d]` parameter (two-layer CNN filters); 0 otherwise.
+fn class_rows(shape: &[usize]) -> usize {
+    match shape {
+        [c, m, _] if *c > 1 => *m,
+        _ => 0,
+    }
 }
 
 fn tensor_heatmap(
@@ -380,8 +381,9 @@ fn tensor_heatmap(
     let title = format!("{tensor} at step {} - {}", steps[pick], run.title);
     let name = format!("heatmap_{tensor}_step{}", steps[pick]);
     let scale = Scale::diverging(&a.values);
+    let group = class_rows(&a.shape);
     Ok(figure!(spec, out, name, (1100, 700), |root| {
-        draw::heatmap(
+        let cells = draw::heatmap(
             root,
             &title,
             "input",
@@ -396,6 +398,7 @@ fn tensor_heatmap(
             None,
             None,
         )?;
+        draw::row_groups(root, cells, rows, group, "class")?;
         Ok(())
     }))
 }
@@ -449,7 +452,7 @@ fn comparison(
             } else {
                 format!("epoch {} (step {})", epochs[*i], steps[*i])
             };
-            cells = Some(draw::heatmap_cells(
+            let c = draw::heatmap_cells(
                 p,
                 &label,
                 "input",
@@ -462,7 +465,9 @@ fn comparison(
                 scale,
                 None,
                 None,
-            )?);
+            )?;
+            draw::row_groups(p, c, rows, class_rows(&shape), "class")?;
+            cells = Some(c);
         }
         let top = bar.get_base_pixel().1;
         let span = cells.map(|c| (c.1 - top, c.3 - top));
@@ -500,15 +505,21 @@ fn alignment(
     let abs = |v: &Vec<f32>| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
     let (first, chosen) = (abs(at(0)), abs(at(pick)));
     let scale = Scale::Sequential { lo: 0.0, hi: 1.0 };
-    let title = format!("|cos(w_r, {feature}_j)| of {tensor} - {}", run.title);
+    let title = format!("|cos(wᵣ, {feature}ⱼ)| of {tensor} - {}", run.title);
     let name = format!("alignment_{tensor}_{feature}");
     let s_pick = steps[pick];
+    let group = run
+        .summary
+        .params
+        .get(tensor)
+        .and_then(|v| serde_json::from_value::<Vec<usize>>(v.clone()).ok())
+        .map_or(0, |shape| class_rows(&shape));
     files.push(figure!(spec, out, name, (1500, 640), |root| {
         let (t, rest) = root.split_vertically(36);
         t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
         let (a, b) = rest.split_horizontally(750);
         let feature_tick = |c: usize| c.to_string();
-        draw::heatmap(
+        let ca = draw::heatmap(
             &a,
             "step 0",
             &format!("{feature} (feature j)"),
@@ -523,7 +534,8 @@ fn alignment(
             Some(&feature_tick),
             None,
         )?;
-        draw::heatmap(
+        draw::row_groups(&a, ca, neurons, group, "class")?;
+        let cb = draw::heatmap(
             &b,
             &format!("step {s_pick}"),
             &format!("{feature} (feature j)"),
@@ -538,6 +550,7 @@ fn alignment(
             Some(&feature_tick),
             None,
         )?;
+        draw::row_groups(&b, cb, neurons, group, "class")?;
         Ok(())
     }));
     // Best alignment per neuron over time (neurons x time), neurons sorted by the final value.
@@ -564,7 +577,7 @@ fn alignment(
         }
     }
     let title = note_subsampled(
-        &format!("best alignment max_j |cos(w_r, {feature}_j)| of {tensor}"),
+        &format!("best alignment maxⱼ |cos(wᵣ, {feature}ⱼ)| of {tensor}"),
         t,
         steps.len(),
     );
@@ -650,7 +663,7 @@ fn growth(
         let (a, b) = rest.split_horizontally(750);
         draw::line_chart(
             &a,
-            "mean_j max_r <w_r(t) - w_r(0), m_j>",
+            "meanⱼ maxᵣ ⟨wᵣ(t) − wᵣ(0), mⱼ⟩",
             "step",
             "growth along the feature",
             &series,
@@ -715,7 +728,7 @@ fn sparsity(
         let (a, b) = rest.split_horizontally(750);
         draw::line_chart(
             &a,
-            "purity max_j |c_rj| / ||c_r|| (weighted mean)",
+            "purity maxⱼ |cᵣⱼ| / ‖cᵣ‖ (weighted mean)",
             "step",
             "purity",
             &[Series::new("", purity.clone(), PALETTE[0])],

@@ -117,8 +117,16 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let x_of =
-        |s: &str| num(s).unwrap_or_else(|| xs_all.iter().position(|x| x == s).unwrap_or(0) as f64);
+    // A key with a value that is not a number (adv.train: false, true; an optimizer name)
+    // is categorical: its values sit at 0, 1, ... and are drawn as points with error bars.
+    let categorical = xs_all.iter().any(|x| num(x).is_none());
+    let x_of = |s: &str| {
+        if categorical {
+            xs_all.iter().position(|x| x == s).unwrap_or(0) as f64
+        } else {
+            num(s).unwrap_or(0.0)
+        }
+    };
     let series: Vec<Series> = lines
         .iter()
         .enumerate()
@@ -148,7 +156,11 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
     let title = format!("{metric} vs {k} - sweep {}", name_of(dir));
     let name = format!("sweep_{metric}_vs_{k}");
     files.push(figure!(spec, out, name, (1000, 600), |root| {
-        draw::line_chart(root, &title, &k, &metric, &series, spec.log_x)?;
+        if categorical {
+            draw::category_chart(root, &title, &k, &metric, &xs_all, &series)?;
+        } else {
+            draw::line_chart(root, &title, &k, &metric, &series, spec.log_x)?;
+        }
         Ok(())
     }));
     if keys.len() >= 2 {
