@@ -31,6 +31,8 @@ mod launch;
 mod model;
 mod plan;
 mod plot;
+#[cfg(feature = "cli")]
+mod report;
 mod run;
 mod track;
 mod train;

@@ -491,5 +491,8 @@ fn cnn_filters_are_split_by_class() {
                 > w / 2
         })
         .count();
-    assert!(black_rows >= 3, "axis and a 2-px separator: {black_rows} rows");
+    assert!(
+        black_rows >= 3,
+        "axis and a 2-px separator: {black_rows} rows"
+    );
 }

@@ -71,7 +71,7 @@ fn sandbox() -> tempfile::TempDir {
     let real = assert_cmd::cargo::cargo_bin("ezflt");
     // Subcommands that take no overrides go through as they are.
     let wrapper = format!(
-        "#!/usr/bin/env bash\ncase \"$1\" in\n  plot|inspect|status|resume|sync|compare|completions|run-job) exec '{real}' \"$@\";;\nesac\nfor a in \"$@\"; do case \"$a\" in --cfg|-c|--info|-i|--help|-h) exec '{real}' \"$@\";; esac; done\nexec '{real}' \"$@\" max_steps=3\n",
+        "#!/usr/bin/env bash\ncase \"$1\" in\n  plot|inspect|status|resume|sync|compare|report|completions|run-job) exec '{real}' \"$@\";;\nesac\nfor a in \"$@\"; do case \"$a\" in --cfg|-c|--info|-i|--help|-h) exec '{real}' \"$@\";; esac; done\nexec '{real}' \"$@\" max_steps=3\n",
         real = real.display()
     );
     std::fs::write(bin.join("ezflt"), wrapper).unwrap();

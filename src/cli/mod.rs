@@ -6,6 +6,7 @@ pub mod completions;
 pub mod inspect;
 pub mod jobs;
 pub mod plot;
+pub mod report;
 pub mod sync;
 pub mod train;
 
@@ -21,6 +22,7 @@ const SUBCOMMANDS: &[&str] = &[
     "run-job",
     "sync",
     "compare",
+    "report",
     "completions",
     "help",
 ];
@@ -60,6 +62,7 @@ pub fn app() -> Command {
         .subcommand(jobs::run_job_cli())
         .subcommand(sync::cli())
         .subcommand(compare::cli())
+        .subcommand(report::cli())
         .subcommand(completions::cli())
 }
 
@@ -147,6 +150,7 @@ pub fn run(args: Vec<String>) -> Result<i32> {
         Some(("run-job", sm)) => jobs::run_job_exec(sm),
         Some(("sync", sm)) => sync::exec(sm),
         Some(("compare", sm)) => compare::exec(sm),
+        Some(("report", sm)) => report::exec(sm),
         Some(("completions", sm)) => completions::exec(sm),
         _ => Ok(2),
     }

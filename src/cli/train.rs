@@ -555,7 +555,7 @@ fn print_help(opts: &Opts) -> Result<()> {
     let mut out = String::new();
     out.push_str("ezflt: feature-learning experiments with Hydra-compatible configs\n\n");
     out.push_str(
-        "Usage: ezflt [train] [FLAGS] [OVERRIDES...]\n       ezflt plot|inspect|status|resume <RUN_OR_SWEEP_DIR>\n       ezflt compare <RUN_OR_SWEEP_DIR>...   (metrics per configuration, mean ± std over seeds)\n       ezflt sync <RUN_OR_SWEEP_DIR>...   (upload W&B logs)\n       ezflt completions <bash|zsh|fish>\n\n",
+        "Usage: ezflt [train] [FLAGS] [OVERRIDES...]\n       ezflt plot|inspect|status|resume <RUN_OR_SWEEP_DIR>\n       ezflt compare <RUN_OR_SWEEP_DIR>...   (metrics per configuration, mean ± std over seeds)\n       ezflt report <RUN_OR_SWEEP_DIR>   (one self-contained report.html)\n       ezflt sync <RUN_OR_SWEEP_DIR>...   (upload W&B logs)\n       ezflt completions <bash|zsh|fish>\n\n",
     );
     out.push_str("== Configuration groups ==\nCompose your configuration from those groups (group=option)\n\n");
     for g in sp.all_groups(false) {
