@@ -109,6 +109,20 @@ pub fn tick(v: f64) -> String {
     }
 }
 
+/// `text` cut with "…" to what fits in `width` pixels at `size` px (a centred caption longer
+/// than its figure loses both ends).
+pub fn fit(text: &str, width: u32, size: u32) -> String {
+    // DejaVu Sans averages about 0.55 em a character.
+    let max = ((width as f64 - 24.0) / (size as f64 * 0.55)).max(8.0) as usize;
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut t: String = text.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
 pub fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
@@ -269,7 +283,7 @@ fn chart<DB: DrawingBackend>(
     };
     let (y0, y1) = (y0 - pad, y1 + pad);
     let mut b = ChartBuilder::on(area);
-    b.caption(title, (FONT, 22))
+    b.caption(fit(title, area.dim_in_pixel().0, 22), (FONT, 22))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(70);
@@ -573,12 +587,12 @@ pub fn row_groups<DB: DrawingBackend>(
     Ok(())
 }
 
-/// A line of small print at the bottom left of `area`.
+/// A line of small print at the bottom left of `area` (a strip of its own under a figure).
 pub fn footnote<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str) -> Result<()> {
     let style = TextStyle::from((FONT, 14).into_font()).color(&RGBColor(60, 60, 60));
     area.draw(&Text::new(
         text.to_string(),
-        (12, area.dim_in_pixel().1 as i32 - 20),
+        (12, area.dim_in_pixel().1 as i32 - 19),
         style,
     ))
     .map_err(err)
@@ -601,7 +615,7 @@ pub fn heatmap_cells<DB: DrawingBackend>(
 ) -> Result<CellArea> {
     let (rows, cols) = (m.rows.max(1), m.cols.max(1));
     let mut chart = ChartBuilder::on(main)
-        .caption(title, (FONT, 22))
+        .caption(fit(title, main.dim_in_pixel().0, 22), (FONT, 22))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(60)

@@ -243,7 +243,8 @@ fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
     let title = run.title.clone();
     Ok(figure!(spec, out, "curves", size, |root| {
         let (t, rest) = root.split_vertically(36);
-        t.titled(&title, (draw::FONT, 20)).map_err(draw::err)?;
+        t.titled(&draw::fit(&title, t.dim_in_pixel().0, 20), (draw::FONT, 20))
+            .map_err(draw::err)?;
         if acc_series.is_empty() {
             draw::line_chart(&rest, "loss", "step", "loss", &loss_series, spec.log_x)?;
         } else {
@@ -441,7 +442,8 @@ fn comparison(
     let w = 400 * idx.len() as u32 + draw::BAR_WIDTH as u32;
     Ok(figure!(spec, out, name, (w.max(840), 560), |root| {
         let (t, rest) = root.split_vertically(36);
-        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        t.titled(&draw::fit(&title, t.dim_in_pixel().0, 19), (draw::FONT, 19))
+            .map_err(draw::err)?;
         // One colour scale for every panel, so one bar for all of them.
         let (rest, bar) = rest.split_horizontally(rest.dim_in_pixel().0 as i32 - draw::BAR_WIDTH);
         let panels = rest.split_evenly((1, idx.len()));
@@ -516,7 +518,8 @@ fn alignment(
         .map_or(0, |shape| class_rows(&shape));
     files.push(figure!(spec, out, name, (1500, 640), |root| {
         let (t, rest) = root.split_vertically(36);
-        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        t.titled(&draw::fit(&title, t.dim_in_pixel().0, 19), (draw::FONT, 19))
+            .map_err(draw::err)?;
         let (a, b) = rest.split_horizontally(750);
         let feature_tick = |c: usize| c.to_string();
         let ca = draw::heatmap(
@@ -659,7 +662,8 @@ fn growth(
     let log_x = true;
     Ok(figure!(spec, out, name, (1500, 560), |root| {
         let (t, rest) = root.split_vertically(36);
-        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        t.titled(&draw::fit(&title, t.dim_in_pixel().0, 19), (draw::FONT, 19))
+            .map_err(draw::err)?;
         let (a, b) = rest.split_horizontally(750);
         draw::line_chart(
             &a,
@@ -724,7 +728,8 @@ fn sparsity(
     let name = format!("sparsity_{tensor}_{feature}");
     Ok(figure!(spec, out, name, (1500, 560), |root| {
         let (t, rest) = root.split_vertically(36);
-        t.titled(&title, (draw::FONT, 19)).map_err(draw::err)?;
+        t.titled(&draw::fit(&title, t.dim_in_pixel().0, 19), (draw::FONT, 19))
+            .map_err(draw::err)?;
         let (a, b) = rest.split_horizontally(750);
         draw::line_chart(
             &a,
@@ -777,7 +782,8 @@ fn input_space(
         let (t, rest) = root.split_vertically(40);
         let (rest, bar) = rest.split_horizontally(1000);
         draw::colorbar(&bar, scale, "weight", None)?;
-        t.titled(&title, (draw::FONT, 16)).map_err(draw::err)?;
+        t.titled(&draw::fit(&title, t.dim_in_pixel().0, 16), (draw::FONT, 16))
+            .map_err(draw::err)?;
         let tiles = rest.margin(6, 6, 6, 6).split_evenly((grid, grid));
         for (r, tile) in tiles.iter().enumerate().take(n) {
             let (tw, th) = tile.dim_in_pixel();

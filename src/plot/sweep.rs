@@ -244,7 +244,10 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             .collect();
         let any_disagree = texts.iter().any(|t| t.1);
         let (nr, nc) = (rv.len(), cv.len());
-        files.push(figure!(spec, out, name, (1000, 720), |root| {
+        files.push(figure!(spec, out, name, (1000, 740), |full| {
+            // A strip under the diagram for the footnote, clear of the axis label.
+            let (root, foot) = full.split_vertically(716);
+            let root = &root;
             let cells = draw::heatmap(
                 root,
                 &title,
@@ -263,8 +266,8 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             draw::cell_values(root, cells, nr, nc, &m, scale, &texts)?;
             if any_disagree {
                 draw::footnote(
-                    root,
-                    "mean ± std over seeds; * seeds spread over more than a quarter of the colour range",
+                    &foot,
+                    "* seeds spread over more than a quarter of the colour range",
                 )?;
             }
             Ok(())
