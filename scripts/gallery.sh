@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Regenerates every figure in docs/img/ (the README's galleries) from fresh runs, with the
+# commands the README's captions give (scaled-down sizes; a few minutes on 2 cores).
+# report.png needs headless Chromium (scripts/setup-chromium.sh).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
+bin="${CARGO_TARGET_DIR:-$repo/target}/release/ezflt"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+ez() { "$bin" -q "$@"; }
+# Copies the one figure matching a glob to docs/img/<name>; fails if none or several match.
+take() {
+  local pattern=$1 name=$2
+  # shellcheck disable=SC2206
+  local found=($pattern)
+  if [ ${#found[@]} -ne 1 ] || [ ! -f "${found[0]}" ]; then
+    echo "gallery: expected one file for $pattern, found: ${found[*]}" >&2
+    exit 1
+  fi
+  cp "${found[0]}" "$repo/docs/img/$name"
+  echo "docs/img/$name  <-  ${found[0]}"
+}
+
+# Paper reproductions (experiments/).
+ez -m experiment=purification adv.train=false,true hydra.sweep.dir=pur
+take 'pur/0/plots/alignment_layers.0.weight_atoms.png' purification_clean.png
+take 'pur/1/plots/alignment_layers.0.weight_atoms.png' purification_adversarial.png
+take 'pur/1/plots/sparsity_layers.0.weight_atoms.png' purification_sparsity.png
+ez -m experiment=benign_overfitting data.n_train=10,20,40,80,160 data.snr=0.1,0.2,0.4,0.8 \
+  seed=0,1,2 hydra.sweep.dir=benign
+ez plot benign --metric test_acc
+take 'benign/plots/phase_test_acc.png' benign_phase_diagram.png
+ez train experiment=grokking hydra.run.dir=grok
+take 'grok/plots/curves.png' grokking_curves.png
+take 'grok/plots/best_alignment_*.png' grokking_fourier.png
+ez train experiment=cae_anomaly hydra.run.dir=cae
+take 'cae/plots/best_alignment_kernels_features.png' cae_kernel_alignment.png
+
+# The plots gallery.
+ez train model=two_layer_cnn data=signal_noise batch_size=full lr=0.1 epochs=300 data.snr=0.5 \
+  hydra.run.dir=signal
+take 'signal/plots/best_alignment_filters_signal.png' benign_signal_alignment.png
+take 'signal/plots/evolution_filters.png' evolution_filters.png
+ez train model=two_layer_cnn data=signal_noise batch_size=full lr=0.1 epochs=300 data.snr=0.1 \
+  hydra.run.dir=noise
+take 'noise/plots/best_alignment_filters_noise.png' harmful_noise_memorisation.png
+ez train data=digits model.widths=[64] optimizer=adam lr=3e-3 epochs=30 hydra.run.dir=digits
+take 'digits/plots/input_space_layers.0.weight.png' input_space_digits.png
+take 'digits/plots/curves.png' curves_digits.png
+ez -m data.noise=0.5,2.0,4.0 lr=0.01,0.03,0.1 seed=0,1 epochs=2 hydra.sweep.dir=grid
+ez plot grid
+take 'grid/plots/phase_test_acc.png' sweep_phase.png
+# Seeds as a mean with a band, one colour per learning rate; and the report page of that sweep.
+ez -m lr=0.02,0.1,0.5 seed=0,1,2 epochs=8 hydra.sweep.dir=multirun/lr-sweep
+ez plot multirun/lr-sweep
+take 'multirun/lr-sweep/plots/overlay_test_acc.png' overlay_seeds.png
+"$bin" report multirun/lr-sweep >/dev/null
+chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,1000 \
+  --screenshot="$repo/docs/img/report.png" "file://$work/multirun/lr-sweep/report.html" 2>/dev/null
+echo "docs/img/report.png  <-  multirun/lr-sweep/report.html"
