@@ -186,6 +186,13 @@ impl Stat {
     }
 }
 
+/// `KEY=VALUE` of a `--filter`.
+pub fn parse_filter(f: &str) -> Result<(String, String)> {
+    f.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| anyhow::anyhow!("--filter {f}: expected KEY=VALUE, e.g. --filter lr=0.1"))
+}
+
 /// One configuration: its key values, its runs and a statistic per metric.
 #[derive(Clone, Debug)]
 pub struct Row {

@@ -2,7 +2,7 @@
 //! (mean ± sample std), for a terminal or as CSV, JSON or Markdown.
 
 use crate::artifacts::compare::{self, Options};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use std::path::PathBuf;
 
@@ -29,14 +29,8 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             .unwrap_or_default()
     };
     let filters = list("filter")
-        .into_iter()
-        .map(|f| {
-            f.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| {
-                    anyhow!("--filter {f}: expected KEY=VALUE, e.g. --filter data.snr=0.4")
-                })
-        })
+        .iter()
+        .map(|f| compare::parse_filter(f))
         .collect::<Result<Vec<_>>>()?;
     let opts = Options {
         by: list("by"),

@@ -2,7 +2,7 @@
 //! sweep's summaries and its configurations overlaid, or several runs overlaid.
 
 use crate::plot::{self, PlotSpec};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use std::path::{Path, PathBuf};
 
@@ -54,16 +54,9 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             .unwrap_or_default(),
         filters: m
             .get_many::<String>("filter")
-            .map(|v| v.cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
             .into_iter()
-            .map(|f| {
-                f.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .ok_or_else(|| {
-                        anyhow!("--filter {f}: expected KEY=VALUE, e.g. --filter lr=0.1")
-                    })
-            })
+            .flatten()
+            .map(|f| crate::artifacts::compare::parse_filter(f))
             .collect::<Result<Vec<_>>>()?,
         band: m
             .get_one::<String>("band")

@@ -303,7 +303,8 @@ fn chart<DB: DrawingBackend>(
                 .draw()
                 .map_err(err)?;
             for s in series {
-                if categories.is_some() {
+                // Categories, or one x (where a polygon would be a line): error bars.
+                if categories.is_some() || s.band.len() == 1 {
                     let cap = (x1 - x0) * 0.01;
                     let style = s.color.stroke_width(2);
                     for &(x, lo, hi) in &s.band {
@@ -315,17 +316,6 @@ fn chart<DB: DrawingBackend>(
                             ])
                             .map_err(err)?;
                     }
-                } else if let [(x, lo, hi)] = s.band[..] {
-                    // One x: a polygon would be a line; an error bar shows the spread.
-                    let cap = (x1 - x0) * 0.01;
-                    let style = s.color.stroke_width(2);
-                    chart
-                        .draw_series([
-                            PathElement::new(vec![(x, lo), (x, hi)], style),
-                            PathElement::new(vec![(x - cap, lo), (x + cap, lo)], style),
-                            PathElement::new(vec![(x - cap, hi), (x + cap, hi)], style),
-                        ])
-                        .map_err(err)?;
                 } else if !s.band.is_empty() {
                     let mut poly: Vec<(f64, f64)> = s.band.iter().map(|b| (b.0, b.2)).collect();
                     poly.extend(s.band.iter().rev().map(|b| (b.0, b.1)));
