@@ -469,10 +469,23 @@ fn cnn_filters_are_split_by_class() {
             "data.dim=40",
             "epochs=2",
             "hydra.run.dir=run",
-            "plot.what=[heatmap]",
+            "plot.what=[heatmap,evolution]",
         ])
         .assert()
         .success();
+    // Its 20 per-neuron norm lines are coloured by neuron index, with a colorbar as the key:
+    // viridis' yellow end (bluer than 60, unlike the palette's yellow line) fills the top of a
+    // strip at the right edge.
+    let (w, h, spp, px) = decode(&tmp.path().join("run/plots/evolution_filters.png"));
+    let key = (0..h)
+        .filter(|&y| {
+            (w - 120..w).any(|x| {
+                let i = (y * w + x) * spp;
+                px[i] > 200 && px[i + 1] > 210 && px[i + 2] < 60
+            })
+        })
+        .count();
+    assert!(key > 10, "no neuron colour key: {key} rows");
     let heatmap = std::fs::read_dir(tmp.path().join("run/plots"))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -299,12 +299,17 @@ fn evolution(
         .collect::<Result<_>>()?;
     let norms: Vec<Vec<f64>> = snaps.iter().map(|v| row_norms(v, rows, cols)).collect();
     let mut neuron_series = vec![];
-    if rows <= MAX_LINES {
+    // One line per neuron, coloured by its index (a colorbar says which is which).
+    let neuron_scale = (rows <= MAX_LINES).then_some(Scale::Sequential {
+        lo: 0.0,
+        hi: (rows.max(2) - 1) as f64,
+    });
+    if let Some(scale) = neuron_scale {
         for r in 0..rows {
             let mut s = Series::new(
                 "",
                 x.iter().zip(&norms).map(|(s, n)| (*s, n[r])).collect(),
-                PALETTE[r % PALETTE.len()],
+                scale.color(r as f64),
             );
             s.width = 1;
             neuron_series.push(s);
@@ -355,7 +360,23 @@ fn evolution(
             &[Series::new("", total.clone(), PALETTE[0])],
             spec.log_x,
         )?;
-        draw::line_chart(&b, &per_neuron, "step", "‖wᵣ‖", &neuron_series, spec.log_x)?;
+        match neuron_scale {
+            Some(scale) => {
+                let (lines, bar) = b.split_horizontally(750 - draw::BAR_WIDTH);
+                draw::line_chart(
+                    &lines,
+                    &per_neuron,
+                    "step",
+                    "‖wᵣ‖",
+                    &neuron_series,
+                    spec.log_x,
+                )?;
+                draw::colorbar(&bar, scale, "neuron r", None)?;
+            }
+            None => {
+                draw::line_chart(&b, &per_neuron, "step", "‖wᵣ‖", &neuron_series, spec.log_x)?;
+            }
+        }
         Ok(())
     }))
 }
