@@ -244,7 +244,7 @@ fn quiet_and_color_flags() {
     let (code, stdout, _) = out(&["epochs=1", "threads=1", "hydra.run.dir=loud"]);
     assert_eq!(code, Some(0));
     assert!(
-        stdout.contains("Run: ") && stdout.contains("epoch 1/1"),
+        stdout.contains("Run: ") && stdout.contains("epoch 0 (1/1)"),
         "{stdout}"
     );
     // The quiet flag goes before the subcommand, after it, or with train left out.

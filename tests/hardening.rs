@@ -69,7 +69,7 @@ fn a_closed_stdout_pipe_does_not_stop_training() {
     assert!(run.join("features.npz").is_file());
     assert!(run.join("checkpoint/state.json").is_file());
     let log = std::fs::read_to_string(run.join("train.log")).unwrap();
-    assert!(log.contains("epoch 30/30"), "{log}");
+    assert!(log.contains("epoch 29 (30/30)"), "{log}");
 }
 
 #[test]

@@ -44,7 +44,7 @@ fn default_experiment_trains_and_writes_its_outputs() {
     assert!(run.join("checkpoint/optim.bpk").is_file());
     assert!(run.join(".hydra/config.yaml").is_file());
     let log = std::fs::read_to_string(run.join("train.log")).unwrap();
-    assert!(log.contains("epoch 3/3"), "{log}");
+    assert!(log.contains("epoch 2 (3/3)"), "{log}");
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert!(csv.starts_with("step,epoch,lr,train_loss,train_acc,test_loss,test_acc,time_s\n"));
     let (a, b) = first_last_loss(&run);

@@ -93,7 +93,7 @@ impl Callback for Progress {
                     .last_acc
                     .map(|a| format!(" acc {a:.3}"))
                     .unwrap_or_default();
-                b.set_message(format!("epoch {} loss {:.4}{acc}", s.epoch + 1, s.loss));
+                b.set_message(format!("epoch {} loss {:.4}{acc}", s.epoch, s.loss));
             }
         }
         Ok(())
@@ -105,8 +105,11 @@ impl Callback for Progress {
             items.push(("train_acc".into(), a));
         }
         items.extend(e.eval.iter().cloned());
+        // Epochs are named 0-based everywhere (metrics files, --epoch, figure titles, W&B);
+        // the count in brackets is how far the run is.
         let msg = format!(
-            "epoch {}/{} step {}: {}",
+            "epoch {} ({}/{}) step {}: {}",
+            e.epoch.saturating_sub(1),
             e.epoch,
             self.epochs,
             e.step,
