@@ -260,21 +260,23 @@ fn sweeps_get_a_metric_curve_and_a_phase_diagram() {
     assert_eq!(csv.lines().count(), 5, "four configurations: {csv}");
     let table = decode(&tmp.path().join(&files[1]));
     assert!(table.0 > 600 && table.1 > 150, "{:?}", (table.0, table.1));
+    // The metric against each swept key, then the phase diagram over the first two.
     assert!(
         files[2].ends_with("sweep_test_acc_vs_data.noise.png"),
         "{files:?}"
     );
-    assert!(files[3].ends_with("phase_test_acc.png"), "{files:?}");
+    assert!(files[3].ends_with("sweep_test_acc_vs_lr.png"), "{files:?}");
+    assert!(files[4].ends_with("phase_test_acc.png"), "{files:?}");
     // Then the four configurations overlaid, one figure (and its numbers) per metric.
     assert!(
-        files[4..]
+        files[5..]
             .iter()
             .any(|f| f.ends_with("overlay_test_acc.png")),
         "{files:?}"
     );
     // (One epoch is one evaluation: the overlays are points with error bars, too narrow for
     // the spread check below.)
-    for f in &files[2..4] {
+    for f in &files[2..5] {
         assert!(png_facts(&tmp.path().join(f)).2 > 20, "{f}");
     }
     ezflt(tmp.path())

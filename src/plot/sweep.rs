@@ -81,91 +81,92 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
     let value = |j: &Job| j.summary.last_metric(&metric);
     let num = |s: &str| s.parse::<f64>().ok();
     let name_of = |d: &Path| d.display().to_string();
-    let k = keys[0].clone();
-    // Metric vs the first swept key, one line per value of the second (when it has few
-    // values), mean over seeds (and any other keys), band = min..max.
-    let k2 = keys.get(1).filter(|k2| {
-        jobs.iter()
-            .filter_map(|j| j.params.get(*k2))
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-            <= 6
-    });
-    let mut groups: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    for j in &jobs {
-        if let (Some(v), Some(x)) = (value(j), j.params.get(&k)) {
-            let line = k2
-                .and_then(|k2| j.params.get(k2))
-                .cloned()
-                .unwrap_or_default();
-            groups.entry((line, x.clone())).or_default().push(v);
-        }
-    }
-    let mut lines: Vec<String> = groups
-        .keys()
-        .map(|(l, _)| l.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    lines.sort_by(|a, b| match (num(a), num(b)) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        _ => a.cmp(b),
-    });
-    let xs_all: Vec<String> = groups
-        .keys()
-        .map(|(_, x)| x.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    // A key with a value that is not a number (adv.train: false, true; an optimizer name)
-    // is categorical: its values sit at 0, 1, ... and are drawn as points with error bars.
-    let categorical = xs_all.iter().any(|x| num(x).is_none());
-    let x_of = |s: &str| {
-        if categorical {
-            xs_all.iter().position(|x| x == s).unwrap_or(0) as f64
-        } else {
-            num(s).unwrap_or(0.0)
-        }
-    };
-    let series: Vec<Series> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let name = match k2 {
-                Some(k2) => format!("{k2}={line}"),
-                None => format!("mean over {} seed(s)", jobs.len() / xs_all.len().max(1)),
-            };
-            let mut s = Series::new(&name, vec![], PALETTE[i % PALETTE.len()]);
-            let mut pts: Vec<(f64, &Vec<f64>)> = groups
-                .iter()
-                .filter(|((l, _), _)| l == line)
-                .map(|((_, x), v)| (x_of(x), v))
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            for (x, v) in pts {
-                s.points.push((x, v.iter().sum::<f64>() / v.len() as f64));
-                s.band.push((
-                    x,
-                    v.iter().cloned().fold(f64::MAX, f64::min),
-                    v.iter().cloned().fold(f64::MIN, f64::max),
-                ));
+    // The metric against each swept key, one line per value of another swept key (the first
+    // with few values), mean over seeds (and any other keys), band = min..max.
+    for k in keys.iter().cloned() {
+        let k2 = keys.iter().filter(|k2| **k2 != k).find(|k2| {
+            jobs.iter()
+                .filter_map(|j| j.params.get(*k2))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                <= 6
+        });
+        let mut groups: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        for j in &jobs {
+            if let (Some(v), Some(x)) = (value(j), j.params.get(&k)) {
+                let line = k2
+                    .and_then(|k2| j.params.get(k2))
+                    .cloned()
+                    .unwrap_or_default();
+                groups.entry((line, x.clone())).or_default().push(v);
             }
-            s
-        })
-        .collect();
-    let title = format!("{metric} vs {k} - sweep {}", name_of(dir));
-    let name = format!("sweep_{metric}_vs_{k}");
-    files.push(figure!(spec, out, name, (1000, 600), |root| {
-        if categorical {
-            draw::category_chart(root, &title, &k, &metric, &xs_all, &series)?;
-        } else {
-            draw::line_chart(root, &title, &k, &metric, &series, spec.log_x)?;
         }
-        Ok(())
-    }));
+        let mut lines: Vec<String> = groups
+            .keys()
+            .map(|(l, _)| l.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        lines.sort_by(|a, b| match (num(a), num(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => a.cmp(b),
+        });
+        let xs_all: Vec<String> = groups
+            .keys()
+            .map(|(_, x)| x.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // A key with a value that is not a number (adv.train: false, true; an optimizer name)
+        // is categorical: its values sit at 0, 1, ... and are drawn as points with error bars.
+        let categorical = xs_all.iter().any(|x| num(x).is_none());
+        let x_of = |s: &str| {
+            if categorical {
+                xs_all.iter().position(|x| x == s).unwrap_or(0) as f64
+            } else {
+                num(s).unwrap_or(0.0)
+            }
+        };
+        let series: Vec<Series> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let name = match k2 {
+                    Some(k2) => format!("{k2}={line}"),
+                    None => format!("mean over {} seed(s)", jobs.len() / xs_all.len().max(1)),
+                };
+                let mut s = Series::new(&name, vec![], PALETTE[i % PALETTE.len()]);
+                let mut pts: Vec<(f64, &Vec<f64>)> = groups
+                    .iter()
+                    .filter(|((l, _), _)| l == line)
+                    .map(|((_, x), v)| (x_of(x), v))
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                for (x, v) in pts {
+                    s.points.push((x, v.iter().sum::<f64>() / v.len() as f64));
+                    s.band.push((
+                        x,
+                        v.iter().cloned().fold(f64::MAX, f64::min),
+                        v.iter().cloned().fold(f64::MIN, f64::max),
+                    ));
+                }
+                s
+            })
+            .collect();
+        let title = format!("{metric} vs {k} - sweep {}", name_of(dir));
+        let name = format!("sweep_{metric}_vs_{k}");
+        files.push(figure!(spec, out, name, (1000, 600), |root| {
+            if categorical {
+                draw::category_chart(root, &title, &k, &metric, &xs_all, &series)?;
+            } else {
+                draw::line_chart(root, &title, &k, &metric, &series, spec.log_x)?;
+            }
+            Ok(())
+        }));
+    }
     if keys.len() >= 2 {
         // Phase diagram over the first two swept keys, averaged over seeds (and other keys).
-        let k2 = keys[1].clone();
+        let (k, k2) = (keys[0].clone(), keys[1].clone());
         let sorted_values = |key: &str| {
             let mut v: Vec<String> = jobs
                 .iter()
