@@ -111,7 +111,7 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<Run>> {
 }
 
 /// Compares numbers as numbers and the rest as text: `2 < 10`, `job_2 < job_10`.
-fn natural(a: &str, b: &str) -> std::cmp::Ordering {
+pub fn natural(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
         _ => {

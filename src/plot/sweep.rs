@@ -2,40 +2,28 @@
 //! second key with a band over seeds, and a phase diagram over two keys.
 
 use super::draw::{self, Matrix, Scale, Series, PALETTE};
-use super::load::overrides;
 use super::PlotSpec;
-use crate::artifacts::run::{Summary, SUMMARY};
-use anyhow::{bail, Context, Result};
+use crate::artifacts::compare::{natural, Run as Job};
+use crate::artifacts::run::SUMMARY;
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// One finished job of a sweep.
-struct Job {
-    params: BTreeMap<String, String>,
-    summary: Summary,
-}
-
 pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
-    let mut jobs = vec![];
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("summary.json").exists())
+        .filter(|p| p.join(SUMMARY).exists())
         .collect();
     entries.sort();
-    for p in &entries {
-        let path = p.join(SUMMARY);
-        let summary: Summary = serde_json::from_str(&std::fs::read_to_string(&path)?)
-            .with_context(|| format!("{} is not a valid summary", path.display()))?;
-        let params = overrides(p)
-            .into_iter()
-            .filter_map(|o| {
-                o.split_once('=')
-                    .map(|(k, v)| (k.trim_start_matches('+').to_string(), v.to_string()))
-            })
-            .collect();
-        jobs.push(Job { params, summary });
-    }
+    // Each finished job: its overrides and summary, read as `ezflt compare` reads them.
+    let jobs = entries
+        .iter()
+        .map(|p| {
+            Job::read(p)
+                .ok_or_else(|| anyhow!("{} is not a valid summary", p.join(SUMMARY).display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     if jobs.is_empty() {
         bail!(
             "{} holds no finished jobs (no */summary.json) yet",
@@ -59,7 +47,7 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
         .collect();
     let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));
     std::fs::create_dir_all(&out)?;
-    let mut files = summary_table(dir, spec, &out)?;
+    let mut files = summary_table(dir, &jobs, spec, &out)?;
     if keys.is_empty() {
         // Seeds alone: nothing to plot a metric against; the overlays show their spread.
         return Ok(files);
@@ -107,10 +95,7 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        lines.sort_by(|a, b| match (num(a), num(b)) {
-            (Some(x), Some(y)) => x.total_cmp(&y),
-            _ => a.cmp(b),
-        });
+        lines.sort_by(|a, b| natural(a, b));
         let xs_all: Vec<String> = groups
             .keys()
             .map(|(_, x)| x.clone())
@@ -174,10 +159,7 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            v.sort_by(|a, b| match (num(a), num(b)) {
-                (Some(x), Some(y)) => x.total_cmp(&y),
-                _ => a.cmp(b),
-            });
+            v.sort_by(|a, b| natural(a, b));
             v
         };
         // Rows from the largest value at the top to the smallest at the bottom: the y axis
@@ -279,9 +261,8 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
 
 /// `summary_table.csv` and `.png`: final metrics per configuration, mean ± std over seeds,
 /// as `ezflt compare <sweep>` prints them.
-fn summary_table(dir: &Path, spec: &PlotSpec, out: &Path) -> Result<Vec<PathBuf>> {
-    let runs = crate::artifacts::compare::collect(&[dir.to_path_buf()])?;
-    let table = crate::artifacts::compare::table(&runs, &Default::default())?;
+fn summary_table(dir: &Path, runs: &[Job], spec: &PlotSpec, out: &Path) -> Result<Vec<PathBuf>> {
+    let table = crate::artifacts::compare::table(runs, &Default::default())?;
     let csv = out.join("summary_table.csv");
     crate::plan::rundir::write_atomic(&csv, &table.csv())?;
     let title = format!(
