@@ -56,6 +56,11 @@ take 'grid/plots/phase_test_acc.png' sweep_phase.png
 ez -m lr=0.02,0.1,0.5 seed=0,1,2 epochs=8 hydra.sweep.dir=multirun/lr-sweep
 ez plot multirun/lr-sweep
 take 'multirun/lr-sweep/plots/overlay_test_acc.png' overlay_seeds.png
+# A tracked summary across runs: signal recovery per SNR, 3 seeds each.
+ez -m model=two_layer_cnn data=signal_noise batch_size=full lr=0.1 epochs=300 data.snr=0.1,0.5 \
+  seed=0,1,2 hydra.sweep.dir=snr
+ez plot snr
+take 'snr/plots/overlay_recovery_filters_signal.png' overlay_recovery.png
 "$bin" report multirun/lr-sweep >/dev/null
 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,1000 \
   --screenshot="$repo/docs/img/report.png" "file://$work/multirun/lr-sweep/report.html" 2>/dev/null

@@ -51,7 +51,8 @@ pub use train::api::{Fitted, Loss, Optimizer, Trainer};
 #[cfg(feature = "plot")]
 pub mod plots {
     pub use crate::plot::api::{
-        alignment, all, comparison, curves, evolution, heatmap, overlay, At, Stat, Style,
+        alignment, all, comparison, curves, evolution, heatmap, overlay, summary_table, At, Stat,
+        Style,
     };
     pub use crate::plot::{Band, Overlay};
 }

@@ -402,13 +402,19 @@ fn overlays_average_seeds_with_a_band_that_holds_them() {
         "--metric",
         "test_loss",
     ]));
+    // The summary table of the runs, grouped as the overlay is, then the overlay.
     assert_eq!(
         files,
         [
+            "comparison/summary_table.csv",
+            "comparison/summary_table.png",
             "comparison/overlay_test_loss.png",
             "comparison/overlay_test_loss.csv"
         ]
     );
+    let table = std::fs::read_to_string(t.join("comparison/summary_table.csv")).unwrap();
+    assert!(table.starts_with("seed,runs,"), "{table}");
+    assert_eq!(table.lines().count(), 4, "one row a seed: {table}");
     let csv = std::fs::read_to_string(t.join("comparison/overlay_test_loss.csv")).unwrap();
     for seed in 0..3 {
         assert!(csv.contains(&format!("\"seed={seed} (n=1)\"")), "{csv}");
@@ -510,4 +516,148 @@ fn cnn_filters_are_split_by_class() {
         black_rows >= 3,
         "axis and a 2-px separator: {black_rows} rows"
     );
+}
+
+/// Every pair of swept keys gets its phase diagram, the first pair under the plain name.
+#[test]
+fn every_pair_of_swept_keys_gets_a_phase_diagram() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ezflt(tmp.path())
+        .args([
+            "-q",
+            "-m",
+            "hydra.sweep.dir=sw",
+            "data.noise=0.5,3.0",
+            "lr=0.01,0.1",
+            "batch_size=32,64",
+            "epochs=1",
+            "plot=none",
+            "tracker=none",
+            "threads=1",
+        ])
+        .assert()
+        .success();
+    let files = stdout_lines(ezflt(tmp.path()).args(["plot", "sw", "--metric", "test_loss"]));
+    let phases: Vec<&String> = files.iter().filter(|f| f.contains("/phase_")).collect();
+    assert_eq!(
+        phases,
+        [
+            "sw/plots/phase_test_loss.png",
+            "sw/plots/phase_test_loss_batch_size_x_lr.png",
+            "sw/plots/phase_test_loss_data.noise_x_lr.png",
+        ],
+        "{files:?}"
+    );
+    for f in phases {
+        assert!(png_facts(&tmp.path().join(f)).2 > 20, "{f}");
+    }
+}
+
+/// Overlays also compare what was tracked: the weight norm, and with ground-truth features
+/// their recovery, growth and purity, each a mean over seeds with a band; the numbers are
+/// checked against each seed's own archive.
+#[test]
+fn overlays_compare_tracked_summaries_across_seeds() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let t = tmp.path();
+    ezflt(t)
+        .args([
+            "-q",
+            "-m",
+            "hydra.sweep.dir=cnn",
+            "model=two_layer_cnn",
+            "data=signal_noise",
+            "data.dim=40",
+            "batch_size=full",
+            "epochs=20",
+            "lr=0.1",
+            "seed=0,1",
+            "plot=none",
+            "threads=1",
+        ])
+        .assert()
+        .success();
+    let files = stdout_lines(ezflt(t).args(["plot", "cnn", "--band", "minmax"]));
+    for f in [
+        "cnn/plots/overlay_norm_filters.png",
+        "cnn/plots/overlay_recovery_filters_signal.png",
+        "cnn/plots/overlay_growth_filters_signal.png",
+        "cnn/plots/overlay_growth_filters_noise.png",
+        "cnn/plots/overlay_purity_filters_noise.png",
+    ] {
+        assert!(files.iter().any(|g| g == f), "{f} not in {files:?}");
+        assert!(png_facts(&t.join(f)).2 > 20, "{f}");
+    }
+    // The norm's mean and band against ‖W‖ of each seed's snapshots.
+    let per_seed: Vec<Vec<(f64, f64)>> = (0..2)
+        .map(|i| {
+            let mut ar = ezflt::Archive::open(t.join(format!("cnn/{i}"))).unwrap();
+            let w = ar.feature("filters").unwrap();
+            w.iter()
+                .map(|s| {
+                    let n = s.values.iter().map(|x| (*x as f64).powi(2)).sum::<f64>();
+                    (s.step as f64, n.sqrt())
+                })
+                .collect()
+        })
+        .collect();
+    let csv = std::fs::read_to_string(t.join("cnn/plots/overlay_norm_filters.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.rsplitn(6, ',')
+                .take(5)
+                .map(|x| x.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), per_seed[0].len(), "{csv}");
+    for r in rows {
+        // rsplitn: high, low, mean, n, step.
+        let (high, low, mean, step) = (r[0], r[1], r[2], r[4]);
+        let at: Vec<f64> = per_seed
+            .iter()
+            .map(|s| s.iter().find(|p| p.0 == step).unwrap().1)
+            .collect();
+        assert!((mean - (at[0] + at[1]) / 2.0).abs() < 1e-5, "{r:?} {at:?}");
+        assert!((low - at[0].min(at[1])).abs() < 1e-5, "{r:?} {at:?}");
+        assert!((high - at[0].max(at[1])).abs() < 1e-5, "{r:?} {at:?}");
+    }
+    // One summary by name; a wrong name lists the summaries too.
+    let files = stdout_lines(ezflt(t).args([
+        "plot",
+        "cnn/0",
+        "cnn/1",
+        "--metric",
+        "recovery_filters_signal",
+    ]));
+    assert!(
+        files.contains(&"comparison/overlay_recovery_filters_signal.csv".to_string()),
+        "{files:?}"
+    );
+    // The same from code: the table and a summary's overlay, in process.
+    let style = ezflt::plots::Style {
+        out: Some(t.join("lib")),
+        ..Default::default()
+    };
+    let dirs = [t.join("cnn")];
+    let how = ezflt::plots::Overlay {
+        band: ezflt::plots::Band::MinMax,
+        ..Default::default()
+    };
+    let table = ezflt::plots::summary_table(&dirs, &how, &style).unwrap();
+    assert!(table[0].ends_with("lib/summary_table.csv"), "{table:?}");
+    let text = std::fs::read_to_string(&table[0]).unwrap();
+    assert!(text.contains(",2,"), "two seeds in one row: {text}");
+    let norm = ezflt::plots::overlay(&dirs, Some("norm_filters"), &how, &style).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&norm[1]).unwrap(),
+        std::fs::read_to_string(t.join("cnn/plots/overlay_norm_filters.csv")).unwrap()
+    );
+    ezflt(t)
+        .args(["plot", "cnn/0", "cnn/1", "--metric", "nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("norm_filters"));
 }

@@ -69,7 +69,9 @@ pub fn exec(m: &ArgMatches) -> Result<i32> {
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("comparison"));
-        plot::overlay(&dirs, &spec, &overlay, &out)?
+        let mut files = plot::summary_table(&dirs, &spec, &overlay, &out)?;
+        files.extend(plot::overlay(&dirs, &spec, &overlay, &out)?);
+        files
     } else if sweep {
         let dir = &dirs[0];
         let out = spec.out.clone().unwrap_or_else(|| dir.join("plots"));

@@ -142,9 +142,10 @@ pub fn all(run: impl AsRef<Path>, style: &Style) -> Result<Vec<PathBuf>> {
     draw(run.as_ref(), style, PlotSpec::default())
 }
 
-/// Runs and sweeps overlaid, one figure per logged metric (`overlay_<metric>.png` and its
-/// numbers in `.csv`): one colour per configuration, seeds as the mean with a band, as
-/// `ezflt plot A B ...` draws them. Goes to `style.out`, else `comparison/`.
+/// Runs and sweeps overlaid, one figure per logged metric and per tracked summary (norm,
+/// feature recovery, growth, purity; `overlay_<name>.png` and its numbers in `.csv`): one
+/// colour per configuration, seeds as the mean with a band, as `ezflt plot A B ...` draws
+/// them. Goes to `style.out`, else `comparison/`.
 pub fn overlay(
     dirs: &[PathBuf],
     metric: Option<&str>,
@@ -162,4 +163,23 @@ pub fn overlay(
         .clone()
         .unwrap_or_else(|| PathBuf::from("comparison"));
     super::overlay(dirs, &spec, how, &out)
+}
+
+/// Final metrics per configuration of runs and sweeps, mean ± std over seeds, grouped and
+/// filtered as `how` says: `summary_table.csv` and `.png`, as `ezflt plot A B ...` writes
+/// them. Goes to `style.out`, else `comparison/`.
+pub fn summary_table(
+    dirs: &[PathBuf],
+    how: &super::Overlay,
+    style: &Style,
+) -> Result<Vec<PathBuf>> {
+    let spec = PlotSpec {
+        svg: style.svg,
+        ..Default::default()
+    };
+    let out = style
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("comparison"));
+    super::summary_table(dirs, &spec, how, &out)
 }

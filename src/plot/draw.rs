@@ -299,7 +299,11 @@ fn chart<DB: DrawingBackend>(
                 .y_label_formatter(&|v: &f64| tick(*v))
                 .label_style((FONT, 15))
                 .axis_desc_style((FONT, 17))
-                .light_line_style(RGBColor(235, 235, 235))
+                .light_line_style(RGBColor(238, 238, 238))
+                // One light line between labels (a log axis: at 2..9 of each decade, as
+                // matplotlib's minor ticks), not a dense grey band of ten.
+                .x_max_light_lines(if log_x { 10 } else { 2 })
+                .y_max_light_lines(2)
                 .draw()
                 .map_err(err)?;
             for s in series {

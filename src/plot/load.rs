@@ -87,6 +87,19 @@ impl Run {
             .collect()
     }
 
+    /// `(step, value)` of a training metric (`train_loss`, `train_acc`): from the training
+    /// rows (a window mean every `log_every` steps) or from the evaluation rows (epoch means),
+    /// whichever is denser. A full-batch run evaluated every step has its train curve from
+    /// step 1 as its test curve does, not only from step `log_every` on.
+    pub(super) fn train_metric(&self, key: &str) -> Vec<(f64, f64)> {
+        let (steps, epochs) = (self.metric(key, false), self.metric(key, true));
+        if epochs.len() > steps.len() {
+            epochs
+        } else {
+            steps
+        }
+    }
+
     /// The archive, assembling a crashed run's spill first.
     pub(super) fn archive(&self) -> Result<Archive> {
         let p = self.dir.join(spill::ARCHIVE);
@@ -112,5 +125,45 @@ impl Run {
             );
         }
         Archive::open(&p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rows: &[&str]) -> Run {
+        Run {
+            dir: PathBuf::new(),
+            title: String::new(),
+            summary: Summary::default(),
+            rows: rows
+                .iter()
+                .map(|r| serde_json::from_str(r).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_train_curve_comes_from_the_denser_rows() {
+        // Full batch, evaluated every epoch = step, logged every 2 steps: the epoch rows
+        // are denser, and start at step 1 as the test curve does.
+        let r = run(&[
+            r#"{"step":1,"train_loss":0.9,"test_loss":1.0}"#,
+            r#"{"step":2,"train_loss":0.7}"#,
+            r#"{"step":2,"train_loss":0.8,"test_loss":0.8}"#,
+            r#"{"step":3,"train_loss":0.6,"test_loss":0.6}"#,
+        ]);
+        assert_eq!(
+            r.train_metric("train_loss"),
+            vec![(1.0, 0.9), (2.0, 0.8), (3.0, 0.6)]
+        );
+        // Mini-batches: a row every few steps, an evaluation once an epoch.
+        let r = run(&[
+            r#"{"step":10,"train_loss":0.9}"#,
+            r#"{"step":20,"train_loss":0.7}"#,
+            r#"{"step":25,"train_loss":0.8,"test_loss":0.8}"#,
+        ]);
+        assert_eq!(r.train_metric("train_loss"), vec![(10.0, 0.9), (20.0, 0.7)]);
     }
 }

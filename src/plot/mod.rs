@@ -80,6 +80,8 @@ mod overlay;
 #[cfg(feature = "plot")]
 mod run;
 #[cfg(feature = "plot")]
+mod summaries;
+#[cfg(feature = "plot")]
 mod sweep;
 #[cfg(feature = "plot")]
 mod table;
@@ -91,6 +93,8 @@ pub use overlay::{overlay, Band, Overlay, TooMany};
 pub use run::plot_run;
 #[cfg(feature = "plot")]
 use sweep::plot_sweep;
+#[cfg(feature = "plot")]
+pub use table::summary_table;
 
 /// Renders `dir` (a run, or a sweep root with `multirun.yaml`); returns the files written.
 #[cfg(feature = "plot")]

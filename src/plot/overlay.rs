@@ -1,9 +1,10 @@
-//! Runs overlaid: each logged metric over steps, one colour per configuration, seeds as the
-//! mean with a band (std or min-max), for several runs, a sweep, or a seed-only sweep.
+//! Runs overlaid: each logged metric and each tracked summary (norm, feature recovery,
+//! growth, purity) over steps, one colour per configuration, seeds as the mean with a band
+//! (std or min-max), for several runs, a sweep, or a seed-only sweep.
 
 use super::draw::{self, Series, PALETTE};
 use super::load::Run;
-use super::PlotSpec;
+use super::{summaries, PlotSpec};
 use crate::artifacts::compare::{self, Options};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -67,6 +68,9 @@ impl std::fmt::Display for TooMany {
 }
 
 impl std::error::Error for TooMany {}
+
+/// A run's tracked summaries by name: `(step, value)` each.
+type Tracked = BTreeMap<String, Vec<(f64, f64)>>;
 
 /// One configuration's curve of one metric: `(step, n, mean, low, high)`.
 type Curve = Vec<(f64, usize, f64, f64, f64)>;
@@ -142,41 +146,78 @@ pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Re
             .collect::<Result<Vec<_>>>()?;
         groups.push((format!("{label} (n={})", loaded.len()), loaded));
     }
-    // train_loss from the training rows; every evaluated metric from the evaluation rows.
-    let mut metrics: Vec<(String, bool)> = vec![("train_loss".into(), false)];
+    // train_loss from the training rows (or the epoch rows, when denser); every evaluated
+    // metric from the evaluation rows; then the tracked weights' summaries (norm, feature
+    // recovery, growth, purity) of the chosen tensor.
+    // (name, title, y axis)
+    let mut metrics: Vec<(String, String, String)> = vec![(
+        "train_loss".into(),
+        "train_loss".into(),
+        "train_loss".into(),
+    )];
     for (_, rs) in &groups {
         for r in rs {
             for row in r.rows.iter().filter(|r| r.get("test_loss").is_some()) {
                 if let Some(m) = row.as_object() {
                     for k in m.keys() {
-                        let known = metrics.iter().any(|(n, _)| n == k);
+                        let known = metrics.iter().any(|(n, ..)| n == k);
                         let tracked = crate::artifacts::metric::direction(k).is_some();
                         if !known && tracked && !k.starts_with("train_") {
-                            metrics.push((k.clone(), true));
+                            metrics.push((k.clone(), k.clone(), k.clone()));
                         }
                     }
                 }
             }
         }
     }
+    let wants_summaries = spec
+        .metric
+        .as_ref()
+        .is_none_or(|m| !metrics.iter().any(|(n, ..)| n == m));
+    // Each run's summaries, by name, in the groups' order.
+    let mut tracked: Vec<Vec<Tracked>> = vec![];
+    for (_, rs) in &groups {
+        let mut per_group = vec![];
+        for r in rs {
+            let mut by_name = BTreeMap::new();
+            if wants_summaries {
+                for s in summaries::of_run(r, spec.tensor.as_deref())? {
+                    if !metrics.iter().any(|(n, ..)| *n == s.name) {
+                        metrics.push((s.name.clone(), s.label.clone(), s.axis.to_string()));
+                    }
+                    by_name.insert(s.name, s.points);
+                }
+            }
+            per_group.push(by_name);
+        }
+        tracked.push(per_group);
+    }
     if let Some(m) = &spec.metric {
-        if !metrics.iter().any(|(n, _)| n == m) {
-            let names: Vec<&str> = metrics.iter().map(|(n, _)| n.as_str()).collect();
+        if !metrics.iter().any(|(n, ..)| n == m) {
+            let names: Vec<&str> = metrics.iter().map(|(n, ..)| n.as_str()).collect();
             bail!("--metric {m}: the runs log {}", names.join(", "));
         }
-        metrics.retain(|(n, _)| n == m);
+        metrics.retain(|(n, ..)| n == m);
     }
     if groups.len() > PALETTE.len() {
         return Err(TooMany(groups.len()).into());
     }
     std::fs::create_dir_all(out)?;
     let mut files = vec![];
-    for (metric, eval) in &metrics {
+    for (metric, what, axis) in &metrics {
         let curves: Vec<(&String, Curve)> = groups
             .iter()
-            .map(|(label, rs)| {
-                let per_run: Vec<Vec<(f64, f64)>> =
-                    rs.iter().map(|r| r.metric(metric, *eval)).collect();
+            .zip(&tracked)
+            .map(|((label, rs), summaries)| {
+                let per_run: Vec<Vec<(f64, f64)>> = rs
+                    .iter()
+                    .zip(summaries)
+                    .map(|(r, s)| match s.get(metric) {
+                        Some(points) => points.clone(),
+                        None if metric.starts_with("train_") => r.train_metric(metric),
+                        None => r.metric(metric, true),
+                    })
+                    .collect();
                 (label, aggregate(&per_run, o.band))
             })
             .filter(|(_, c)| !c.is_empty())
@@ -199,10 +240,10 @@ pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Re
                 s
             })
             .collect();
-        let title = format!("{metric} ({})", o.band.describe());
+        let title = format!("{what} ({})", o.band.describe());
         let name = format!("overlay_{metric}");
-        files.push(figure!(spec, out, name, (1000, 620), |root| {
-            draw::line_chart(root, &title, "step", metric, &series, spec.log_x)?;
+        files.push(figure!(spec, out, name, (1150, 640), |root| {
+            draw::line_chart(root, &title, "step", axis, &series, spec.log_x)?;
             Ok(())
         }));
         let mut csv = String::from("config,step,n,mean,low,high\n");

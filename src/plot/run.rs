@@ -3,6 +3,7 @@
 
 use super::draw::{self, Matrix, Scale, Series, PALETTE};
 use super::load::Run;
+use super::summaries;
 use super::{as_matrix, note_subsampled, subsample, PlotSpec, MAX_LINES, MAX_TIMES};
 use crate::artifacts::npz::Archive;
 use crate::track::spill;
@@ -170,11 +171,7 @@ fn pick_snapshot(steps: &[i64], epochs: &[i64], spec: &PlotSpec) -> Result<usize
 }
 
 fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
-    let mut train_loss = run.metric("train_loss", false);
-    if train_loss.is_empty() {
-        // A run shorter than log_every has only its per-epoch rows.
-        train_loss = run.metric("train_loss", true);
-    }
+    let train_loss = run.train_metric("train_loss");
     if train_loss.is_empty() {
         bail!(
             "{} has no metrics rows yet (metrics.jsonl)",
@@ -218,11 +215,11 @@ fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            let mut points = run.metric(k, k.as_str() != "train_acc");
-            if points.is_empty() && k.as_str() == "train_acc" {
-                // As for the loss: a short run has only its per-epoch rows.
-                points = run.metric(k, true);
-            }
+            let points = if k.as_str() == "train_acc" {
+                run.train_metric(k)
+            } else {
+                run.metric(k, true)
+            };
             Series::new(
                 k.trim_end_matches("_acc"),
                 points,
@@ -645,24 +642,12 @@ fn growth(
     let idx = subsample(steps.len(), MAX_TIMES);
     let mut series = vec![];
     for (c, f) in feats.iter().enumerate() {
-        let (shape, snaps) = ar.read_steps(&format!("align.{tensor}.{f}"), &idx)?;
-        let (rows, k) = (shape[0], shape.get(1).copied().unwrap_or(1));
-        let init = &snaps[0];
-        let pts = idx
-            .iter()
-            .zip(&snaps)
-            .map(|(&i, a)| {
-                let mean_best = (0..k)
-                    .map(|j| {
-                        (0..rows)
-                            .map(|r| (a[r * k + j] - init[r * k + j]) as f64)
-                            .fold(f64::MIN, f64::max)
-                    })
-                    .sum::<f64>()
-                    / k as f64;
-                (steps[i] as f64, mean_best)
-            })
-            .collect();
+        let k = ar
+            .shape(&format!("align.{tensor}.{f}"))?
+            .get(2)
+            .copied()
+            .unwrap_or(1);
+        let pts = summaries::growth(ar, tensor, f, steps, &idx)?;
         series.push(Series::new(
             &format!("{f} ({k} vector{})", if k == 1 { "" } else { "s" }),
             pts,
@@ -670,7 +655,7 @@ fn growth(
         ));
     }
     let acc = vec![
-        Series::new("train", run.metric("train_acc", false), PALETTE[0]),
+        Series::new("train", run.train_metric("train_acc"), PALETTE[0]),
         Series::new("test", run.metric("test_acc", true), PALETTE[1]),
     ];
     let has_acc = acc.iter().any(|s| !s.points.is_empty());
@@ -701,10 +686,7 @@ fn growth(
     }))
 }
 
-/// How concentrated each neuron is on few features, over time: purity `max_j |c_rj| / ||c_r||`
-/// (1 = one feature) and participation ratio `||c_r||^4 / sum_j c_rj^4` (1 .. k), with
-/// `c_r` the neuron's coefficients on the features; means weighted by `||c_r||`, so the
-/// many near-zero neurons of a small initialisation do not dominate (feature purification).
+/// How concentrated each neuron is on few features, over time (`summaries::concentration`).
 #[allow(clippy::too_many_arguments)]
 fn sparsity(
     run: &Run,
@@ -716,28 +698,12 @@ fn sparsity(
     out: &Path,
 ) -> Result<PathBuf> {
     let idx = subsample(steps.len(), MAX_TIMES);
-    let (shape, snaps) = ar.read_steps(&format!("align.{tensor}.{feature}"), &idx)?;
-    let (rows, k) = (shape[0], shape.get(1).copied().unwrap_or(1));
-    let (mut purity, mut pr) = (vec![], vec![]);
-    for (&i, c) in idx.iter().zip(&snaps) {
-        let (mut wsum, mut p, mut r) = (0.0f64, 0.0f64, 0.0f64);
-        for n in 0..rows {
-            let row = &c[n * k..(n + 1) * k];
-            let n2: f64 = row.iter().map(|v| (*v as f64).powi(2)).sum();
-            let n4: f64 = row.iter().map(|v| (*v as f64).powi(4)).sum();
-            let norm = n2.sqrt();
-            if norm <= 0.0 || n4 <= 0.0 {
-                continue;
-            }
-            let max = row.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs()));
-            wsum += norm;
-            p += norm * max / norm;
-            r += norm * n2 * n2 / n4;
-        }
-        let x = steps[i] as f64;
-        purity.push((x, p / wsum.max(1e-30)));
-        pr.push((x, r / wsum.max(1e-30)));
-    }
+    let k = ar
+        .shape(&format!("align.{tensor}.{feature}"))?
+        .get(2)
+        .copied()
+        .unwrap_or(1);
+    let (purity, pr) = summaries::concentration(ar, tensor, feature, steps, &idx)?;
     let title = note_subsampled(
         &format!(
             "concentration of {tensor} on {feature} ({k} features) - {}",

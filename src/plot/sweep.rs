@@ -1,5 +1,5 @@
-//! Figures of a sweep: a summary metric against the swept keys, one line per value of a
-//! second key with a band over seeds, and a phase diagram over two keys.
+//! Figures of a sweep: a summary metric against each swept key, one line per value of a
+//! second key with a band over seeds, and a phase diagram over each pair of keys.
 
 use super::draw::{self, Matrix, Scale, Series, PALETTE};
 use super::PlotSpec;
@@ -149,9 +149,14 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             Ok(())
         }));
     }
-    if keys.len() >= 2 {
-        // Phase diagram over the first two swept keys, averaged over seeds (and other keys).
-        let (k, k2) = (keys[0].clone(), keys[1].clone());
+    // A phase diagram for every pair of swept keys, averaged over seeds (and the other
+    // keys): `phase_<metric>.png` for the first pair, `phase_<metric>_<k>_x_<k2>.png` for
+    // the others.
+    let pairs: Vec<(usize, usize)> = (0..keys.len())
+        .flat_map(|a| (a + 1..keys.len()).map(move |b| (a, b)))
+        .collect();
+    for (p, &(a, b)) in pairs.iter().enumerate() {
+        let (k, k2) = (keys[a].clone(), keys[b].clone());
         let sorted_values = |key: &str| {
             let mut v: Vec<String> = jobs
                 .iter()
@@ -193,8 +198,20 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             lo,
             hi: if hi > lo { hi } else { lo + 1.0 },
         };
-        let title = format!("{metric} over {k} x {k2} (mean ± std over seeds)");
-        let name = format!("phase_{metric}");
+        let others = keys.len() - 2;
+        let title = format!(
+            "{metric} over {k} x {k2} (mean ± std over seeds{})",
+            if others > 0 {
+                " and the other keys"
+            } else {
+                ""
+            }
+        );
+        let name = if p == 0 {
+            format!("phase_{metric}")
+        } else {
+            format!("phase_{metric}_{k}_x_{k2}")
+        };
         let cv2 = cv.clone();
         let ticks = move |c: usize| cv2.get(c).cloned().unwrap_or_default();
         let rv2 = rv.clone();
@@ -250,7 +267,11 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             if any_disagree {
                 draw::footnote(
                     &foot,
-                    "* seeds spread over more than a quarter of the colour range",
+                    if others > 0 {
+                        "* the cell's runs (seeds and the other swept keys) spread over more than a quarter of the colour range"
+                    } else {
+                        "* seeds spread over more than a quarter of the colour range"
+                    },
                 )?;
             }
             Ok(())
@@ -263,18 +284,9 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
 /// as `ezflt compare <sweep>` prints them.
 fn summary_table(dir: &Path, runs: &[Job], spec: &PlotSpec, out: &Path) -> Result<Vec<PathBuf>> {
     let table = crate::artifacts::compare::table(runs, &Default::default())?;
-    let csv = out.join("summary_table.csv");
-    crate::plan::rundir::write_atomic(&csv, &table.csv())?;
     let title = format!(
         "final metrics per configuration, mean ± std over seeds (best shaded) - {}",
         dir.display()
     );
-    let png = figure!(
-        spec,
-        out,
-        "summary_table",
-        super::table::size(&table),
-        |root| { super::table::draw(root, &table, &title) }
-    );
-    Ok(vec![csv, png])
+    super::table::write(&table, &title, spec, out)
 }

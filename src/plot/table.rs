@@ -2,10 +2,52 @@
 //! one row per configuration, final metrics as mean ± std over seeds, the best shaded.
 
 use super::draw::{self, FONT};
-use crate::artifacts::compare::Table;
+use super::{Overlay, PlotSpec};
+use crate::artifacts::compare::{self, Options, Table};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// `summary_table.csv` and `.png` of runs and sweeps (`ezflt plot A B ...`), grouped and
+/// filtered as their overlays are (`--by`, `--filter`); returns the files written.
+pub fn summary_table(
+    dirs: &[PathBuf],
+    spec: &PlotSpec,
+    o: &Overlay,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let runs = compare::collect(dirs)?;
+    let table = compare::table(
+        &runs,
+        &Options {
+            by: o.by.clone(),
+            filters: o.filters.clone(),
+            ..Default::default()
+        },
+    )?;
+    let title = format!(
+        "final metrics per configuration, mean ± std over seeds (best shaded) - {} runs",
+        runs.len()
+    );
+    write(&table, &title, spec, out)
+}
+
+/// Writes `table` as `summary_table.csv` and `summary_table.png` (or `.svg`) into `out`.
+pub(super) fn write(
+    table: &Table,
+    title: &str,
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out)?;
+    let csv = out.join("summary_table.csv");
+    crate::plan::rundir::write_atomic(&csv, &table.csv())?;
+    let png = figure!(spec, out, "summary_table", size(table), |root| {
+        draw(root, table, title)
+    });
+    Ok(vec![csv, png])
+}
 
 /// Pixels per character of the table font (DejaVu Sans at 15 px), and per row.
 const CHAR_W: f64 = 8.6;
