@@ -370,13 +370,62 @@ fn chart<DB: DrawingBackend>(
         }};
     }
     if log_x {
+        let (bold, light) = log_ticks(x0.max(1e-9), x1);
         draw!(b
-            .build_cartesian_2d((x0.max(1e-9)..x1).log_scale(), y0..y1)
+            .build_cartesian_2d(
+                (x0.max(1e-9)..x1)
+                    .log_scale()
+                    .with_key_points(bold)
+                    .with_light_points(light),
+                y0..y1
+            )
             .map_err(err)?);
     } else {
         draw!(b.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?);
     }
     Ok(())
+}
+
+/// Labelled and light ticks of a log axis over `[lo, hi]`: the powers of ten, with 2x and 5x
+/// between them when the range spans three decades or less (every integer multiple below
+/// half a decade), thinned to at most 12 labels; light lines at the other multiples
+/// 1..9 of each power. (plotters' own log ticks crowd a range under two decades with
+/// 10, 20, ..., 90, 100 and a band of 99 light lines a decade.)
+pub fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    if !(lo > 0.0 && hi > lo) {
+        return (vec![], vec![]);
+    }
+    let decades = (hi / lo).log10();
+    let mantissas: &[f64] = if decades < 0.5 {
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    } else if decades <= 3.0 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let inside = |v: f64| v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9);
+    let (mut bold, mut light) = (vec![], vec![]);
+    for e in first..=last {
+        let p = 10f64.powi(e);
+        for m in 1..=9 {
+            let v = m as f64 * p;
+            if !inside(v) {
+                continue;
+            }
+            if mantissas.contains(&(m as f64)) {
+                bold.push(v);
+            } else if decades <= 6.0 {
+                light.push(v);
+            }
+        }
+    }
+    // Very wide ranges: every k-th power of ten.
+    let every = bold.len().div_ceil(12).max(1);
+    if every > 1 {
+        bold = bold.into_iter().step_by(every).collect();
+    }
+    (bold, light)
 }
 
 /// The corner of the plotting area where the legend covers the fewest drawn points
@@ -800,5 +849,23 @@ mod tests {
             corner(saturating),
             SeriesLabelPosition::LowerRight
         ));
+    }
+
+    /// A log axis labels 1-2-5 under three decades, powers of ten above, never a crowd.
+    #[test]
+    fn log_ticks_are_readable() {
+        let (bold, light) = log_ticks(10.0, 700.0);
+        assert_eq!(bold, [10.0, 20.0, 50.0, 100.0, 200.0, 500.0]);
+        assert_eq!(
+            light,
+            [30.0, 40.0, 60.0, 70.0, 80.0, 90.0, 300.0, 400.0, 600.0, 700.0]
+        );
+        let (bold, _) = log_ticks(1.0, 1e5);
+        assert_eq!(bold, [1.0, 10.0, 100.0, 1e3, 1e4, 1e5]);
+        let (bold, light) = log_ticks(1.0, 1e40);
+        assert!(bold.len() <= 12 && light.is_empty(), "{bold:?}");
+        let (bold, _) = log_ticks(100.0, 250.0);
+        assert_eq!(bold, [100.0, 200.0]);
+        assert_eq!(log_ticks(0.0, 1.0), (vec![], vec![]));
     }
 }
