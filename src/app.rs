@@ -65,7 +65,13 @@ pub(crate) fn registry() -> &'static Registry {
 }
 
 /// The models and datasets ezflt itself brings (their settings: `conf/model`, `conf/data`).
-pub(crate) const BUILTIN_MODELS: &[&str] = &["mlp", "two_layer_cnn", "cnn", "conv_autoencoder"];
+pub(crate) const BUILTIN_MODELS: &[&str] = &[
+    "mlp",
+    "two_layer_cnn",
+    "cnn",
+    "conv_autoencoder",
+    "sequential",
+];
 pub(crate) const BUILTIN_DATA: &[&str] = &[
     "gaussian_mixture",
     "xor",
@@ -118,7 +124,7 @@ impl Registry {
     }
 }
 
-/// The four built-in models: `ModelSpec` read from the node, shapes computed analytically.
+/// The built-in models: `ModelSpec` read from the node, shapes computed analytically.
 struct BuiltinModel;
 
 impl ModelKind for BuiltinModel {

@@ -209,21 +209,39 @@ assert ipr[-1] - ipr[0] >= 0.4, (ipr[0], ipr[-1])
 
 #[test]
 fn adversarial_training_purifies_the_neurons() {
+    purification_claim(
+        "purification",
+        "0,1,2",
+        ["layers.0.weight", "layers.1.weight"],
+    );
+}
+
+/// The same network written as layers (`model=sequential`, PyTorch's parameter names) makes
+/// the same claim.
+#[test]
+fn purification_holds_with_the_network_written_as_layers() {
+    purification_claim("purification_sequential", "0", ["0.weight", "2.weight"]);
+}
+
+/// Clean and adversarial training of `experiment` on `seeds`: adversarial training is
+/// robust, and its first-layer neurons (`weights[0]`, output weights `weights[1]`) are purer.
+fn purification_claim(experiment: &str, seeds: &str, weights: [&str; 2]) {
     let tmp = tempfile::tempdir().expect("tmp");
     ezflt(tmp.path())
         .args([
             "-m",
-            "experiment=purification",
             "adv.train=false,true",
-            "seed=0,1,2",
             "hydra.sweep.dir=sw",
             "plot=none",
         ])
+        .arg(format!("experiment={experiment}"))
+        .arg(format!("seed={seeds}"))
         .assert()
         .success();
     let root = tmp.path().join("sw");
-    let all = jobs(&root, 6);
-    for seed in [0.0, 1.0, 2.0] {
+    let seeds: Vec<f64> = seeds.split(',').map(|s| s.parse().unwrap()).collect();
+    let all = jobs(&root, 2 * seeds.len());
+    for seed in seeds {
         let pick = |t: &str| {
             all.iter()
                 .find(|j| param(j, "seed") == seed && j["params"]["adv.train"] == t)
@@ -247,19 +265,24 @@ fn adversarial_training_purifies_the_neurons() {
                 r#"
 import sys, numpy as np
 z = np.load(sys.argv[1])
-c = z["align.layers.0.weight.atoms"][-1]
-imp = np.abs(z["layers.1.weight"][-1][0]) * np.linalg.norm(z["layers.0.weight"][-1], axis=1)
+c = z["align.{w1}.atoms"][-1]
+imp = np.abs(z["{w2}"][-1][0]) * np.linalg.norm(z["{w1}"][-1], axis=1)
 n2 = np.linalg.norm(c, axis=1)
 wm = lambda v: (imp * v).sum() / imp.sum()
 purity, pr = wm(np.abs(c).max(1) / n2), wm(n2 ** 4 / (c ** 4).sum(1))
 open(sys.argv[1] + ".txt", "w").write(f"{{purity}} {{pr}}")
-{}
+{{claim}}
 "#,
+                w1 = weights[0],
+                w2 = weights[1],
+            )
+            .replace(
+                "{claim}",
                 if d == clean {
                     "assert purity <= 0.2 and pr >= 40, (purity, pr)"
                 } else {
                     "assert purity >= 0.5 and pr <= 10, (purity, pr)"
-                }
+                },
             )
         };
         for j in [clean, adv] {

@@ -113,6 +113,15 @@ fn sandbox() -> tempfile::TempDir {
             ("labels", npy("<i8", &[50], &i64_bytes(&y))),
         ],
     );
+    // Config files the README shows (a yaml block whose first line is `# <path>.yaml`).
+    for (lang, _, lines) in blocks(&readme()) {
+        let path = lines.first().and_then(|l| l.strip_prefix("# "));
+        if let (true, Some(path)) = (lang == "yaml", path.filter(|p| p.ends_with(".yaml"))) {
+            let file = t.join(path.trim());
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, lines[1..].join("\n")).unwrap();
+        }
+    }
     // The example run: long enough for `--step 120`, every weight tracked for `--tensor`.
     let ok = Command::new(&real)
         .args([

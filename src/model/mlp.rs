@@ -13,7 +13,7 @@ pub struct Dense {
 }
 
 impl Dense {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         // Up to a few hundred rows, `(W x^T)^T` beats `x W^T` on Flex (1.8-2.4x at batch 64):
         // the weight's gradient then comes out of a matmul contiguous, where `x W^T` hands
         // the optimizer a transposed view that Flex's scalar ops walk element by element.

@@ -6,6 +6,7 @@ pub mod autoencoder;
 pub mod cnn;
 pub mod mlp;
 pub mod patch_cnn;
+pub mod sequential;
 
 pub use activation::Activation;
 
@@ -47,6 +48,11 @@ pub enum ModelSpec {
         kernels: Option<usize>,
         init_scale: f64,
     },
+    /// Layers written in config (`model=sequential`); `init` is the model-wide normal std.
+    Sequential {
+        layers: Vec<sequential::LayerSpec>,
+        init: Option<f64>,
+    },
 }
 
 impl ModelSpec {
@@ -56,6 +62,7 @@ impl ModelSpec {
             ModelSpec::TwoLayerCnn { .. } => "two_layer_cnn",
             ModelSpec::Cnn { .. } => "cnn",
             ModelSpec::ConvAutoencoder { .. } => "conv_autoencoder",
+            ModelSpec::Sequential { .. } => "sequential",
         }
     }
 }
@@ -111,8 +118,31 @@ pub fn check(spec: &ModelSpec, io: &ModelIo) -> Result<()> {
         ModelSpec::ConvAutoencoder { .. } if labelled => bail!(
             "model=conv_autoencoder reconstructs its input; use it with unlabelled patch data (data=orthonormal_patches)"
         ),
+        ModelSpec::Sequential { layers, .. } => sequential_shapes(layers, io).map(|_| ()),
         _ => Ok(()),
     }
+}
+
+/// The sample shape between `sequential` layers, checked against the data: the last must
+/// be the task's output width.
+fn sequential_shapes(layers: &[sequential::LayerSpec], io: &ModelIo) -> Result<Vec<Vec<usize>>> {
+    let features: usize = io.sample_shape.iter().product();
+    let outputs = io.task.outputs(features);
+    let shapes = sequential::shapes(layers, &io.sample_shape, outputs, "model.layers")
+        .map_err(|e| anyhow::anyhow!("{e} (data samples: {:?})", io.sample_shape))?;
+    let last = shapes.last().expect("input");
+    if *last != [outputs] {
+        bail!(
+            "model.layers: the last layer gives samples of shape {last:?}, but the task needs \
+             [{outputs}] ({}); end with `flatten` and `linear: out`",
+            match io.task {
+                Task::Classify { classes } => format!("one logit for each of {classes} classes"),
+                Task::Binary => "one score for a binary label".into(),
+                Task::Reconstruct => "the input's size, to reconstruct it".into(),
+            }
+        );
+    }
+    Ok(shapes)
 }
 
 /// Names and shapes of the parameters `build` would create, computed without allocating
@@ -173,6 +203,10 @@ pub fn param_shapes(spec: &ModelSpec, io: &ModelIo) -> Result<Vec<(String, Vec<u
                 "kernels".into(),
                 vec![autoencoder_kernels(*kernels, shape[1]), shape[1]],
             ));
+        }
+        ModelSpec::Sequential { layers, .. } => {
+            let shapes = sequential_shapes(layers, io)?;
+            sequential::param_shapes(layers, &shapes, outputs, "", &mut out);
         }
     }
     Ok(out)
@@ -255,6 +289,14 @@ pub fn build<W: WithNet>(spec: &ModelSpec, io: &ModelIo, device: &Device, w: W) 
             let m = autoencoder::ConvAutoencoder::new(shape[0], shape[1], c, *init_scale, device);
             w.run(touch(m))
         }
+        ModelSpec::Sequential { layers, init } => {
+            let shapes = sequential_shapes(layers, io)?;
+            let m = sequential::Sequential {
+                layers: sequential::build_layers(layers, &shapes, outputs, *init, device),
+                shapes,
+            };
+            w.run(touch(m))
+        }
     })
 }
 
@@ -296,26 +338,55 @@ fn touch<M: Net>(m: M) -> M {
     m
 }
 
+/// The dotted-name segment a module adds: none for an enum's variant and for the `layers`
+/// list of a `sequential` model or block, so their parameters read as PyTorch names them
+/// (`0.weight`, `3.0.bias`); the field or index otherwise.
+pub(crate) fn path_segment(name: &str, container: &str) -> Option<String> {
+    let transparent = container.starts_with("Enum:")
+        || (name == "layers" && matches!(container, "Struct:Sequential" | "Struct:Block"));
+    (!transparent).then(|| name.to_string())
+}
+
+/// A module path as a visitor walks it: the segments [`path_segment`] keeps.
+#[derive(Default)]
+pub(crate) struct ParamPath(Vec<Option<String>>);
+
+impl ParamPath {
+    pub(crate) fn enter(&mut self, name: &str, container: &str) {
+        self.0.push(path_segment(name, container));
+    }
+    pub(crate) fn exit(&mut self) {
+        self.0.pop();
+    }
+    pub(crate) fn dotted(&self) -> String {
+        self.0
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
 /// Dotted names and shapes of a model's float parameters, in module order.
 pub fn param_names<M: Module>(m: &M) -> Vec<(String, Vec<usize>)> {
     struct Names {
-        path: Vec<String>,
+        path: ParamPath,
         out: Vec<(String, Vec<usize>)>,
     }
     impl ModuleVisitor for Names {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.path.enter(name, container);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
+            self.path.exit();
         }
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            self.out
-                .push((self.path.join("."), p.val().dims().to_vec()));
+            self.out.push((self.path.dotted(), p.val().dims().to_vec()));
         }
     }
     let mut v = Names {
-        path: vec![],
+        path: ParamPath::default(),
         out: vec![],
     };
     m.visit(&mut v);
@@ -332,6 +403,16 @@ mod tests {
         type Out = Vec<(String, Vec<usize>)>;
         fn run<M: Net>(self, model: M) -> Self::Out {
             param_names(&model)
+        }
+    }
+
+    /// The output shape of a batch of 5 zeros.
+    struct Forward(usize);
+    impl WithNet for Forward {
+        type Out = Vec<usize>;
+        fn run<M: Net>(self, model: M) -> Self::Out {
+            let x = Tensor::<2>::zeros([5, self.0], &Device::flex());
+            model.forward(x).dims().to_vec()
         }
     }
 
@@ -396,11 +477,33 @@ mod tests {
                     task: Task::Reconstruct,
                 },
             ),
+            (
+                ModelSpec::Sequential {
+                    layers: [
+                        serde_json::json!({"conv1d": {"out": 3, "kernel": 2, "stride": 2}}),
+                        serde_json::json!("tanh"),
+                        serde_json::json!({"avgpool1d": 2}),
+                        serde_json::json!({"residual": [{"linear": {"out": 2, "bias": false}}]}),
+                        serde_json::json!("layer_norm"),
+                        serde_json::json!("flatten"),
+                        serde_json::json!({"linear": "out"}),
+                    ]
+                    .iter()
+                    .map(|v| sequential::LayerSpec::parse(v).unwrap())
+                    .collect(),
+                    init: Some(0.1),
+                },
+                classify(4, vec![2, 8]),
+            ),
         ];
         let device = Device::flex();
         for (spec, io) in cases {
             let built = build(&spec, &io, &device, Names).unwrap();
             assert_eq!(param_shapes(&spec, &io).unwrap(), built, "{spec:?}");
+            // And the built model maps a batch to the task's outputs.
+            let features: usize = io.sample_shape.iter().product();
+            let out = build(&spec, &io, &device, Forward(features)).unwrap();
+            assert_eq!(out, [5, io.task.outputs(features)], "{spec:?}");
         }
     }
 }

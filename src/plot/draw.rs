@@ -667,9 +667,13 @@ pub fn heatmap_cells<DB: DrawingBackend>(
     // Few categories (sweep values): one label per cell, drawn at the cell centres below.
     let x_cat = x_ticks.filter(|_| cols <= 40);
     let y_cat = y_ticks.filter(|_| rows <= 40);
+    // Labels at whole cell indices only: plotters also proposes 0.5, 1.5, ... on a narrow
+    // matrix, which read as "0 0 1 1 2 2".
+    let whole = |v: f64| (v - v.round()).abs() < 1e-6;
     let fmt_x = |v: &f64| match x_ticks {
-        Some(f) => f(v.floor().max(0.0) as usize),
-        None => format!("{}", v.floor() as i64),
+        _ if !whole(*v) => String::new(),
+        Some(f) => f(v.round().max(0.0) as usize),
+        None => format!("{}", v.round() as i64),
     };
     chart
         .configure_mesh()
@@ -679,7 +683,13 @@ pub fn heatmap_cells<DB: DrawingBackend>(
         .x_labels(if x_cat.is_some() { 0 } else { 8 })
         .y_labels(if y_cat.is_some() { 0 } else { 8 })
         .x_label_formatter(&fmt_x)
-        .y_label_formatter(&|v: &f64| format!("{}", v.floor() as i64))
+        .y_label_formatter(&|v: &f64| {
+            if whole(*v) {
+                format!("{}", v.round() as i64)
+            } else {
+                String::new()
+            }
+        })
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 17))
         .draw()

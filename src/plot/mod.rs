@@ -139,12 +139,15 @@ fn note_subsampled(title: &str, shown: usize, total: usize) -> String {
     }
 }
 
-/// Rows x columns view of a parameter: leading dims are neurons, the last is the input.
+/// Rows x columns view of a parameter: leading dims are neurons, the last is the input; a
+/// 2-D convolution's `[out, in, k, k]` is one row per output channel (its `in x k x k`
+/// kernel as columns).
 #[cfg(feature = "plot")]
 fn as_matrix(shape: &[usize]) -> (usize, usize) {
     match shape {
         [] => (1, 1),
         [n] => (1, *n),
+        [out, a, b, c] => (*out, a * b * c),
         [lead @ .., last] => (lead.iter().product(), *last),
     }
 }

@@ -191,6 +191,19 @@ pub(crate) fn activations_per_sample(m: &ModelSpec, io: &ModelIo) -> u128 {
                 let c = kernels.map_or(d * 6 / 5, |k| k as u128);
                 shape[0] * c * 3
             }
+            // Every layer's output (the shapes are checked before this runs).
+            ModelSpec::Sequential { layers, .. } => crate::model::sequential::shapes(
+                layers,
+                &io.sample_shape,
+                outputs as usize,
+                "model.layers",
+            )
+            .map_or(0, |s| {
+                s.iter()
+                    .skip(1)
+                    .map(|d| d.iter().product::<usize>() as u128)
+                    .sum()
+            }),
         }
 }
 

@@ -510,6 +510,14 @@ mod model_settings {
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
+    pub struct Sequential {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub init: Option<Positive>,
+        pub layers: Vec<serde_json::Value>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct ConvAutoencoder {
         #[serde(rename = "name")]
         _name: IgnoredAny,
@@ -587,6 +595,33 @@ pub(crate) fn model_spec(c: &Cfg) -> Result<ModelSpec> {
                 kernel: s.kernel.0,
                 hidden: s.hidden.0,
                 act: activation(c, &s.activation, s.q, s.rho)?,
+            }
+        }
+        "sequential" => {
+            let s: s::Sequential = read(c, &file)?;
+            if s.layers.is_empty() {
+                return Err(c.err("layers", "a sequential model needs at least one layer"));
+            }
+            let layers = s
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    crate::model::sequential::LayerSpec::parse(v).map_err(|e| {
+                        let at = c
+                            .node()
+                            .child("layers")
+                            .and_then(|l| l.child(&i.to_string()))
+                            .and_then(|n| n.src.as_deref())
+                            .map(|s| format!(" (set at {s})"))
+                            .unwrap_or_default();
+                        anyhow::anyhow!("config key '{}.layers.{i}'{at}: {e}", c.path())
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            ModelSpec::Sequential {
+                layers,
+                init: s.init.map(|x| x.0),
             }
         }
         _ => {

@@ -50,21 +50,21 @@ pub trait ModelView {
 
 /// Walks the float parameters with their dotted paths; `want` picks the ones to copy.
 struct Reader<'a> {
-    path: Vec<String>,
+    path: crate::model::ParamPath,
     names: &'a [String],
     grads: Option<&'a GradientsParams>,
     out: Vec<HostTensor>,
 }
 
 impl burn::module::ModuleVisitor for Reader<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container: &str) {
+        self.path.enter(name, container);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
-        let name = self.path.join(".");
+        let name = self.path.dotted();
         if !self.names.contains(&name) {
             return;
         }
@@ -91,7 +91,7 @@ impl<M: Module + Clone> ModelView for M {
     }
     fn read(&self, names: &[String]) -> Vec<HostTensor> {
         let mut r = Reader {
-            path: vec![],
+            path: Default::default(),
             names,
             grads: None,
             out: vec![],
@@ -101,7 +101,7 @@ impl<M: Module + Clone> ModelView for M {
     }
     fn read_grads(&self, names: &[String], grads: &GradientsParams) -> Vec<HostTensor> {
         let mut r = Reader {
-            path: vec![],
+            path: Default::default(),
             names,
             grads: Some(grads),
             out: vec![],

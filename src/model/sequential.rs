@@ -1,0 +1,894 @@
+//! `model=sequential`: a model written in config as a list of layers, with parameters named
+//! as PyTorch's `nn.Sequential` names them (`0.weight`, `2.bias`; `3.0.weight` in a block).
+
+use super::mlp::Dense;
+use super::{normal_param, uniform_param, Activation, Net};
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig};
+use burn::prelude::*;
+use burn::tensor::module::{avg_pool1d, avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use serde_json::Value;
+
+/// A layer's output width: a number, or `out`, the width the task needs (classes, 1 for a
+/// binary label, the input size for a reconstruction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Width {
+    Out,
+    N(usize),
+}
+
+/// One layer as written in config.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerSpec {
+    /// `linear: 64` or `linear: {out: 64, bias: false, init: 0.01}`; on the last axis.
+    Linear {
+        out: Width,
+        bias: bool,
+        init: Option<f64>,
+    },
+    /// `conv1d` over `[channels, length]`, `conv2d` over `[channels, height, width]`.
+    Conv {
+        dims: usize,
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        init: Option<f64>,
+    },
+    /// `maxpool1d`, `avgpool1d`, `maxpool2d`, `avgpool2d`: `2` or `{kernel: 3, stride: 2}`.
+    Pool {
+        dims: usize,
+        max: bool,
+        kernel: usize,
+        stride: usize,
+    },
+    Flatten,
+    /// `reshape: [1, 8, 8]` (one entry may be -1).
+    Reshape(Vec<i64>),
+    /// Normalises the last axis: `(x - mean) / sqrt(var + eps) * weight + bias`.
+    LayerNorm {
+        eps: f64,
+    },
+    Dropout(f64),
+    Act(Activation),
+    /// `residual: [layers...]`: `x + block(x)`; the block keeps the shape.
+    Residual(Vec<LayerSpec>),
+}
+
+/// The layer kinds, for messages.
+pub const KINDS: &[&str] = &[
+    "linear",
+    "conv1d",
+    "conv2d",
+    "maxpool1d",
+    "avgpool1d",
+    "maxpool2d",
+    "avgpool2d",
+    "flatten",
+    "reshape",
+    "layer_norm",
+    "dropout",
+    "residual",
+    "relu",
+    "gelu",
+    "tanh",
+    "sigmoid",
+    "identity",
+    "quad",
+    "relu^<number>",
+    "smooth_relu",
+];
+
+impl LayerSpec {
+    /// The name it is written with.
+    pub fn kind(&self) -> String {
+        match self {
+            LayerSpec::Linear { .. } => "linear".into(),
+            LayerSpec::Conv { dims, .. } => format!("conv{dims}d"),
+            LayerSpec::Pool { dims, max, .. } => {
+                format!("{}pool{dims}d", if *max { "max" } else { "avg" })
+            }
+            LayerSpec::Flatten => "flatten".into(),
+            LayerSpec::Reshape(_) => "reshape".into(),
+            LayerSpec::LayerNorm { .. } => "layer_norm".into(),
+            LayerSpec::Dropout(_) => "dropout".into(),
+            LayerSpec::Act(Activation::ReluPow(q)) => format!("relu^{q}"),
+            LayerSpec::Act(Activation::SmoothRelu { .. }) => "smooth_relu".into(),
+            LayerSpec::Act(a) => format!("{a:?}").to_lowercase(),
+            LayerSpec::Residual(_) => "residual".into(),
+        }
+    }
+
+    /// A layer from its config entry: a name (`relu`, `flatten`), or a map of one name to
+    /// its settings (`linear: 64`, `conv2d: {out: 8, kernel: 3}`).
+    pub fn parse(v: &Value) -> Result<LayerSpec, String> {
+        let (kind, arg) = match v {
+            Value::String(s) => (s.as_str(), &Value::Null),
+            Value::Object(m) if m.len() == 1 => {
+                let (k, a) = m.iter().next().expect("one entry");
+                (k.as_str(), a)
+            }
+            other => {
+                return Err(format!(
+                    "expected a layer: a name (relu, flatten) or one name with its settings \
+                     (linear: 64, conv2d: {{out: 8, kernel: 3}}), got {other}"
+                ))
+            }
+        };
+        let args = Args { kind, v: arg };
+        Ok(match kind {
+            "linear" => {
+                args.only(&["out", "bias", "init"])?;
+                let out = match args.get("out", true) {
+                    Some(Value::String(s)) if s == "out" => Width::Out,
+                    Some(v) => Width::N(args.count(v, "out")?),
+                    None => return Err("linear needs its width: `linear: 64` (or `linear: out`, the width the task needs)".into()),
+                };
+                LayerSpec::Linear {
+                    out,
+                    bias: args.flag("bias", true)?,
+                    init: args.init()?,
+                }
+            }
+            "conv1d" | "conv2d" => {
+                args.only(&["out", "kernel", "stride", "padding", "bias", "init"])?;
+                let need = |key: &str| {
+                    args.get(key, false).ok_or_else(|| {
+                        format!("{kind} needs `{key}`: e.g. `{kind}: {{out: 8, kernel: 3}}`")
+                    })
+                };
+                LayerSpec::Conv {
+                    dims: if kind == "conv1d" { 1 } else { 2 },
+                    out: args.count(need("out")?, "out")?,
+                    kernel: args.count(need("kernel")?, "kernel")?,
+                    stride: args.opt_count("stride", 1)?,
+                    padding: args.opt_natural("padding", 0)?,
+                    bias: args.flag("bias", true)?,
+                    init: args.init()?,
+                }
+            }
+            "maxpool1d" | "avgpool1d" | "maxpool2d" | "avgpool2d" => {
+                args.only(&["kernel", "stride"])?;
+                let kernel = match args.get("kernel", true) {
+                    Some(v) => args.count(v, "kernel")?,
+                    None => {
+                        return Err(format!(
+                            "{kind} needs its kernel size: `{kind}: 2` or `{kind}: {{kernel: 3, stride: 2}}`"
+                        ))
+                    }
+                };
+                LayerSpec::Pool {
+                    dims: if kind.ends_with("1d") { 1 } else { 2 },
+                    max: kind.starts_with("max"),
+                    kernel,
+                    stride: args.opt_count("stride", kernel)?,
+                }
+            }
+            "flatten" => {
+                args.none()?;
+                LayerSpec::Flatten
+            }
+            "reshape" => {
+                let dims: Vec<i64> = match arg {
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|d| d.as_i64().filter(|d| *d >= 1 || *d == -1))
+                        .collect::<Option<_>>()
+                        .ok_or("reshape takes a list of sizes >= 1 (one may be -1): `reshape: [1, 8, 8]`")?,
+                    _ => return Err("reshape takes a list of sizes: `reshape: [1, 8, 8]`".into()),
+                };
+                if dims.iter().filter(|d| **d == -1).count() > 1 {
+                    return Err("reshape: at most one size may be -1".into());
+                }
+                LayerSpec::Reshape(dims)
+            }
+            "layer_norm" => {
+                args.only(&["eps"])?;
+                let eps = match args.get("eps", false) {
+                    Some(v) => v
+                        .as_f64()
+                        .filter(|e| *e > 0.0)
+                        .ok_or("layer_norm: eps must be a number > 0")?,
+                    None => 1e-5,
+                };
+                LayerSpec::LayerNorm { eps }
+            }
+            "dropout" => {
+                let p = arg
+                    .as_f64()
+                    .filter(|p| (0.0..1.0).contains(p))
+                    .ok_or("dropout takes its probability in [0, 1): `dropout: 0.1`")?;
+                LayerSpec::Dropout(p)
+            }
+            "residual" => {
+                let items = arg
+                    .as_array()
+                    .filter(|a| !a.is_empty())
+                    .ok_or("residual takes a list of layers: `residual: [linear: 64, relu]`")?;
+                let inner = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| LayerSpec::parse(v).map_err(|e| format!("[{i}]: {e}")))
+                    .collect::<Result<_, _>>()?;
+                LayerSpec::Residual(inner)
+            }
+            name => {
+                let (q, rho) = match arg {
+                    Value::Null => (None, None),
+                    Value::Object(m) => {
+                        args.only(&["q", "rho"])?;
+                        (
+                            m.get("q").and_then(Value::as_f64),
+                            m.get("rho").and_then(Value::as_f64),
+                        )
+                    }
+                    _ => return Err(format!("{name} takes no value, or {{q: .., rho: ..}}")),
+                };
+                let needs_q = name == "relu^q" || name.starts_with("smooth");
+                if needs_q && q.is_none() {
+                    return Err(format!("{name} needs its power: `{name}: {{q: 3}}`"));
+                }
+                match Activation::parse(name, q.unwrap_or(1.0), rho.unwrap_or(1.0)) {
+                    Ok(a) => LayerSpec::Act(a),
+                    Err(_) => {
+                        let hint =
+                            crate::config::suggest::did_you_mean(name, KINDS.iter().copied())
+                                .map(|s| format!(" Did you mean '{s}'?"))
+                                .unwrap_or_default();
+                        return Err(format!(
+                            "unknown layer '{name}'; expected one of: {}.{hint}",
+                            KINDS.join(", ")
+                        ));
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A layer's settings: one value, or a map of named ones.
+struct Args<'a> {
+    kind: &'a str,
+    v: &'a Value,
+}
+
+impl<'a> Args<'a> {
+    /// `key` from the map, or the lone value when `bare` allows it (`linear: 64`).
+    fn get(&self, key: &str, bare: bool) -> Option<&'a Value> {
+        match self.v {
+            Value::Object(m) => m.get(key),
+            Value::Null => None,
+            v if bare => Some(v),
+            _ => None,
+        }
+    }
+    fn only(&self, keys: &[&str]) -> Result<(), String> {
+        if let Value::Object(m) = self.v {
+            for k in m.keys() {
+                if !keys.contains(&k.as_str()) {
+                    let hint = crate::config::suggest::did_you_mean(k, keys.iter().copied())
+                        .map(|s| format!(" Did you mean '{s}'?"))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "{}: unknown setting '{k}'; expected one of: {}.{hint}",
+                        self.kind,
+                        keys.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+    fn none(&self) -> Result<(), String> {
+        match self.v {
+            Value::Null => Ok(()),
+            _ => Err(format!("{} takes no settings", self.kind)),
+        }
+    }
+    fn count(&self, v: &Value, key: &str) -> Result<usize, String> {
+        v.as_u64()
+            .filter(|n| *n >= 1)
+            .map(|n| n as usize)
+            .ok_or_else(|| format!("{}: {key} must be an integer >= 1, got {v}", self.kind))
+    }
+    fn opt_count(&self, key: &str, default: usize) -> Result<usize, String> {
+        self.get(key, false)
+            .map_or(Ok(default), |v| self.count(v, key))
+    }
+    fn opt_natural(&self, key: &str, default: usize) -> Result<usize, String> {
+        match self.get(key, false) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| format!("{}: {key} must be an integer >= 0, got {v}", self.kind)),
+        }
+    }
+    fn flag(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.get(key, false) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(format!(
+                "{}: {key} must be true or false, got {v}",
+                self.kind
+            )),
+        }
+    }
+    /// `init: 0.01` draws the weights from `N(0, 0.01^2)` (biases 0); none = the model's.
+    fn init(&self) -> Result<Option<f64>, String> {
+        match self.get("init", false) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_f64().filter(|s| *s > 0.0).map(Some).ok_or_else(|| {
+                format!(
+                    "{}: init must be the std of a normal initialisation (> 0), got {v}",
+                    self.kind
+                )
+            }),
+        }
+    }
+}
+
+/// The sample shape before each layer and after the last: `shapes[i]` goes into layer `i`.
+/// `at` names the list in messages (`model.layers`).
+pub fn shapes(
+    layers: &[LayerSpec],
+    input: &[usize],
+    outputs: usize,
+    at: &str,
+) -> Result<Vec<Vec<usize>>, String> {
+    let mut out = vec![input.to_vec()];
+    for (i, l) in layers.iter().enumerate() {
+        let s = out.last().expect("input").clone();
+        let here = format!("{at}[{i}] ({})", l.kind());
+        let fail = |what: String| Err(format!("{here}: {what}"));
+        let next = match l {
+            LayerSpec::Linear { out: w, .. } => {
+                let Some(_) = s.last() else {
+                    return fail("gets a scalar; nothing to map".into());
+                };
+                let mut n = s.clone();
+                *n.last_mut().expect("non-empty") = match w {
+                    Width::Out => outputs,
+                    Width::N(n) => *n,
+                };
+                n
+            }
+            LayerSpec::Conv {
+                dims,
+                out,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
+                if s.len() != dims + 1 {
+                    let want = if *dims == 1 {
+                        "[channels, length]"
+                    } else {
+                        "[channels, height, width]"
+                    };
+                    return fail(format!(
+                        "needs samples of shape {want}, gets {s:?}; reshape first (`reshape: [1, ...]`)"
+                    ));
+                }
+                let mut n = vec![*out];
+                for &d in &s[1..] {
+                    let padded = d + 2 * padding;
+                    if padded < *kernel {
+                        return fail(format!(
+                            "kernel {kernel} is larger than the input {s:?} (padding {padding})"
+                        ));
+                    }
+                    n.push((padded - kernel) / stride + 1);
+                }
+                n
+            }
+            LayerSpec::Pool {
+                dims,
+                kernel,
+                stride,
+                ..
+            } => {
+                if s.len() != dims + 1 {
+                    return fail(format!(
+                        "needs samples of shape [channels, {}], gets {s:?}",
+                        if *dims == 1 {
+                            "length"
+                        } else {
+                            "height, width"
+                        }
+                    ));
+                }
+                let mut n = vec![s[0]];
+                for &d in &s[1..] {
+                    if d < *kernel {
+                        return fail(format!("kernel {kernel} is larger than the input {s:?}"));
+                    }
+                    n.push((d - kernel) / stride + 1);
+                }
+                n
+            }
+            LayerSpec::Flatten => vec![s.iter().product()],
+            LayerSpec::Reshape(dims) => {
+                let total: usize = s.iter().product();
+                let known: usize = dims
+                    .iter()
+                    .filter(|d| **d > 0)
+                    .map(|d| *d as usize)
+                    .product();
+                let n: Vec<usize> = if dims.contains(&-1) {
+                    if known == 0 || !total.is_multiple_of(known) {
+                        return fail(format!("cannot reshape {s:?} ({total} values) to {dims:?}"));
+                    }
+                    dims.iter()
+                        .map(|d| if *d == -1 { total / known } else { *d as usize })
+                        .collect()
+                } else {
+                    dims.iter().map(|d| *d as usize).collect()
+                };
+                if n.iter().product::<usize>() != total {
+                    return fail(format!("cannot reshape {s:?} ({total} values) to {dims:?}"));
+                }
+                n
+            }
+            LayerSpec::LayerNorm { .. } | LayerSpec::Dropout(_) | LayerSpec::Act(_) => s.clone(),
+            LayerSpec::Residual(inner) => {
+                let inner_shapes = shapes(inner, &s, outputs, &format!("{at}[{i}]"))?;
+                let last = inner_shapes.last().expect("input");
+                if *last != s {
+                    return fail(format!(
+                        "its block maps {s:?} to {last:?}; a residual add needs the same shape"
+                    ));
+                }
+                s.clone()
+            }
+        };
+        if next.contains(&0) {
+            return fail(format!("gives an empty shape {next:?} from {s:?}"));
+        }
+        out.push(next);
+    }
+    Ok(out)
+}
+
+/// Names and shapes of the parameters, as `nn.Sequential` names them, under `prefix`.
+pub fn param_shapes(
+    layers: &[LayerSpec],
+    shapes_: &[Vec<usize>],
+    outputs: usize,
+    prefix: &str,
+    out: &mut Vec<(String, Vec<usize>)>,
+) {
+    for (i, l) in layers.iter().enumerate() {
+        let (s, n) = (&shapes_[i], &shapes_[i + 1]);
+        let name = |p: &str| format!("{prefix}{i}.{p}");
+        match l {
+            LayerSpec::Linear { bias, .. } => {
+                let (d, o) = (*s.last().expect("checked"), *n.last().expect("checked"));
+                out.push((name("weight"), vec![o, d]));
+                if *bias {
+                    out.push((name("bias"), vec![o]));
+                }
+            }
+            LayerSpec::Conv {
+                dims,
+                out: o,
+                kernel,
+                bias,
+                ..
+            } => {
+                let mut w = vec![*o, s[0]];
+                w.extend(std::iter::repeat_n(*kernel, *dims));
+                out.push((name("weight"), w));
+                if *bias {
+                    out.push((name("bias"), vec![*o]));
+                }
+            }
+            LayerSpec::LayerNorm { .. } => {
+                let d = *s.last().expect("checked");
+                out.push((name("weight"), vec![d]));
+                out.push((name("bias"), vec![d]));
+            }
+            LayerSpec::Residual(inner) => {
+                let inner_shapes = shapes(inner, s, outputs, "").expect("checked");
+                param_shapes(inner, &inner_shapes, outputs, &format!("{prefix}{i}."), out);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A convolution's weight `[out, in, k..]` and bias, as PyTorch's `ConvNd`.
+#[derive(Module, Debug)]
+pub struct Conv<const D: usize> {
+    pub weight: Param<Tensor<D>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    #[module(skip)]
+    pub stride: usize,
+    #[module(skip)]
+    pub padding: usize,
+}
+
+/// Layer normalisation over the last axis, with PyTorch's `weight` and `bias`.
+#[derive(Module, Debug)]
+pub struct Norm {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+/// A layer without parameters.
+#[derive(Module, Debug)]
+pub struct Op {
+    #[module(skip)]
+    pub kind: OpKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum OpKind {
+    Act(Activation),
+    Pool {
+        dims: usize,
+        max: bool,
+        kernel: usize,
+        stride: usize,
+    },
+    /// Flatten and reshape: the values stay, only the shape between layers changes.
+    Same,
+}
+
+/// `x + block(x)`; its layers are named under the block's index (`3.0.weight`).
+#[derive(Module, Debug)]
+pub struct Block {
+    pub layers: Vec<Layer>,
+    #[module(skip)]
+    pub shapes: Vec<Vec<usize>>,
+}
+
+/// One built layer. Enum variants and the `layers` lists add nothing to parameter names
+/// (`model::path_segment`), so the names are PyTorch's.
+#[derive(Module, Debug)]
+pub enum Layer {
+    Linear(Dense),
+    Conv1d(Conv<3>),
+    Conv2d(Conv<4>),
+    Norm(Norm),
+    Dropout(Dropout),
+    Residual(Block),
+    Op(Op),
+}
+
+/// The model: layers and the sample shape between them.
+#[derive(Module, Debug)]
+pub struct Sequential {
+    pub layers: Vec<Layer>,
+    #[module(skip)]
+    pub shapes: Vec<Vec<usize>>,
+}
+
+/// Weights drawn as PyTorch's default (`U(±1/√fan_in)`, biases too) or from `N(0, s²)`
+/// with biases 0, in layer order, so a seed fixes them (and `mlp` and its `sequential`
+/// twin draw the same numbers).
+fn weights<const D: usize>(
+    shape: [usize; D],
+    fan_in: usize,
+    bias: bool,
+    std: Option<f64>,
+    device: &Device,
+) -> (Param<Tensor<D>>, Option<Param<Tensor<1>>>) {
+    let out = shape[0];
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let weight = match std {
+        Some(s) => normal_param(shape, s, device),
+        None => uniform_param(shape, bound, device),
+    };
+    let bias = bias.then(|| match std {
+        Some(_) => Param::from_tensor(Tensor::zeros([out], device)),
+        None => uniform_param([out], bound, device),
+    });
+    (weight, bias)
+}
+
+/// Builds `layers` (already checked by [`shapes`]); `init` is the model-wide normal std.
+pub fn build_layers(
+    layers: &[LayerSpec],
+    shapes_: &[Vec<usize>],
+    outputs: usize,
+    init: Option<f64>,
+    device: &Device,
+) -> Vec<Layer> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (s, n) = (&shapes_[i], &shapes_[i + 1]);
+            match l {
+                LayerSpec::Linear {
+                    bias, init: own, ..
+                } => {
+                    let (d, o) = (*s.last().expect("checked"), *n.last().expect("checked"));
+                    let (weight, bias) = weights([o, d], d, *bias, own.or(init), device);
+                    Layer::Linear(Dense { weight, bias })
+                }
+                LayerSpec::Conv {
+                    dims,
+                    out,
+                    kernel,
+                    stride,
+                    padding,
+                    bias,
+                    init: own,
+                } => {
+                    let fan_in = s[0] * kernel.pow(*dims as u32);
+                    let std = own.or(init);
+                    if *dims == 1 {
+                        let (weight, bias) =
+                            weights([*out, s[0], *kernel], fan_in, *bias, std, device);
+                        Layer::Conv1d(Conv {
+                            weight,
+                            bias,
+                            stride: *stride,
+                            padding: *padding,
+                        })
+                    } else {
+                        let (weight, bias) =
+                            weights([*out, s[0], *kernel, *kernel], fan_in, *bias, std, device);
+                        Layer::Conv2d(Conv {
+                            weight,
+                            bias,
+                            stride: *stride,
+                            padding: *padding,
+                        })
+                    }
+                }
+                LayerSpec::Pool {
+                    dims,
+                    max,
+                    kernel,
+                    stride,
+                } => Layer::Op(Op {
+                    kind: OpKind::Pool {
+                        dims: *dims,
+                        max: *max,
+                        kernel: *kernel,
+                        stride: *stride,
+                    },
+                }),
+                LayerSpec::Flatten | LayerSpec::Reshape(_) => Layer::Op(Op { kind: OpKind::Same }),
+                LayerSpec::LayerNorm { eps } => {
+                    let d = *s.last().expect("checked");
+                    Layer::Norm(Norm {
+                        weight: Param::from_tensor(Tensor::ones([d], device)),
+                        bias: Param::from_tensor(Tensor::zeros([d], device)),
+                        eps: *eps,
+                    })
+                }
+                LayerSpec::Dropout(p) => Layer::Dropout(DropoutConfig::new(*p).init()),
+                LayerSpec::Act(a) => Layer::Op(Op {
+                    kind: OpKind::Act(*a),
+                }),
+                LayerSpec::Residual(inner) => {
+                    let inner_shapes = shapes(inner, s, outputs, "").expect("checked");
+                    Layer::Residual(Block {
+                        layers: build_layers(inner, &inner_shapes, outputs, init, device),
+                        shapes: inner_shapes,
+                    })
+                }
+            }
+        })
+        .collect()
+}
+
+/// Runs `layers` on flat samples `[batch, prod(shapes[0])]`; each layer views them in its
+/// own shape and hands on `[batch, prod(its output shape)]`.
+fn run(layers: &[Layer], shapes_: &[Vec<usize>], x: Tensor<2>) -> Tensor<2> {
+    let mut h = x;
+    for (i, l) in layers.iter().enumerate() {
+        let s = &shapes_[i];
+        let b = h.dims()[0];
+        h = match l {
+            Layer::Linear(d) => {
+                let last = *s.last().expect("checked");
+                if s.len() == 1 {
+                    d.forward(h)
+                } else {
+                    // Over the last axis of every position, as PyTorch's Linear.
+                    let rows = b * s.iter().product::<usize>() / last;
+                    let y = d.forward(h.reshape([rows, last]));
+                    let o = y.dims()[1];
+                    y.reshape([b, rows / b * o])
+                }
+            }
+            Layer::Conv1d(c) => {
+                let x: Tensor<3> = h.reshape([b, s[0], s[1]]);
+                let opts = ConvOptions::new([c.stride], [c.padding], [1], 1);
+                let y = conv1d(x, c.weight.val(), c.bias.as_ref().map(|p| p.val()), opts);
+                y.flatten(1, 2)
+            }
+            Layer::Conv2d(c) => {
+                let x: Tensor<4> = h.reshape([b, s[0], s[1], s[2]]);
+                let opts = ConvOptions::new([c.stride; 2], [c.padding; 2], [1; 2], 1);
+                let y = conv2d(x, c.weight.val(), c.bias.as_ref().map(|p| p.val()), opts);
+                y.flatten(1, 3)
+            }
+            Layer::Norm(n) => {
+                let d = *s.last().expect("checked");
+                let rows = b * s.iter().product::<usize>() / d;
+                let x: Tensor<2> = h.reshape([rows, d]);
+                let mean = x.clone().mean_dim(1);
+                let centred = x - mean;
+                let var = centred.clone().powf_scalar(2.0).mean_dim(1);
+                let y = centred / (var + n.eps).sqrt();
+                let y = y * n.weight.val().unsqueeze::<2>() + n.bias.val().unsqueeze::<2>();
+                y.reshape([b, rows / b * d])
+            }
+            Layer::Dropout(d) => d.forward(h),
+            Layer::Residual(block) => {
+                let y = run(&block.layers, &block.shapes, h.clone());
+                h + y
+            }
+            Layer::Op(op) => match &op.kind {
+                OpKind::Act(a) => a.apply(h),
+                OpKind::Same => h,
+                OpKind::Pool {
+                    dims,
+                    max,
+                    kernel,
+                    stride,
+                } => {
+                    if *dims == 1 {
+                        let x: Tensor<3> = h.reshape([b, s[0], s[1]]);
+                        let y = if *max {
+                            max_pool1d(x, MaxPoolOptions::new([*kernel]).with_stride([*stride]))
+                        } else {
+                            avg_pool1d(x, AvgPoolOptions::new([*kernel]).with_stride([*stride]))
+                        };
+                        y.flatten(1, 2)
+                    } else {
+                        let x: Tensor<4> = h.reshape([b, s[0], s[1], s[2]]);
+                        let k = [*kernel; 2];
+                        let st = [*stride; 2];
+                        let y = if *max {
+                            max_pool2d(x, MaxPoolOptions::new(k).with_stride(st))
+                        } else {
+                            avg_pool2d(x, AvgPoolOptions::new(k).with_stride(st))
+                        };
+                        y.flatten(1, 3)
+                    }
+                }
+            },
+        };
+    }
+    h
+}
+
+impl Net for Sequential {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        run(&self.layers, &self.shapes, x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml_like: serde_json::Value) -> Result<LayerSpec, String> {
+        LayerSpec::parse(&yaml_like)
+    }
+
+    #[test]
+    fn layers_parse_with_located_errors() {
+        use serde_json::json;
+        assert_eq!(
+            parse(json!({"linear": 64})).unwrap(),
+            LayerSpec::Linear {
+                out: Width::N(64),
+                bias: true,
+                init: None
+            }
+        );
+        assert_eq!(
+            parse(json!({"linear": "out"})).unwrap(),
+            LayerSpec::Linear {
+                out: Width::Out,
+                bias: true,
+                init: None
+            }
+        );
+        assert_eq!(
+            parse(json!("relu")).unwrap(),
+            LayerSpec::Act(Activation::Relu)
+        );
+        assert_eq!(
+            parse(json!({"maxpool2d": 2})).unwrap(),
+            LayerSpec::Pool {
+                dims: 2,
+                max: true,
+                kernel: 2,
+                stride: 2
+            }
+        );
+        let e = parse(json!("rleu")).unwrap_err();
+        assert!(e.contains("Did you mean 'relu'?"), "{e}");
+        let e = parse(json!({"conv2d": {"out": 8}})).unwrap_err();
+        assert!(e.contains("conv2d needs `kernel`"), "{e}");
+        let e = parse(json!({"conv2d": {"out": 8, "kernal": 3}})).unwrap_err();
+        assert!(e.contains("Did you mean 'kernel'?"), "{e}");
+        let e = parse(json!({"dropout": 1.5})).unwrap_err();
+        assert!(e.contains("[0, 1)"), "{e}");
+        let e = parse(json!({"relu^q": null})).unwrap_err();
+        assert!(e.contains("needs its power"), "{e}");
+    }
+
+    #[test]
+    fn shapes_are_inferred_and_mismatches_name_the_layer() {
+        use serde_json::json;
+        let layers: Vec<LayerSpec> = [
+            json!({"reshape": [1, 8, 8]}),
+            json!({"conv2d": {"out": 4, "kernel": 3, "padding": 1}}),
+            json!("relu"),
+            json!({"maxpool2d": 2}),
+            json!("flatten"),
+            json!({"residual": [{"linear": 64}, "relu"]}),
+            json!({"linear": "out"}),
+        ]
+        .iter()
+        .map(|v| LayerSpec::parse(v).unwrap())
+        .collect();
+        let s = shapes(&layers, &[64], 10, "model.layers").unwrap();
+        assert_eq!(
+            s,
+            vec![
+                vec![64],
+                vec![1, 8, 8],
+                vec![4, 8, 8],
+                vec![4, 8, 8],
+                vec![4, 4, 4],
+                vec![64],
+                vec![64],
+                vec![10]
+            ]
+        );
+        let mut names = vec![];
+        param_shapes(&layers, &s, 10, "", &mut names);
+        let names: Vec<&str> = names.iter().map(|n| n.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "1.weight",
+                "1.bias",
+                "5.0.weight",
+                "5.0.bias",
+                "6.weight",
+                "6.bias"
+            ]
+        );
+        let bad = [LayerSpec::Conv {
+            dims: 2,
+            out: 4,
+            kernel: 3,
+            stride: 1,
+            padding: 0,
+            bias: true,
+            init: None,
+        }];
+        let e = shapes(&bad, &[64], 10, "model.layers").unwrap_err();
+        assert!(
+            e.starts_with("model.layers[0] (conv2d): needs samples of shape [channels, height, width], gets [64]"),
+            "{e}"
+        );
+        let res = [LayerSpec::Residual(vec![LayerSpec::Linear {
+            out: Width::N(3),
+            bias: true,
+            init: None,
+        }])];
+        let e = shapes(&res, &[5], 2, "model.layers").unwrap_err();
+        assert!(
+            e.contains("model.layers[0] (residual): its block maps [5] to [3]"),
+            "{e}"
+        );
+    }
+}

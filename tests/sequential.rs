@@ -1,0 +1,157 @@
+//! `model=sequential` end to end: architectures written in config train, their parameters
+//! carry PyTorch's `nn.Sequential` names, the default reproduces `model=mlp` exactly, and a
+//! layer that does not fit is named with its shapes before anything runs.
+
+use predicates::prelude::*;
+use std::path::Path;
+
+mod common;
+use common::ezflt;
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+/// The losses of a run's metrics rows, in order.
+fn losses(dir: &Path) -> Vec<f64> {
+    common::rows(dir)
+        .iter()
+        .filter_map(|r| r.get("train_loss")?.as_f64())
+        .collect()
+}
+
+#[test]
+fn sequential_reproduces_mlp_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let run = |dir: &str, args: &[&str]| {
+        ezflt(t)
+            .args(["-q", "train", "epochs=2", "threads=1", "plot=none"])
+            .arg(format!("hydra.run.dir={dir}"))
+            .args(args)
+            .assert()
+            .success();
+    };
+    // PyTorch's default initialisation, and a small normal one.
+    run("mlp", &["model=mlp"]);
+    run("seq", &["model=sequential"]);
+    run("mlp_n", &["model=mlp", "model.init_scale=0.05"]);
+    run("seq_n", &["model=sequential", "model.init=0.05"]);
+    for (a, b) in [("mlp", "seq"), ("mlp_n", "seq_n")] {
+        let (la, lb) = (losses(&t.join(a)), losses(&t.join(b)));
+        assert!(!la.is_empty());
+        assert_eq!(la, lb, "{a} vs {b}");
+        let wa = ezflt::Archive::open(t.join(a))
+            .unwrap()
+            .feature("layers.0.weight")
+            .unwrap();
+        let wb = ezflt::Archive::open(t.join(b))
+            .unwrap()
+            .feature("0.weight")
+            .unwrap();
+        assert_eq!(wa.len(), wb.len());
+        for (x, y) in wa.iter().zip(wb.iter()) {
+            assert_eq!(x.step, y.step);
+            assert_eq!(x.values, y.values, "{a} vs {b} at step {}", x.step);
+        }
+    }
+}
+
+#[test]
+fn a_convnet_from_a_users_conf_file_trains_with_pytorch_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::create_dir_all(t.join("my_conf/model")).unwrap();
+    std::fs::write(
+        t.join("my_conf/model/small_convnet.yaml"),
+        "name: sequential
+layers:
+  - reshape: [1, 8, 8]
+  - conv2d: {out: 4, kernel: 3, padding: 1}
+  - relu
+  - maxpool2d: 2
+  - flatten
+  - residual: [{linear: 64}, gelu]
+  - layer_norm
+  - dropout: 0.1
+  - linear: out
+",
+    )
+    .unwrap();
+    ezflt(t)
+        .args([
+            "-q",
+            "train",
+            "--config-dir",
+            "my_conf",
+            "model=small_convnet",
+            "data=digits",
+            "epochs=3",
+            "threads=1",
+            "optimizer=adam",
+            "lr=3e-3",
+            "hydra.run.dir=run",
+            "tracker.layers=[1.weight,5.0.weight]",
+        ])
+        .assert()
+        .success();
+    let s = summary(&t.join("run"));
+    assert_eq!(s["status"], "completed", "{s}");
+    let params = &s["params"];
+    assert_eq!(params["1.weight"], serde_json::json!([4, 1, 3, 3]), "{s}");
+    assert_eq!(params["5.0.weight"], serde_json::json!([64, 64]), "{s}");
+    assert_eq!(params["6.weight"], serde_json::json!([64]), "{s}");
+    assert_eq!(params["8.weight"], serde_json::json!([10, 64]), "{s}");
+    let acc = s["final"]["test_acc"].as_f64().unwrap();
+    assert!(acc > 0.5, "digits are learned: test_acc {acc}");
+    let mut ar = ezflt::Archive::open(t.join("run")).unwrap();
+    assert_eq!(ar.names(), ["1.weight", "5.0.weight"]);
+    assert!(ar.feature("1.weight").unwrap().len() > 2);
+}
+
+#[test]
+fn layers_that_do_not_fit_are_named_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let fails = |layers: &str| {
+        let out = ezflt(t)
+            .args(["train", "model=sequential", "hydra.run.dir=bad"])
+            .arg(format!("model.layers={layers}"))
+            .assert()
+            .code(1)
+            .get_output()
+            .stderr
+            .clone();
+        String::from_utf8_lossy(&out).to_string()
+    };
+    let e = fails("[{conv2d: {out: 4, kernel: 3}}, flatten, {linear: out}]");
+    assert!(
+        e.contains(
+            "model.layers[0] (conv2d): needs samples of shape [channels, height, width], gets [20]"
+        ),
+        "{e}"
+    );
+    let e = fails("[{linear: 8}, rleu, {linear: out}]");
+    assert!(
+        e.contains("config key 'model.layers.1'")
+            && e.contains("command-line override")
+            && e.contains("Did you mean 'relu'?"),
+        "{e}"
+    );
+    let e = fails("[{linear: 8}, relu]");
+    assert!(
+        e.contains("the last layer gives samples of shape [8], but the task needs [3]"),
+        "{e}"
+    );
+    let e = fails("[{residual: [{linear: 4}]}, {linear: out}]");
+    assert!(
+        e.contains("model.layers[0] (residual): its block maps [20] to [4]"),
+        "{e}"
+    );
+    assert!(!t.join("bad").exists(), "nothing ran");
+    ezflt(t)
+        .args(["train", "model=sequential", "model.layers=[]"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("at least one layer"));
+}
