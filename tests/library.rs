@@ -285,3 +285,73 @@ fn bad_data_is_refused_before_training_with_what_to_fix() {
         .to_string();
     assert!(e.contains("labels hold 5, outside 0..1"), "{e}");
 }
+
+/// `Trainer::init_from` sets a user's net from a `.safetensors` state dict by name, and
+/// `Trainer::freeze` keeps a layer as loaded while the rest trains.
+#[test]
+fn the_trainer_starts_from_a_state_dict_and_freezes_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dim, width, classes) = (6, 8, 3);
+    let data = Dataset::new(
+        "argmax",
+        &[dim],
+        Task::Classify { classes },
+        split(120, dim, classes, 0),
+        split(60, dim, classes, 7),
+    );
+    let first: Vec<f32> = (0..width * dim).map(|i| (i as f32 * 0.37).sin()).collect();
+    let second: Vec<f32> = (0..classes * width)
+        .map(|i| (i as f32 * 0.11).cos())
+        .collect();
+    let bytes = |v: &Vec<f32>| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let (b1, b2) = (bytes(&first), bytes(&second));
+    let views = [
+        (
+            "first.weight",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![width, dim], &b1)
+                .unwrap(),
+        ),
+        (
+            "second.weight",
+            safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                vec![classes, width],
+                &b2,
+            )
+            .unwrap(),
+        ),
+    ];
+    let file = tmp.path().join("w.safetensors");
+    std::fs::write(&file, safetensors::serialize(views, None).unwrap()).unwrap();
+    let device = Device::flex();
+    let fitted = Trainer::new(
+        two(dim, width, classes, &device.clone().autodiff()),
+        Optimizer::sgd(0.5),
+    )
+    .batch_size(30)
+    .device(device.clone())
+    .init_from(&file)
+    .freeze(["first.*"])
+    .fit(&data, 3, None)
+    .unwrap();
+    assert_eq!(
+        host(fitted.model.first.weight.val()),
+        first,
+        "frozen as loaded"
+    );
+    assert_ne!(host(fitted.model.second.weight.val()), second, "trained");
+    let e = Trainer::new(
+        two(dim, width, classes, &device.clone().autodiff()),
+        Optimizer::sgd(0.5),
+    )
+    .device(device)
+    .freeze(["thrid.*"])
+    .fit(&data, 1, None)
+    .err()
+    .expect("an unknown glob is an error");
+    assert!(
+        e.to_string()
+            .contains("matches no parameter; the model has: first.weight, second.weight"),
+        "{e}"
+    );
+}

@@ -289,3 +289,173 @@ fn optimizers_and_cross_entropy_match_pytorch_weight_by_weight() {
         "the comparison cannot tell a 1% rate change: {control:e}"
     );
 }
+
+const STATE_DICT: &str = r#"
+import json, struct, sys, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+torch.manual_seed(0)
+d, h, k = 20, 16, 3
+net = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k))
+rng = np.random.default_rng(0)
+def split(n):
+    return rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, k, size=n).astype(np.int64)
+(xtr, ytr), (xte, yte) = split(64), split(50)
+np.savez("train.npz", x=xtr, y=ytr)
+np.savez("test.npz", x=xte, y=yte)
+sd = net.state_dict()
+torch.save(sd, "weights.pt")
+torch.save({"state_dict": sd, "epoch": 3}, "checkpoint.pt")
+# The safetensors layout: header size (u64 LE), JSON header, little-endian data.
+header, blobs, off = {}, [], 0
+for name, t in sd.items():
+    b = t.numpy().astype("<f4").tobytes()
+    header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+    blobs.append(b)
+    off += len(b)
+hj = json.dumps(header).encode()
+open("weights.safetensors", "wb").write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+with torch.no_grad():
+    loss = F.cross_entropy(net(torch.from_numpy(xte)), torch.from_numpy(yte)).item()
+json.dump({"test_loss": loss, "w0": sd["0.weight"].numpy().ravel().tolist(),
+           "w2": sd["2.weight"].numpy().ravel().tolist()}, sys.stdout)
+"#;
+
+/// A state dict written by real PyTorch (`nn.Sequential(Linear, ReLU, Linear)`) loads into
+/// `model=sequential` and into `model=mlp` (whose `layers.1` is PyTorch's `2`), from `.pt`,
+/// a nested checkpoint and `.safetensors`, and gives PyTorch's test loss; frozen layers keep
+/// PyTorch's weights through fine-tuning while the rest train.
+#[test]
+fn pytorch_state_dicts_load_and_frozen_layers_stay() {
+    let Some(py) = torch_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let want: Value = serde_json::from_str(&python(&py, t, STATE_DICT, &[])).unwrap();
+    let torch_loss = want["test_loss"].as_f64().unwrap();
+    let data = [
+        "data=numpy",
+        "data.path=train.npz",
+        "data.test_path=test.npz",
+        "batch_size=full",
+        "threads=1",
+        "plot=none",
+    ];
+    let seq = "model.layers=[{linear: 16}, relu, {linear: out}]";
+    // One step at a learning rate too small to move an f32 weight: the evaluation after it
+    // is the imported network's.
+    for (i, (model, file)) in [
+        (["model=sequential", seq], "weights.pt"),
+        (["model=sequential", seq], "weights.safetensors"),
+        (["model=sequential", seq], "checkpoint.pt"),
+        (["model=mlp", "model.widths=[16]"], "weights.pt"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dir = format!("run{i}");
+        ezflt(t)
+            .args(["-q", "train", "epochs=1", "lr=1e-30", "tracker=none"])
+            .args(data)
+            .args(model)
+            .arg(format!("model.init_from={file}"))
+            .arg(format!("hydra.run.dir={dir}"))
+            .assert()
+            .success();
+        let s = common::summary(&t.join(&dir));
+        let loss = s["final"]["test_loss"].as_f64().unwrap();
+        assert!(
+            (loss - torch_loss).abs() < 1e-5,
+            "{model:?} from {file}: ezflt {loss}, PyTorch {torch_loss}"
+        );
+    }
+    // Fine-tuning with the first layer frozen.
+    ezflt(t)
+        .args(["-q", "train", "epochs=20", "lr=0.5"])
+        .args(data)
+        .args(["model=sequential", seq, "model.init_from=weights.pt"])
+        .args([
+            "model.freeze=[0.*]",
+            "tracker.layers=[0.weight,2.weight]",
+            "hydra.run.dir=tuned",
+        ])
+        .assert()
+        .success();
+    let mut ar = ezflt::Archive::open(t.join("tuned")).unwrap();
+    let as_f32 = |v: &Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let (w0, w2) = (as_f32(&want["w0"]), as_f32(&want["w2"]));
+    let first = ar.feature("0.weight").unwrap();
+    let second = ar.feature("2.weight").unwrap();
+    assert_eq!(first.get(0).values, w0.as_slice(), "step 0 is PyTorch's");
+    assert_eq!(first.latest().unwrap().values, w0.as_slice(), "frozen");
+    assert_eq!(second.get(0).values, w2.as_slice(), "step 0 is PyTorch's");
+    let moved = second
+        .latest()
+        .unwrap()
+        .values
+        .iter()
+        .zip(&w2)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(moved > 1e-3, "the unfrozen layer trains: {moved}");
+    let rows = rows(&t.join("tuned"));
+    let losses: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.get("train_loss")?.as_f64())
+        .collect();
+    assert!(losses.last() < losses.first(), "{losses:?}");
+
+    // What does not fit is listed, by name and shape.
+    let out = ezflt(t)
+        .args([
+            "train",
+            "model=mlp",
+            "model.widths=[8]",
+            "model.init_from=weights.pt",
+        ])
+        .args(data)
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let e = String::from_utf8_lossy(&out);
+    assert!(
+        e.contains("shape mismatch: 0.weight: file [16, 20], model layers.0.weight [8, 20]"),
+        "{e}"
+    );
+    let out = ezflt(t)
+        .args([
+            "train",
+            "model=mlp",
+            "model.widths=[16,16]",
+            "model.init_from=weights.pt",
+        ])
+        .args(data)
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let e = String::from_utf8_lossy(&out);
+    assert!(
+        e.contains("missing in the file: layers.2.weight [3, 16]"),
+        "{e}"
+    );
+    ezflt(t)
+        .args(["train", "model=sequential", seq, "model.freeze=[3.*]"])
+        .args(data)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "model.freeze: '3.*' matches no parameter; the model has: 0.weight, 0.bias, 2.weight, 2.bias",
+        ));
+    ezflt(t)
+        .args(["train", "model.init_from=nope.pt"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("config key 'model.init_from'"));
+}

@@ -38,6 +38,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "benchmarks take minutes and need PyTorch; they are not tests",
     ),
     ("> /etc/", "writes a system file"),
+    (
+        "model.init_from=weights.pt",
+        "needs a state dict written by PyTorch; tests/pytorch_oracle.rs runs this command's setup with one",
+    ),
 ];
 
 fn readme() -> String {

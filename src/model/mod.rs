@@ -7,6 +7,7 @@ pub mod cnn;
 pub mod mlp;
 pub mod patch_cnn;
 pub mod sequential;
+pub mod weights;
 
 pub use activation::Activation;
 

@@ -477,6 +477,11 @@ mod model_settings {
     pub struct Mlp {
         #[serde(rename = "name")]
         _name: IgnoredAny,
+        // model.init_from and model.freeze: read for every model by `weights_spec`.
+        #[serde(rename = "init_from", default)]
+        _init_from: Option<IgnoredAny>,
+        #[serde(rename = "freeze", default)]
+        _freeze: Option<IgnoredAny>,
         pub widths: Sizes,
         pub activation: Text,
         pub q: Option<Positive>,
@@ -490,6 +495,11 @@ mod model_settings {
     pub struct TwoLayerCnn {
         #[serde(rename = "name")]
         _name: IgnoredAny,
+        // model.init_from and model.freeze: read for every model by `weights_spec`.
+        #[serde(rename = "init_from", default)]
+        _init_from: Option<IgnoredAny>,
+        #[serde(rename = "freeze", default)]
+        _freeze: Option<IgnoredAny>,
         pub filters: Count,
         pub activation: Text,
         pub q: Option<Positive>,
@@ -501,6 +511,11 @@ mod model_settings {
     pub struct Cnn {
         #[serde(rename = "name")]
         _name: IgnoredAny,
+        // model.init_from and model.freeze: read for every model by `weights_spec`.
+        #[serde(rename = "init_from", default)]
+        _init_from: Option<IgnoredAny>,
+        #[serde(rename = "freeze", default)]
+        _freeze: Option<IgnoredAny>,
         pub channels: Sizes,
         pub kernel: Count,
         pub hidden: Count,
@@ -513,6 +528,11 @@ mod model_settings {
     pub struct Sequential {
         #[serde(rename = "name")]
         _name: IgnoredAny,
+        // model.init_from and model.freeze: read for every model by `weights_spec`.
+        #[serde(rename = "init_from", default)]
+        _init_from: Option<IgnoredAny>,
+        #[serde(rename = "freeze", default)]
+        _freeze: Option<IgnoredAny>,
         pub init: Option<Positive>,
         pub layers: Vec<serde_json::Value>,
     }
@@ -521,6 +541,11 @@ mod model_settings {
     pub struct ConvAutoencoder {
         #[serde(rename = "name")]
         _name: IgnoredAny,
+        // model.init_from and model.freeze: read for every model by `weights_spec`.
+        #[serde(rename = "init_from", default)]
+        _init_from: Option<IgnoredAny>,
+        #[serde(rename = "freeze", default)]
+        _freeze: Option<IgnoredAny>,
         pub kernels: Option<Count>,
         pub init_scale: Positive,
     }
@@ -805,6 +830,8 @@ fn train_spec<'a>(
     // An eps of 0 is clean training (handy in sweeps over eps).
     let adv = adv.filter(|a| a.eps > 0.0);
 
+    let weights = weights_spec(child("model")?)?;
+
     Ok(TrainSpec {
         seed: top.seed.0,
         epochs: top.epochs.0,
@@ -823,6 +850,49 @@ fn train_spec<'a>(
             Some(n) => CheckpointPolicy::Epochs(n.0),
             None => CheckpointPolicy::Seconds(top.checkpoint_every_s.0),
         },
+        weights,
+    })
+}
+
+/// `model.init_from` and `model.freeze`, which every model takes (a registered model's own
+/// defaults need not list them: `+model.init_from=...`). A relative path is the working
+/// directory's, made absolute here so sweep workers and resumes find the same file.
+fn weights_spec(m: &Node) -> Result<crate::model::weights::WeightsSpec> {
+    #[derive(Deserialize)]
+    struct W {
+        #[serde(default)]
+        name: Option<Text>,
+        #[serde(default)]
+        init_from: Option<Text>,
+        #[serde(default)]
+        freeze: Option<Names>,
+    }
+    let w: W = crate::config::de::from_node(m, "model")?;
+    let init_from = match w.init_from {
+        Some(p) => {
+            let p = std::path::PathBuf::from(p.0);
+            let abs = if p.is_absolute() {
+                p
+            } else {
+                std::env::current_dir()?.join(p)
+            };
+            if !abs.is_file() {
+                return Err(Cfg::new(m, "model").err(
+                    "init_from",
+                    &format!(
+                        "{} does not exist; give a state dict saved with                          torch.save(model.state_dict(), 'weights.pt') or a .safetensors file",
+                        abs.display()
+                    ),
+                ));
+            }
+            Some(abs)
+        }
+        None => None,
+    };
+    Ok(crate::model::weights::WeightsSpec {
+        model: w.name.map(|n| n.0).unwrap_or_default(),
+        init_from,
+        freeze: w.freeze.map(|f| f.0).unwrap_or_default(),
     })
 }
 

@@ -138,6 +138,8 @@ impl FeatureTracker {
             params: crate::model::param_names(model),
             num_params: model.num_params(),
             model,
+            frozen: 0,
+            init_from: None,
         };
         self.inner.on_train_start(&info)?;
         self.started = true;

@@ -121,6 +121,7 @@ impl<M: Net> Trainer<M> {
                 eval_every: 1,
                 log_every: 10,
                 checkpoints: CheckpointPolicy::Epochs(0),
+                weights: Default::default(),
             },
             loss: None,
             device: Device::flex(),
@@ -170,6 +171,19 @@ impl<M: Net> Trainer<M> {
     /// Report the training loss and accuracy every `n` steps.
     pub fn log_every(mut self, n: usize) -> Trainer<M> {
         self.spec.log_every = n.max(1);
+        self
+    }
+    /// Starts from the weights of a PyTorch state dict (`torch.save(model.state_dict(), p)`
+    /// or `.safetensors`), matched by parameter name (`0.weight`); every parameter must be
+    /// there with its shape, and nothing else, or `fit` says which are not.
+    pub fn init_from(mut self, state_dict: impl Into<std::path::PathBuf>) -> Trainer<M> {
+        self.spec.weights.init_from = Some(state_dict.into());
+        self
+    }
+    /// Does not train the parameters these names or globs match (`0.*`, `encoder.*.weight`):
+    /// they get no gradient and no optimizer state.
+    pub fn freeze<S: Into<String>>(mut self, globs: impl IntoIterator<Item = S>) -> Trainer<M> {
+        self.spec.weights.freeze = globs.into_iter().map(Into::into).collect();
         self
     }
     /// Cosine decay to `min_lr` over the run, after `warmup_steps` of linear warm-up.

@@ -165,6 +165,8 @@ pub struct TrainSpec {
     pub log_every: usize,
     /// When to save a checkpoint between the ones at the end and at an interruption.
     pub checkpoints: CheckpointPolicy,
+    /// PyTorch weights to start from, and parameters not to train.
+    pub weights: crate::model::weights::WeightsSpec,
 }
 
 /// When a run saves checkpoints, besides at the end and when stopped at an epoch boundary.

@@ -169,6 +169,10 @@ pub struct StartInfo<'a> {
     pub num_params: usize,
     /// The weights before the first step of this session (initialisation, or the checkpoint).
     pub model: &'a dyn ModelView,
+    /// Parameter values `freeze` keeps from training.
+    pub frozen: usize,
+    /// The PyTorch state dict the weights came from (not on a resume: the checkpoint's).
+    pub init_from: Option<&'a Path>,
 }
 
 /// How training ended.
@@ -449,10 +453,20 @@ impl<'a> Trainer<'a> {
 
         let mut opt = optim::build(&spec.optim);
         let (mut epoch, mut step, mut skip) = (0, 0, 0);
-        if let Some(r) = self.resume.take() {
-            (model, opt) = r.load(model, opt)?;
-            (epoch, step, skip) = (r.epoch, r.step, r.batch);
+        match self.resume.take() {
+            Some(r) => {
+                (model, opt) = r.load(model, opt)?;
+                (epoch, step, skip) = (r.epoch, r.step, r.batch);
+            }
+            None => {
+                if let Some(p) = &spec.weights.init_from {
+                    let dict = crate::model::weights::read_state_dict(p)?;
+                    model = crate::model::weights::load(model, &spec.weights.model, &dict, p)?;
+                }
+            }
         }
+        // After a resume's load too: frozen parameters get no gradient, so no optimizer state.
+        model = crate::model::weights::freeze(model, &spec.weights.freeze)?;
 
         let spe = self.steps_per_epoch();
         let total = match spec.max_steps {
@@ -470,6 +484,17 @@ impl<'a> Trainer<'a> {
             params: param_names(&model),
             num_params: model.num_params(),
             model: &model,
+            frozen: param_names(&model)
+                .iter()
+                .filter(|(n, _)| {
+                    spec.weights
+                        .freeze
+                        .iter()
+                        .any(|g| crate::plan::sweep::glob_match(g, n))
+                })
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum(),
+            init_from: spec.weights.init_from.as_deref().filter(|_| step == 0),
         };
         for cb in self.callbacks.iter_mut() {
             cb.on_train_start(&info)?;

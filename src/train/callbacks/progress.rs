@@ -64,9 +64,22 @@ impl Callback for Progress {
             crate::shell::attach_bar(&bar);
             self.bar = Some(bar);
         }
+        let what = if info.frozen > 0 {
+            format!(
+                "{} of {} parameters ({} frozen)",
+                info.num_params - info.frozen,
+                info.num_params,
+                info.frozen
+            )
+        } else {
+            format!("{} parameters", info.num_params)
+        };
+        let from = info
+            .init_from
+            .map(|p| format!(" from {}", p.display()))
+            .unwrap_or_default();
         self.line(&format!(
-            "training {} parameters for {} epochs ({} steps, {} per epoch){}",
-            info.num_params,
+            "training {what}{from} for {} epochs ({} steps, {} per epoch){}",
             info.epochs,
             info.total_steps,
             info.steps_per_epoch,
