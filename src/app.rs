@@ -82,6 +82,7 @@ pub(crate) const BUILTIN_DATA: &[&str] = &[
     "digits",
     "mnist",
     "numpy",
+    "csv",
 ];
 
 impl Registry {

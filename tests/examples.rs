@@ -152,7 +152,7 @@ fn a_registered_model_is_listed_suggested_and_checked_like_a_built_in_one() {
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
-        help.contains("model: cnn, conv_autoencoder, mlp, my_net, two_layer_cnn"),
+        help.contains("model: cnn, conv_autoencoder, mlp, my_net, sequential, two_layer_cnn"),
         "{help}"
     );
     assert!(help.contains("noisy_parity"), "{help}");
@@ -297,5 +297,14 @@ fn registered_names_complete_in_bash() {
     let builtin = tmp.path().join("ezflt.bash");
     std::fs::write(&builtin, &out.stdout).unwrap();
     let models = bash_complete(&builtin, "_ezflt", &["ezflt", "model", "="]);
-    assert_eq!(models, ["cnn", "conv_autoencoder", "mlp", "two_layer_cnn"]);
+    assert_eq!(
+        models,
+        [
+            "cnn",
+            "conv_autoencoder",
+            "mlp",
+            "sequential",
+            "two_layer_cnn"
+        ]
+    );
 }

@@ -117,6 +117,29 @@ fn sandbox() -> tempfile::TempDir {
             ("labels", npy("<i8", &[50], &i64_bytes(&y))),
         ],
     );
+    // Your own data: a regression teacher, a CSV table with labels 3/7 and its features.
+    let xs: Vec<f32> = (0..120)
+        .map(|i| ((i * 7) % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let ys: Vec<f32> = (0..40).map(|i| xs[i * 3] - 2.0 * xs[i * 3 + 1]).collect();
+    write_npz(
+        &t.join("teacher.npz"),
+        &[
+            ("x", npy("<f4", &[40, 3], &f32_bytes(&xs))),
+            ("y", npy("<f4", &[40], &f32_bytes(&ys))),
+        ],
+    );
+    let mut table = String::from("a,b,label\n");
+    for i in 0..40 {
+        let (a, b) = (xs[i * 3], xs[i * 3 + 1]);
+        table.push_str(&format!("{a},{b},{}\n", if a > b { 7 } else { 3 }));
+    }
+    std::fs::write(t.join("table.csv"), table).unwrap();
+    std::fs::write(
+        t.join("feats.npy"),
+        npy("<f4", &[2, 2], &f32_bytes(&[1.0, 0.0, 0.0, 1.0])),
+    )
+    .unwrap();
     // Config files the README shows (a yaml block whose first line is `# <path>.yaml`).
     for (lang, _, lines) in blocks(&readme()) {
         let path = lines.first().and_then(|l| l.strip_prefix("# "));

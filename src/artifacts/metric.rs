@@ -9,11 +9,11 @@ pub enum Direction {
 }
 
 /// The direction of a metric by its name (`test_acc`, `semantic_auroc`, `train_loss`, ...).
-/// Accuracy-, AUROC/AUC-, purity-, alignment- and IPR-like names are maximised; losses,
+/// Accuracy-, AUROC/AUC-, R²-, purity-, alignment- and IPR-like names are maximised; losses,
 /// errors and everything else minimised. `None` for bookkeeping columns with no "best".
 pub fn direction(name: &str) -> Option<Direction> {
     const MAX: &[&str] = &[
-        "acc", "accuracy", "auroc", "auc", "purity", "align", "ipr", "f1",
+        "acc", "accuracy", "auroc", "auc", "purity", "align", "ipr", "f1", "r2",
     ];
     const NONE: &[&str] = &["step", "epoch", "lr", "time_s", "_runtime", "_step"];
     if NONE.contains(&name) {

@@ -24,13 +24,46 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             test_path,
             test_fraction,
             task,
+            labels,
         } => numpy(
-            path,
+            &FileSource {
+                kind: "numpy",
+                path,
+                y_key,
+                test_path: test_path.as_deref(),
+                test_fraction: *test_fraction,
+                task: task.as_deref(),
+                remap_labels: labels.remap,
+                features_path: labels.features_path.as_deref(),
+                features_key: labels.features_key.as_deref(),
+                features_name: &labels.features_name,
+            },
             x_key,
-            y_key,
-            test_path.as_deref(),
-            *test_fraction,
-            task.as_deref(),
+            seed,
+        ),
+        DataSpec::Csv {
+            path,
+            target,
+            columns,
+            test_path,
+            test_fraction,
+            task,
+            labels,
+        } => csv_data(
+            &FileSource {
+                kind: "csv",
+                path,
+                y_key: &target.join(","),
+                test_path: test_path.as_deref(),
+                test_fraction: *test_fraction,
+                task: task.as_deref(),
+                remap_labels: labels.remap,
+                features_path: labels.features_path.as_deref(),
+                features_key: labels.features_key.as_deref(),
+                features_name: &labels.features_name,
+            },
+            target,
+            columns.as_deref(),
             seed,
         ),
         _ => bail!("not a file data source"),
@@ -219,7 +252,8 @@ fn check_class_ids(
     bail!(
         "{path}: labels '{y_key}' must be class ids 0..K-1, but they take {} distinct value(s) \
          ({}{}) with the largest {max_label}, which would make a {}-way output layer; \
-         renumber them first, e.g. `y = np.unique(y, return_inverse=True)[1]`",
+         renumber them with data.remap_labels=true (distinct values in sorted order become \
+         0..K-1), or first, e.g. `y = np.unique(y, return_inverse=True)[1]`",
         seen.len(),
         shown.join(", "),
         if seen.len() > 8 { ", ..." } else { "" },
@@ -259,8 +293,8 @@ pub fn npy_array(r: impl Read, what: &str) -> Result<(Vec<usize>, Vec<f32>)> {
 /// A named array: (name, shape, values as f32).
 type Array = (String, Vec<usize>, Vec<f32>);
 
-/// Inputs with their shape, and labels if the file has them.
-type Labelled = (Vec<usize>, Vec<f32>, Option<Vec<f32>>);
+/// Inputs with their shape, and labels (with their shape) if the file has them.
+type Labelled = (Vec<usize>, Vec<f32>, Option<(Vec<usize>, Vec<f32>)>);
 
 pub(crate) fn read_arrays(path: &Path) -> Result<Vec<Array>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -281,15 +315,111 @@ pub(crate) fn read_arrays(path: &Path) -> Result<Vec<Array>> {
     Ok(out)
 }
 
-fn numpy(
-    path: &str,
-    x_key: &str,
-    y_key: &str,
-    test_path: Option<&str>,
-    test_fraction: f64,
-    task: Option<&str>,
+/// Where a file source's data and options are: shared by `data=numpy` and `data=csv`.
+pub struct FileSource<'a> {
+    /// `numpy` or `csv` (the dataset's name).
+    pub kind: &'a str,
+    pub path: &'a str,
+    /// The label or target array / column(s), for messages.
+    pub y_key: &'a str,
+    pub test_path: Option<&'a str>,
+    pub test_fraction: f64,
+    pub task: Option<&'a str>,
+    /// Number the distinct label values 0..K-1 in sorted order (over both splits).
+    pub remap_labels: bool,
+    /// Ground-truth feature vectors: a file (else the data file) and its array (else the
+    /// only one), and the name alignment keys use.
+    pub features_path: Option<&'a str>,
+    pub features_key: Option<&'a str>,
+    pub features_name: &'a str,
+}
+
+/// A CSV table with a header: the `target` column(s) are the labels (or regression
+/// targets), `columns` (default: every other column) the inputs. Every cell must be a number;
+/// a bad one is named by file, line and column.
+fn csv_data(
+    src: &FileSource,
+    target: &[String],
+    columns: Option<&[String]>,
     seed: u64,
 ) -> Result<Dataset> {
+    let get = |p: &str| -> Result<Labelled> {
+        let mut r = ::csv::ReaderBuilder::new()
+            .trim(::csv::Trim::All)
+            .from_path(p)
+            .with_context(|| format!("opening {p}"))?;
+        let header: Vec<String> = r
+            .headers()
+            .with_context(|| format!("{p}: reading the header line"))?
+            .iter()
+            .map(String::from)
+            .collect();
+        let col = |name: &String, what: &str| -> Result<usize> {
+            header.iter().position(|h| h == name).ok_or_else(|| {
+                let hint =
+                    crate::config::suggest::did_you_mean(name, header.iter().map(|h| h.as_str()))
+                        .map(|s| format!(" Did you mean '{s}'?"))
+                        .unwrap_or_default();
+                anyhow!(
+                    "{p}: no column '{name}' ({what}); the header has: {}.{hint}",
+                    header.join(", ")
+                )
+            })
+        };
+        let ys: Vec<usize> = target
+            .iter()
+            .map(|t| col(t, "data.target"))
+            .collect::<Result<_>>()?;
+        let xs: Vec<usize> = match columns {
+            Some(c) => c
+                .iter()
+                .map(|t| col(t, "data.columns"))
+                .collect::<Result<_>>()?,
+            None => (0..header.len()).filter(|i| !ys.contains(i)).collect(),
+        };
+        if xs.is_empty() {
+            bail!(
+                "{p}: no input columns left besides the target(s) {}",
+                target.join(", ")
+            );
+        }
+        let (mut x, mut y, mut n) = (vec![], vec![], 0usize);
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec.with_context(|| format!("{p}: reading line {}", i + 2))?;
+            let line = rec.position().map_or(i as u64 + 2, |pos| pos.line());
+            let num = |c: usize| -> Result<f32> {
+                let v = rec.get(c).unwrap_or("");
+                v.parse::<f32>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{p}:{line}: column '{}': '{v}' is not a number (every cell of the \
+                         inputs and targets must be; encode categories as numbers first)",
+                            header[c]
+                        )
+                    })
+            };
+            for &c in &xs {
+                x.push(num(c)?);
+            }
+            for &c in &ys {
+                y.push(num(c)?);
+            }
+            n += 1;
+        }
+        let yshape = if ys.len() == 1 {
+            vec![n]
+        } else {
+            vec![n, ys.len()]
+        };
+        Ok((vec![n, xs.len()], x, Some((yshape, y))))
+    };
+    labelled(src, "inputs", &get, seed)
+}
+
+fn numpy(src: &FileSource, x_key: &str, seed: u64) -> Result<Dataset> {
+    let (y_key, task) = (src.y_key, src.task);
     let get = |p: &str| -> Result<Labelled> {
         let arrays = read_arrays(Path::new(p))?;
         let names: Vec<&str> = arrays.iter().map(|a| a.0.as_str()).collect();
@@ -316,8 +446,84 @@ fn numpy(
                 );
             }
         }
-        Ok((x.1.clone(), x.2.clone(), y.map(|y| y.2.clone())))
+        Ok((
+            x.1.clone(),
+            x.2.clone(),
+            y.map(|y| (y.1.clone(), y.2.clone())),
+        ))
     };
+    labelled(src, x_key, &get, seed)
+}
+
+/// A dataset from a file source's arrays (`get` reads one file): regression targets, or
+/// labels checked (or renumbered) as class ids; the test split from `test_path` or split
+/// off; ground-truth features if asked for.
+fn labelled(
+    src: &FileSource,
+    x_key: &str,
+    get: &dyn Fn(&str) -> Result<Labelled>,
+    seed: u64,
+) -> Result<Dataset> {
+    let mut d = labelled_splits(src, x_key, get, seed)?;
+    d.name = src.kind.to_string();
+    if src.features_path.is_some() || src.features_key.is_some() {
+        d.features.push(ground_truth(src, d.features())?);
+    }
+    Ok(d)
+}
+
+/// The ground-truth feature vectors `[F, dim]` (or one `[dim]`) named by `data.features_*`;
+/// `dim` must be the samples' size, since alignment is with first-layer weight rows.
+fn ground_truth(src: &FileSource, features: usize) -> Result<crate::data::GroundTruth> {
+    let file = src.features_path.unwrap_or(src.path);
+    let arrays = read_arrays(Path::new(file))?;
+    let names: Vec<&str> = arrays.iter().map(|a| a.0.as_str()).collect();
+    let found = match src.features_key {
+        Some(k) => arrays.iter().find(|a| a.0 == k).ok_or_else(|| {
+            anyhow!(
+                "{file}: no array '{k}' (data.features_key); the file holds: {}",
+                names.join(", ")
+            )
+        })?,
+        None if arrays.len() == 1 => &arrays[0],
+        None => bail!(
+            "{file}: holds {} arrays ({}); say which are the features with data.features_key",
+            arrays.len(),
+            names.join(", ")
+        ),
+    };
+    let (rows, dim) = match found.1.as_slice() {
+        [d] => (1, *d),
+        [r, d] => (*r, *d),
+        s => bail!(
+            "{file}[{}]: ground-truth features must have shape [F, dim], got {s:?}",
+            found.0
+        ),
+    };
+    if dim != features {
+        bail!(
+            "{file}[{}]: features of length {dim}, but samples have {features} values; \
+             alignment compares them with first-layer weight rows, which have {features}",
+            found.0
+        );
+    }
+    if rows == 0 || found.2.iter().any(|v| !v.is_finite()) {
+        bail!(
+            "{file}[{}]: the features must be non-empty and finite",
+            found.0
+        );
+    }
+    crate::data::GroundTruth::new(src.features_name, rows, dim, found.2.clone())
+}
+
+fn labelled_splits(
+    src: &FileSource,
+    x_key: &str,
+    get: &dyn Fn(&str) -> Result<Labelled>,
+    seed: u64,
+) -> Result<Dataset> {
+    let (path, y_key, task) = (src.path, src.y_key, src.task);
+    let (test_path, test_fraction) = (src.test_path, src.test_fraction);
     let (shape, x, y) = get(path)?;
     if shape.is_empty() || shape[0] == 0 {
         bail!("{path}: '{x_key}' must have shape [n, ...] with n >= 1, got {shape:?}");
@@ -328,23 +534,69 @@ fn numpy(
     } else {
         shape[1..].to_vec()
     };
-    let labels = |y: Option<Vec<f32>>, n: usize| -> Result<Vec<i64>> {
-        match y {
-            None => Ok(vec![0; n]),
-            Some(y) => y
-                .into_iter()
-                .map(|v| {
-                    if v.fract() != 0.0 || v < -1.0 {
-                        bail!("{path}: labels '{y_key}' must be integers (class ids, or -1/+1), found {v}")
-                    } else {
-                        Ok(if v < 0.0 { 0 } else { v as i64 })
-                    }
-                })
-                .collect(),
-        }
-    };
-    let y = labels(y, n)?;
-    let (train, test) = match test_path {
+    if task == Some("regression") {
+        // Real targets `[n]` or `[n, outputs]`, as they are.
+        let targets = |p: &str, y: Option<(Vec<usize>, Vec<f32>)>| -> Result<(usize, Vec<f32>)> {
+            let (ys, yv) = y.ok_or_else(|| anyhow!("{p}: no targets '{y_key}' (data.y_key)"))?;
+            let w = match ys.as_slice() {
+                [_] => 1,
+                [_, w] => *w,
+                s => bail!(
+                    "{p}: regression targets '{y_key}' must have shape [n] or [n, outputs], got {s:?}"
+                ),
+            };
+            if let Some(v) = yv.iter().find(|v| !v.is_finite()) {
+                bail!("{p}: regression targets '{y_key}' hold {v}; every target must be finite");
+            }
+            Ok((w, yv))
+        };
+        let (w, t) = targets(path, y)?;
+        let (train, test) = match test_path {
+            Some(tp) => {
+                let (tshape, tx, ty) = get(tp)?;
+                if tshape.get(1..) != shape.get(1..) {
+                    bail!(
+                        "{tp}: test samples have shape {:?}, training samples {:?}",
+                        &tshape[1..],
+                        &shape[1..]
+                    );
+                }
+                let (tw, tt) = targets(tp, ty)?;
+                if tw != w {
+                    bail!("{tp}: {tw} targets per sample, but the training file has {w}");
+                }
+                (
+                    Split::regression(x, t, n),
+                    Split::regression(tx, tt, tshape[0]),
+                )
+            }
+            None => {
+                // The same seeded split as for labels, carrying the targets along.
+                let ids: Vec<i64> = (0..n as i64).collect();
+                let (a, b) = split(x, ids, n, test_fraction, seed);
+                let pick = |s: Split| {
+                    let tt: Vec<f32> =
+                        s.y.iter()
+                            .flat_map(|&i| t[i as usize * w..(i as usize + 1) * w].iter().copied())
+                            .collect();
+                    Split::regression(s.x, tt, s.n)
+                };
+                (pick(a), pick(b))
+            }
+        };
+        return Ok(Dataset {
+            name: "numpy".into(),
+            sample_shape,
+            task: Task::Regress { outputs: w },
+            train,
+            test,
+            extra: vec![],
+            features: vec![],
+        });
+    }
+    let y = y.map(|y| y.1);
+    // The test file is read first, so labels can be renumbered over both splits.
+    let test_file = match test_path {
         Some(tp) => {
             let (tshape, tx, ty) = get(tp)?;
             if tshape.get(1..) != shape.get(1..) {
@@ -354,9 +606,48 @@ fn numpy(
                     &shape[1..]
                 );
             }
-            let tn = tshape[0];
-            (Split::new(x, y, n), Split::new(tx, labels(ty, tn)?, tn))
+            Some((tshape[0], tx, ty.map(|y| y.1)))
         }
+        None => None,
+    };
+    let (y, test_file) = if src.remap_labels && task != Some("reconstruct") {
+        let mut values: Vec<f32> = y
+            .iter()
+            .flatten()
+            .chain(test_file.iter().flat_map(|t| t.2.iter().flatten()))
+            .copied()
+            .collect();
+        values.sort_by(|a, b| a.total_cmp(b));
+        values.dedup();
+        let id = |v: &f32| values.binary_search_by(|x| x.total_cmp(v)).unwrap_or(0) as f32;
+        (
+            y.map(|y| y.iter().map(id).collect()),
+            test_file.map(|(n, x, ty)| (n, x, ty.map(|y| y.iter().map(id).collect()))),
+        )
+    } else {
+        (y, test_file)
+    };
+    let labels = |y: Option<Vec<f32>>, n: usize| -> Result<Vec<i64>> {
+        match y {
+            None => Ok(vec![0; n]),
+            Some(y) => y
+                .into_iter()
+                .map(|v| {
+                    if v.fract() != 0.0 || v < -1.0 {
+                        bail!(
+                            "{path}: labels '{y_key}' must be integers (class ids, or -1/+1), \
+                             found {v}; real-valued targets need data.task=regression"
+                        )
+                    } else {
+                        Ok(if v < 0.0 { 0 } else { v as i64 })
+                    }
+                })
+                .collect(),
+        }
+    };
+    let y = labels(y, n)?;
+    let (train, test) = match test_file {
+        Some((tn, tx, ty)) => (Split::new(x, y, n), Split::new(tx, labels(ty, tn)?, tn)),
         None => split(x, y, n, test_fraction, seed),
     };
     let max_label = train.y.iter().chain(&test.y).copied().max().unwrap_or(0) as usize;
@@ -377,7 +668,7 @@ fn numpy(
         Some("classify") => Task::Classify { classes: 2 },
         None => Task::Binary,
         Some(other) => {
-            bail!("data.task: unknown '{other}'; expected classify, binary or reconstruct")
+            bail!("data.task: unknown '{other}'; expected classify, binary, regression or reconstruct")
         }
     };
     Ok(Dataset {

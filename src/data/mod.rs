@@ -18,6 +18,11 @@ pub enum Task {
     Binary,
     /// No labels: the model reconstructs its input (autoencoders).
     Reconstruct,
+    /// Real-valued targets (`Split::targets`), `outputs` of them per sample; MSE, R².
+    Regress {
+        /// Targets per sample.
+        outputs: usize,
+    },
 }
 
 impl Task {
@@ -27,7 +32,13 @@ impl Task {
             Task::Classify { classes } => *classes,
             Task::Binary => 1,
             Task::Reconstruct => features,
+            Task::Regress { outputs } => *outputs,
         }
+    }
+
+    /// Classification (an accuracy is measured); not reconstruction or regression.
+    pub fn has_labels(&self) -> bool {
+        matches!(self, Task::Classify { .. } | Task::Binary)
     }
 }
 
@@ -40,12 +51,29 @@ pub struct Split {
     pub y: Vec<i64>,
     /// Number of samples.
     pub n: usize,
+    /// Regression targets, `n` x outputs values row-major (empty for other tasks).
+    pub targets: Vec<f32>,
 }
 
 impl Split {
     /// A split of `n` samples.
     pub fn new(x: Vec<f32>, y: Vec<i64>, n: usize) -> Split {
-        Split { x, y, n }
+        Split {
+            x,
+            y,
+            n,
+            targets: vec![],
+        }
+    }
+
+    /// A regression split: `n` samples with `targets.len() / n` real targets each.
+    pub fn regression(x: Vec<f32>, targets: Vec<f32>, n: usize) -> Split {
+        Split {
+            x,
+            y: vec![0; n],
+            n,
+            targets,
+        }
     }
 }
 
@@ -145,10 +173,24 @@ impl Dataset {
                     self.sample_shape
                 );
             }
+            if let Task::Regress { outputs } = self.task {
+                if s.targets.len() != s.n * outputs {
+                    anyhow::bail!(
+                        "{what}: the {name} split has n={} but {} targets; expected n x {outputs}",
+                        s.n,
+                        s.targets.len()
+                    );
+                }
+                if let Some(bad) = s.targets.iter().find(|v| !v.is_finite()) {
+                    anyhow::bail!(
+                        "{what}: the {name} targets hold {bad}; every target must be finite"
+                    );
+                }
+            }
             let top = match self.task {
                 Task::Classify { classes } => classes as i64,
                 Task::Binary => 2,
-                Task::Reconstruct => i64::MAX,
+                Task::Reconstruct | Task::Regress { .. } => i64::MAX,
             };
             if let Some(bad) = s.y.iter().find(|&&v| v < 0 || v >= top) {
                 anyhow::bail!(
@@ -229,7 +271,30 @@ pub enum DataSpec {
         test_path: Option<String>,
         test_fraction: f64,
         task: Option<String>,
+        labels: LabelOptions,
     },
+    /// A CSV table: `target` column(s), `columns` (default: the rest) as inputs.
+    Csv {
+        path: String,
+        target: Vec<String>,
+        columns: Option<Vec<String>>,
+        test_path: Option<String>,
+        test_fraction: f64,
+        task: Option<String>,
+        labels: LabelOptions,
+    },
+}
+
+/// A file source's label renumbering and ground-truth features.
+#[derive(Clone, Debug, Default)]
+pub struct LabelOptions {
+    /// `data.remap_labels`: distinct label values in sorted order become 0..K-1.
+    pub remap: bool,
+    /// `data.features_path` (default: the data file) and `data.features_key`.
+    pub features_path: Option<String>,
+    pub features_key: Option<String>,
+    /// `data.features_name`: the archive's `align.<param>.<name>`.
+    pub features_name: String,
 }
 
 impl DataSpec {
@@ -247,7 +312,7 @@ impl DataSpec {
             ),
             ModularAddition { p, .. } => (vec![p], Task::Classify { classes: p }),
             Digits { .. } => (vec![1, 8, 8], Task::Classify { classes: 10 }),
-            Mnist { .. } | Numpy { .. } => return None,
+            Mnist { .. } | Numpy { .. } | Csv { .. } => return None,
         })
     }
 }
@@ -277,7 +342,7 @@ impl DataSpec {
             // Every pair once, plus the true-test copy of the held-out ones.
             ModularAddition { p, .. } => p.saturating_mul(p).saturating_mul(2),
             Digits { .. } => 1797,
-            Mnist { .. } | Numpy { .. } => return None,
+            Mnist { .. } | Numpy { .. } | Csv { .. } => return None,
         })
     }
 }
@@ -290,7 +355,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             synthetic::generate(spec, seed)
         }
         OrthonormalPatches { .. } | ModularAddition { .. } => synthetic::generate(spec, seed),
-        Digits { .. } | Mnist { .. } | Numpy { .. } => files::load(spec, seed),
+        Digits { .. } | Mnist { .. } | Numpy { .. } | Csv { .. } => files::load(spec, seed),
     }?;
     ds.check_finite()?;
     Ok(ds)

@@ -140,6 +140,7 @@ fn sequential_shapes(layers: &[sequential::LayerSpec], io: &ModelIo) -> Result<V
                 Task::Classify { classes } => format!("one logit for each of {classes} classes"),
                 Task::Binary => "one score for a binary label".into(),
                 Task::Reconstruct => "the input's size, to reconstruct it".into(),
+                Task::Regress { outputs } => format!("{outputs} regression target(s)"),
             }
         );
     }

@@ -200,16 +200,30 @@ fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
         .collect();
     let acc_keys: Vec<&String> = keys
         .iter()
-        .filter(|k| k.ends_with("_acc") || k.ends_with("_auroc"))
+        .filter(|k| k.ends_with("_acc") || k.ends_with("_auroc") || k.ends_with("_r2"))
         .collect();
+    // One colour per split across both panels (train, test, true_test, ...).
+    let base = |k: &str| {
+        ["_loss", "_acc", "_auroc", "_r2"]
+            .iter()
+            .find_map(|s| k.strip_suffix(s))
+            .unwrap_or(k)
+            .to_string()
+    };
+    let mut splits: Vec<String> = vec!["train".into()];
+    for k in loss_keys.iter().chain(&acc_keys) {
+        if !splits.contains(&base(k)) {
+            splits.push(base(k));
+        }
+    }
+    let colour = |_: usize, k: &str| {
+        let i = splits.iter().position(|s| *s == base(k)).unwrap_or(0);
+        PALETTE[i % PALETTE.len()]
+    };
     let mut loss_series = vec![Series::new("train", train_loss, PALETTE[0])];
     for (i, k) in loss_keys.iter().enumerate() {
         let name = k.trim_end_matches("_loss");
-        loss_series.push(Series::new(
-            name,
-            run.metric(k, true),
-            PALETTE[(i + 1) % PALETTE.len()],
-        ));
+        loss_series.push(Series::new(name, run.metric(k, true), colour(i, k)));
     }
     let acc_series: Vec<Series> = acc_keys
         .iter()
@@ -221,13 +235,15 @@ fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
                 run.metric(k, true)
             };
             Series::new(
-                k.trim_end_matches("_acc"),
+                k.trim_end_matches("_acc").trim_end_matches("_r2"),
                 points,
-                PALETTE[i % PALETTE.len()],
+                colour(i, k),
             )
         })
         .collect();
-    let acc_label = if acc_keys.iter().any(|k| k.ends_with("_auroc")) {
+    let acc_label = if acc_keys.iter().all(|k| k.ends_with("_r2")) {
+        "R²"
+    } else if acc_keys.iter().any(|k| k.ends_with("_auroc")) {
         "accuracy / AUROC"
     } else {
         "accuracy"

@@ -354,6 +354,7 @@ mod data_settings {
     choice!(NumpyTask {
         Classify = "classify",
         Binary = "binary",
+        Regression = "regression",
         Reconstruct = "reconstruct",
     });
     #[derive(Deserialize)]
@@ -367,6 +368,34 @@ mod data_settings {
         pub test_path: Option<Text>,
         pub test_fraction: Fraction,
         pub task: Option<NumpyTask>,
+        #[serde(default)]
+        pub remap_labels: bool,
+        #[serde(default)]
+        pub features_path: Option<Text>,
+        #[serde(default)]
+        pub features_key: Option<Text>,
+        #[serde(default)]
+        pub features_name: Option<Text>,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Csv {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub path: Text,
+        pub target: Names,
+        pub columns: Option<Names>,
+        pub test_path: Option<Text>,
+        pub test_fraction: Fraction,
+        pub task: Option<NumpyTask>,
+        #[serde(default)]
+        pub remap_labels: bool,
+        #[serde(default)]
+        pub features_path: Option<Text>,
+        #[serde(default)]
+        pub features_name: Option<Text>,
         #[serde(default, rename = "seed")]
         _seed: IgnoredAny,
     }
@@ -454,6 +483,23 @@ pub(crate) fn data_spec(c: &Cfg) -> Result<DataSpec> {
                 n_test: s.n_test.map(|n| n.0),
             }
         }
+        "csv" => {
+            let s: s::Csv = read(c, &file)?;
+            DataSpec::Csv {
+                path: path(s.path),
+                target: s.target.0,
+                columns: s.columns.map(|c| c.0),
+                test_path: s.test_path.map(path),
+                test_fraction: s.test_fraction.0,
+                task: s.task.map(|t| t.as_str().to_string()),
+                labels: crate::data::LabelOptions {
+                    remap: s.remap_labels,
+                    features_path: s.features_path.map(path),
+                    features_key: None,
+                    features_name: s.features_name.map_or("features".into(), |n| n.0),
+                },
+            }
+        }
         _ => {
             let s: s::Numpy = read(c, &file)?;
             DataSpec::Numpy {
@@ -463,6 +509,12 @@ pub(crate) fn data_spec(c: &Cfg) -> Result<DataSpec> {
                 test_path: s.test_path.map(path),
                 test_fraction: s.test_fraction.0,
                 task: s.task.map(|t| t.as_str().to_string()),
+                labels: crate::data::LabelOptions {
+                    remap: s.remap_labels,
+                    features_path: s.features_path.map(path),
+                    features_key: s.features_key.map(|k| k.0),
+                    features_name: s.features_name.map_or("features".into(), |n| n.0),
+                },
             }
         }
     })

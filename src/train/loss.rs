@@ -12,7 +12,9 @@ pub fn resolve(kind: Option<LossKind>, task: Task) -> Result<LossKind> {
     Ok(match (kind, task) {
         (None, Task::Classify { .. }) => LossKind::CrossEntropy,
         (None, Task::Binary) => LossKind::Logistic,
-        (None, Task::Reconstruct) | (Some(LossKind::Mse), _) => LossKind::Mse,
+        (None, Task::Reconstruct | Task::Regress { .. }) | (Some(LossKind::Mse), _) => {
+            LossKind::Mse
+        }
         (Some(LossKind::CrossEntropy), Task::Classify { .. }) => LossKind::CrossEntropy,
         (Some(LossKind::Logistic), Task::Binary) => LossKind::Logistic,
         (Some(LossKind::Hinge), Task::Binary | Task::Classify { .. }) => LossKind::Hinge,
@@ -23,11 +25,12 @@ pub fn resolve(kind: Option<LossKind>, task: Task) -> Result<LossKind> {
                 Task::Classify { .. } => "multi-class labels",
                 Task::Binary => "binary labels -1/+1",
                 Task::Reconstruct => "reconstruction",
+                Task::Regress { .. } => "regression",
             },
             match t {
                 Task::Classify { .. } => "loss=cross_entropy, mse or hinge",
                 Task::Binary => "loss=logistic, mse or hinge",
-                Task::Reconstruct => "loss=mse",
+                Task::Reconstruct | Task::Regress { .. } => "loss=mse",
             }
         ),
     })
@@ -53,16 +56,18 @@ fn signed(y: Tensor<1, Int>) -> Tensor<2> {
     (y.float() * 2.0 - 1.0).reshape([b, 1])
 }
 
-/// Mean loss of `out` against labels `y` (or against the input `x` when reconstructing).
+/// Mean loss of `out` against labels `y`, or against `target`: the input when
+/// reconstructing, the real targets in regression (PyTorch's `MSELoss`, a mean over every
+/// value).
 pub fn loss(
     kind: LossKind,
     task: Task,
     out: Tensor<2>,
     y: Tensor<1, Int>,
-    x: Tensor<2>,
+    target: Tensor<2>,
 ) -> Tensor<1> {
     match (kind, task) {
-        (_, Task::Reconstruct) => (out - x).powf_scalar(2.0).mean(),
+        (_, Task::Reconstruct | Task::Regress { .. }) => (out - target).powf_scalar(2.0).mean(),
         (LossKind::Logistic, _) => softplus(-(out * signed(y))).mean(),
         (LossKind::Hinge, Task::Binary) => relu(-(out * signed(y)) + 1.0).mean(),
         (LossKind::Mse, Task::Binary) => (out - signed(y)).powf_scalar(2.0).mean(),
@@ -85,10 +90,10 @@ pub fn loss(
     }
 }
 
-/// Number of correct predictions in the batch (None for reconstruction).
+/// Number of correct predictions in the batch (None for reconstruction and regression).
 pub fn correct(task: Task, out: Tensor<2>, y: Tensor<1, Int>) -> Option<Tensor<1>> {
     match task {
-        Task::Reconstruct => None,
+        Task::Reconstruct | Task::Regress { .. } => None,
         Task::Binary => {
             let [b] = y.dims();
             let pred = out.greater_elem(0.0).int().reshape([b]);

@@ -291,13 +291,31 @@ pub struct Trainer<'a> {
 struct OnDevice {
     x: Tensor<2>,
     y: Tensor<1, Int>,
+    /// Regression targets `[n, outputs]`.
+    t: Option<Tensor<2>>,
     n: usize,
+}
+
+impl OnDevice {
+    /// What the loss compares the output with: the regression targets, else the input
+    /// (reconstruction; the classification losses read `y`).
+    fn target(&self, x: &Tensor<2>, rows: Option<&Tensor<1, Int>>) -> Tensor<2> {
+        match (&self.t, rows) {
+            (Some(t), Some(idx)) => t.clone().select(0, idx.clone()),
+            (Some(t), None) => t.clone(),
+            (None, _) => x.clone(),
+        }
+    }
 }
 
 fn upload(s: &Split, features: usize, device: &Device) -> OnDevice {
     let x = Tensor::<2>::from_data(TensorData::new(s.x.clone(), [s.n, features]), device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(s.y.clone(), [s.n]), device);
-    OnDevice { x, y, n: s.n }
+    let t = (!s.targets.is_empty() && s.n > 0).then(|| {
+        let w = s.targets.len() / s.n;
+        Tensor::<2>::from_data(TensorData::new(s.targets.clone(), [s.n, w]), device)
+    });
+    OnDevice { x, y, t, n: s.n }
 }
 
 impl<'a> Trainer<'a> {
@@ -310,12 +328,13 @@ impl<'a> Trainer<'a> {
 
     fn eval_names(&self) -> Vec<String> {
         let labelled = self.data.task != Task::Reconstruct;
+        let acc = self.acc_name();
         let mut v = vec![];
         if self.data.test.n > 0 {
             v.push("test_loss".to_string());
         }
         if labelled && self.data.test.n > 0 {
-            v.push("test_acc".into());
+            v.push(format!("test_{acc}"));
             if self.spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
                 v.push("robust_acc".into());
                 v.push("robust_loss".into());
@@ -324,7 +343,7 @@ impl<'a> Trainer<'a> {
         for (name, _) in &self.data.extra {
             v.push(format!("{name}_loss"));
             if labelled {
-                v.push(format!("{name}_acc"));
+                v.push(format!("{name}_{acc}"));
             } else {
                 v.push(format!("{name}_auroc"));
             }
@@ -332,12 +351,29 @@ impl<'a> Trainer<'a> {
         v
     }
 
-    /// Mean loss and accuracy over a split, in chunks, without autodiff; for
-    /// reconstruction also each sample's anomaly score `sum (Y - X)^2`.
+    /// `acc` for classification, `r2` (the coefficient of determination) for regression.
+    fn acc_name(&self) -> &'static str {
+        match self.data.task {
+            Task::Regress { .. } => "r2",
+            _ => "acc",
+        }
+    }
+
+    /// Mean loss and accuracy (R² in regression) over a split, in chunks, without autodiff;
+    /// for reconstruction also each sample's anomaly score `sum (Y - X)^2`.
     fn evaluate<M: Net>(&self, model: &M, d: &OnDevice) -> (f64, Option<f64>, Vec<f32>) {
         let valid = model.valid();
         let task = self.data.task;
         let (mut loss_sum, mut correct, chunk) = (0.0, 0.0, 2048);
+        // R² = 1 - SSE / SST, SST about each target's mean over the split.
+        let mut sse = 0.0f64;
+        let sst = d.t.as_ref().map(|t| {
+            let mean = t.clone().mean_dim(0);
+            (t.clone() - mean)
+                .powf_scalar(2.0)
+                .sum()
+                .into_scalar::<f32>() as f64
+        });
         let mut scores = vec![];
         let mut start = 0;
         while start < d.n {
@@ -354,7 +390,15 @@ impl<'a> Trainer<'a> {
                         .unwrap_or_default(),
                 );
             }
-            let l = loss::loss(self.spec.loss, task, out.clone(), y.clone(), x);
+            let target = match &d.t {
+                Some(t) => t.clone().narrow(0, start, len),
+                None => x,
+            };
+            if sst.is_some() {
+                let e = (out.clone() - target.clone()).powf_scalar(2.0).sum();
+                sse += e.into_scalar::<f32>() as f64;
+            }
+            let l = loss::loss(self.spec.loss, task, out.clone(), y.clone(), target);
             loss_sum += l.into_scalar::<f32>() as f64 * len as f64;
             if let Some(c) = loss::correct(task, out, y) {
                 correct += c.into_scalar::<f32>() as f64;
@@ -362,11 +406,11 @@ impl<'a> Trainer<'a> {
             start += len;
         }
         let n = d.n.max(1) as f64;
-        (
-            loss_sum / n,
-            (task != Task::Reconstruct).then_some(correct / n),
-            scores,
-        )
+        let acc = match sst {
+            Some(sst) => Some(1.0 - sse / sst.max(f64::MIN_POSITIVE)),
+            None => task.has_labels().then_some(correct / n),
+        };
+        (loss_sum / n, acc, scores)
     }
 
     /// Loss and accuracy under PGD with `eval_steps` steps on the test split, whatever
@@ -411,7 +455,7 @@ impl<'a> Trainer<'a> {
             eval.push(("test_loss".to_string(), tl));
         }
         if let Some(a) = ta.filter(|_| test.n > 0) {
-            eval.push(("test_acc".into(), a));
+            eval.push((format!("test_{}", self.acc_name()), a));
             if self.spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
                 let (rl, ra) = self.robust_eval(model, test);
                 eval.push(("robust_acc".into(), ra));
@@ -422,7 +466,7 @@ impl<'a> Trainer<'a> {
             let (l, a, scores) = self.evaluate(model, d);
             eval.push((format!("{name}_loss"), l));
             if let Some(a) = a {
-                eval.push((format!("{name}_acc"), a));
+                eval.push((format!("{name}_{}", self.acc_name()), a));
             }
             if !scores.is_empty() && !normal_scores.is_empty() {
                 // Anomaly detection: higher reconstruction error = more anomalous.
@@ -451,6 +495,12 @@ impl<'a> Trainer<'a> {
             .map(|(n, s)| (n.clone(), upload(s, features, &self.device)))
             .collect();
 
+        if matches!(task, Task::Regress { .. }) && spec.adv.is_some() {
+            anyhow::bail!(
+                "adversarial training and robust accuracy need class labels; this data is a \
+                 regression (use adv=none)"
+            );
+        }
         let mut opt = optim::build(&spec.optim);
         let (mut epoch, mut step, mut skip) = (0, 0, 0);
         match self.resume.take() {
@@ -543,24 +593,27 @@ impl<'a> Trainer<'a> {
                 let t0 = Instant::now();
                 let lo = b * batch;
                 let hi = ((b + 1) * batch).min(train.n);
-                let (mut x, y) = if spec.batch == BatchSize::Full {
-                    (train.x.clone(), train.y.clone())
+                let (mut x, y, target) = if spec.batch == BatchSize::Full {
+                    let x = train.x.clone();
+                    let t = train.target(&x, None);
+                    (x, train.y.clone(), t)
                 } else {
                     let idx = Tensor::<1, Int>::from_data(
                         TensorData::new(order[lo..hi].to_vec(), [hi - lo]),
                         &ad,
                     );
-                    (
-                        train.x.clone().select(0, idx.clone()),
-                        train.y.clone().select(0, idx),
-                    )
+                    let x = train.x.clone().select(0, idx.clone());
+                    let t = train.target(&x, Some(&idx));
+                    (x, train.y.clone().select(0, idx), t)
                 };
                 if let Some(adv) = spec.adv.as_ref().filter(|a| a.train) {
                     x = adversarial::perturb(&model, x, y.clone(), adv, spec.loss, task);
                 }
                 lr = spec.schedule.lr(spec.optim.lr, step, epoch, total);
                 let out = model.forward(x.clone());
-                let l = loss::loss(spec.loss, task, out.clone(), y.clone(), x);
+                // Reconstruction compares with the (perturbed) input itself.
+                let target = if train.t.is_some() { target } else { x };
+                let l = loss::loss(spec.loss, task, out.clone(), y.clone(), target);
                 // Correct counts stay on the device and are read only when reported:
                 // a host read per step is a sync per step (the classic `.item()` cost).
                 if let Some(c) = loss::correct(task, out.detach(), y) {
@@ -612,7 +665,7 @@ impl<'a> Trainer<'a> {
             epoch += 1;
             let last = epoch >= epochs || step >= total;
             let train_loss = sum_loss / seen.max(1) as f64;
-            let train_acc = (task != Task::Reconstruct).then(|| sum_correct / seen.max(1) as f64);
+            let train_acc = task.has_labels().then(|| sum_correct / seen.max(1) as f64);
             last_train = vec![("train_loss".to_string(), train_loss)];
             if let Some(a) = train_acc {
                 last_train.push(("train_acc".into(), a));
