@@ -75,4 +75,23 @@ impl Net for Cnn {
         let flat: Tensor<2> = t.flatten(1, 3);
         self.head.forward(self.act.apply(self.fc.forward(flat)))
     }
+
+    /// `convs.i`: conv block `i` after its activation and pooling, flattened; `fc`: the
+    /// hidden linear layer after its activation.
+    fn hidden(&self, x: Tensor<2>) -> Vec<(String, Tensor<2>)> {
+        let [b, _] = x.dims();
+        let [c, h, w] = self.input;
+        let mut t = x.reshape([b, c, h, w]);
+        let mut out = vec![];
+        for (i, (conv, &pool)) in self.convs.iter().zip(&self.pooled).enumerate() {
+            t = self.act.apply(conv.forward(t));
+            if pool {
+                t = self.pool.forward(t);
+            }
+            out.push((format!("convs.{i}"), t.clone().flatten(1, 3)));
+        }
+        let flat: Tensor<2> = t.flatten(1, 3);
+        out.push(("fc".into(), self.act.apply(self.fc.forward(flat))));
+        out
+    }
 }

@@ -97,4 +97,16 @@ impl Net for Mlp {
         }
         h
     }
+
+    /// `layers.i`: hidden layer `i` after its activation (the output layer is not hidden).
+    fn hidden(&self, x: Tensor<2>) -> Vec<(String, Tensor<2>)> {
+        let last = self.layers.len() - 1;
+        let mut h = x;
+        let mut out = vec![];
+        for (i, l) in self.layers.iter().enumerate().take(last) {
+            h = self.act.apply(l.forward(h));
+            out.push((format!("layers.{i}"), h.clone()));
+        }
+        out
+    }
 }

@@ -22,6 +22,13 @@ use burn::tensor::Distribution;
 pub trait Net: Module + Clone + Send + core::fmt::Debug + 'static {
     /// `[batch, features]` in, `[batch, outputs]` out (logits, one score, or the reconstruction).
     fn forward(&self, x: Tensor<2>) -> Tensor<2>;
+
+    /// Named intermediate outputs on `x`, each `[batch, units]` (flattened), by module path
+    /// (`layers.0`): what `tracker.activations` records. None unless a model says.
+    fn hidden(&self, x: Tensor<2>) -> Vec<(String, Tensor<2>)> {
+        let _ = x;
+        vec![]
+    }
 }
 
 /// The model the user asked for, as plain values.

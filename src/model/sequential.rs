@@ -683,8 +683,14 @@ pub fn build_layers(
 }
 
 /// Runs `layers` on flat samples `[batch, prod(shapes[0])]`; each layer views them in its
-/// own shape and hands on `[batch, prod(its output shape)]`.
-fn run(layers: &[Layer], shapes_: &[Vec<usize>], x: Tensor<2>) -> Tensor<2> {
+/// own shape and hands on `[batch, prod(its output shape)]`. `seen` gets each layer's
+/// output under its index (`Net::hidden`).
+fn run(
+    layers: &[Layer],
+    shapes_: &[Vec<usize>],
+    x: Tensor<2>,
+    mut seen: Option<&mut Vec<(String, Tensor<2>)>>,
+) -> Tensor<2> {
     let mut h = x;
     for (i, l) in layers.iter().enumerate() {
         let s = &shapes_[i];
@@ -727,7 +733,7 @@ fn run(layers: &[Layer], shapes_: &[Vec<usize>], x: Tensor<2>) -> Tensor<2> {
             }
             Layer::Dropout(d) => d.forward(h),
             Layer::Residual(block) => {
-                let y = run(&block.layers, &block.shapes, h.clone());
+                let y = run(&block.layers, &block.shapes, h.clone(), None);
                 h + y
             }
             Layer::Op(op) => match &op.kind {
@@ -761,13 +767,26 @@ fn run(layers: &[Layer], shapes_: &[Vec<usize>], x: Tensor<2>) -> Tensor<2> {
                 }
             },
         };
+        if let Some(s) = seen.as_deref_mut() {
+            s.push((i.to_string(), h.clone()));
+        }
     }
     h
 }
 
 impl Net for Sequential {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        run(&self.layers, &self.shapes, x)
+        run(&self.layers, &self.shapes, x, None)
+    }
+
+    /// `i`: the output of layer `i`, flattened (`1` after `[linear, relu, ...]` is the
+    /// first hidden layer after its activation).
+    fn hidden(&self, x: Tensor<2>) -> Vec<(String, Tensor<2>)> {
+        let mut seen = vec![];
+        run(&self.layers, &self.shapes, x, Some(&mut seen));
+        let last = seen.len().saturating_sub(1);
+        seen.truncate(last);
+        seen
     }
 }
 

@@ -22,6 +22,7 @@ pub const KINDS: &[&str] = &[
     "growth",
     "sparsity",
     "input_space",
+    "activations",
     "sweep",
 ];
 

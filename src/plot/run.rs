@@ -129,6 +129,22 @@ pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             bail!("sparsity needs a tracked weight aligned with at least two ground-truth features (e.g. dictionary atoms)");
         }
     }
+    if spec.wants("activations") {
+        let acts: Vec<String> = meta["activations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if acts.is_empty() && spec.what.iter().any(|w| w == "activations") {
+            bail!("this run recorded no activations; train with tracker.activations=[...] (e.g. [layers.0])");
+        }
+        for a in acts {
+            files.push(activations(&run, &mut ar, &a, &steps, pick, spec, &out)?);
+        }
+    }
     if spec.wants("input_space") {
         let shape = run.summary.sample_shape.clone();
         match input_space(&run, &mut ar, &tensor, &steps, pick, &shape, spec, &out)? {
@@ -803,4 +819,169 @@ fn input_space(
         }
         Ok(())
     })))
+}
+
+/// Linear CKA between two representations of the same `n` inputs, `a` `[n, p]` and `b`
+/// `[n, q]`: `‖AᵀB‖²_F / (‖AᵀA‖_F ‖BᵀB‖_F)` with centred columns (Kornblith et al. 2019),
+/// through the `n x n` Gram matrices. 1 = the same up to rotation and scale.
+fn linear_cka(a: &[f32], b: &[f32], n: usize) -> f64 {
+    let gram = |x: &[f32]| -> Vec<f64> {
+        let p = x.len() / n.max(1);
+        let mut c = vec![0.0f64; n * p];
+        for j in 0..p {
+            let m = (0..n).map(|i| x[i * p + j] as f64).sum::<f64>() / n as f64;
+            for i in 0..n {
+                c[i * p + j] = x[i * p + j] as f64 - m;
+            }
+        }
+        let mut k = vec![0.0f64; n * n];
+        for i in 0..n {
+            for l in i..n {
+                let v: f64 = (0..p).map(|j| c[i * p + j] * c[l * p + j]).sum();
+                k[i * n + l] = v;
+                k[l * n + i] = v;
+            }
+        }
+        k
+    };
+    let (ka, kb) = (gram(a), gram(b));
+    let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(u, v)| u * v).sum::<f64>();
+    let den = (dot(&ka, &ka) * dot(&kb, &kb)).sqrt();
+    if den > 0.0 {
+        dot(&ka, &kb) / den
+    } else {
+        0.0
+    }
+}
+
+/// A recorded intermediate output on the probe batch: its similarity (linear CKA) to the
+/// final and to the initial representation over time, and, with ground-truth features of
+/// the input size, each unit's |correlation| with every feature's projection `⟨mⱼ, x⟩`
+/// over the probe at the chosen step.
+#[allow(clippy::too_many_arguments)]
+fn activations(
+    run: &Run,
+    ar: &mut Archive,
+    name: &str,
+    steps: &[i64],
+    pick: usize,
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<PathBuf> {
+    let key = format!("act.{name}");
+    let idx = subsample(steps.len(), 120);
+    let mut want = idx.clone();
+    if !want.contains(&pick) {
+        want.push(pick);
+        want.sort();
+    }
+    let (shape, snaps) = ar.read_steps(&key, &want)?;
+    let (n, units) = (shape[0], shape.get(1).copied().unwrap_or(1));
+    let at = |i: usize| &snaps[want.iter().position(|w| *w == i).unwrap_or(0)];
+    let (first, last) = (at(idx[0]), at(*idx.last().unwrap_or(&0)));
+    let to_final: Vec<(f64, f64)> = idx
+        .iter()
+        .map(|&i| (steps[i] as f64, linear_cka(at(i), last, n)))
+        .collect();
+    let to_init: Vec<(f64, f64)> = idx
+        .iter()
+        .map(|&i| (steps[i] as f64, linear_cka(at(i), first, n)))
+        .collect();
+    // |corr(h_r, <m_j, x>)| over the probe, for features of the input's size.
+    let probe = ar.read("probe.x").ok();
+    let mut corr: Option<(String, usize, Vec<f32>)> = None;
+    if let Some(p) = probe {
+        let d = p.shape.get(1).copied().unwrap_or(0);
+        let truth = ar
+            .names()
+            .into_iter()
+            .filter_map(|k| k.strip_prefix("gt.").map(String::from))
+            .next();
+        if let Some(f) = truth {
+            let g = ar.read(&format!("gt.{f}"))?;
+            let (k, gd) = (g.shape[0], g.shape.get(1).copied().unwrap_or(0));
+            if gd == d && d > 0 {
+                let h = at(pick);
+                let col = |v: Vec<f64>| {
+                    let m = v.iter().sum::<f64>() / n as f64;
+                    let c: Vec<f64> = v.iter().map(|x| x - m).collect();
+                    let s = c.iter().map(|x| x * x).sum::<f64>().sqrt();
+                    (c, s)
+                };
+                let proj: Vec<(Vec<f64>, f64)> = (0..k)
+                    .map(|j| {
+                        col((0..n)
+                            .map(|i| {
+                                (0..d)
+                                    .map(|a| {
+                                        p.values[i * d + a] as f64 * g.values[j * d + a] as f64
+                                    })
+                                    .sum()
+                            })
+                            .collect())
+                    })
+                    .collect();
+                let mut m = vec![0.0f32; units * k];
+                for r in 0..units {
+                    let (hc, hs) = col((0..n).map(|i| h[i * units + r] as f64).collect());
+                    for (j, (pc, ps)) in proj.iter().enumerate() {
+                        let c = hc.iter().zip(pc).map(|(a, b)| a * b).sum::<f64>();
+                        m[r * k + j] = if hs > 0.0 && *ps > 0.0 {
+                            (c / (hs * ps)).abs() as f32
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+                corr = Some((f, k, m));
+            }
+        }
+    }
+    let title = note_subsampled(
+        &format!("activations of {name} on {n} probe inputs - {}", run.title),
+        idx.len(),
+        steps.len(),
+    );
+    let fname = format!("activations_{name}");
+    let s_pick = steps[pick];
+    let size = if corr.is_some() {
+        (1500, 600)
+    } else {
+        (900, 560)
+    };
+    Ok(figure!(spec, out, fname, size, |root| {
+        let (t, rest) = root.split_vertically(36);
+        t.titled(&draw::fit(&title, t.dim_in_pixel().0, 19), (draw::FONT, 19))
+            .map_err(draw::err)?;
+        let series = [
+            Series::new("to the final", to_final.clone(), PALETTE[0]),
+            Series::new("to the initial", to_init.clone(), PALETTE[1]),
+        ];
+        match &corr {
+            Some((f, k, m)) => {
+                let (a, b) = rest.split_horizontally(750);
+                draw::line_chart(&a, "linear CKA", "step", "CKA", &series, spec.log_x)?;
+                let feature_tick = |c: usize| c.to_string();
+                draw::heatmap(
+                    &b,
+                    &format!("|corr(hᵣ, ⟨{f}ⱼ, x⟩)| at step {s_pick}"),
+                    &format!("{f} (feature j)"),
+                    "unit r",
+                    &Matrix {
+                        values: m,
+                        rows: units,
+                        cols: *k,
+                    },
+                    Scale::Sequential { lo: 0.0, hi: 1.0 },
+                    "|corr|",
+                    Some(&feature_tick),
+                    None,
+                )?;
+            }
+            None => {
+                draw::line_chart(&rest, "linear CKA", "step", "CKA", &series, spec.log_x)?;
+            }
+        }
+        Ok(())
+    }))
 }

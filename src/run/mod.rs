@@ -279,7 +279,8 @@ fn execute(
     let started_at = chrono::Local::now();
     let mut best = Best::default();
     let tracker = spec.track.clone().map(|t| {
-        crate::track::Tracker::new(
+        let probe = (!t.activations.is_empty()).then(|| probe(&ds, t.probe_size, spec.seed));
+        let tracker = crate::track::Tracker::new(
             t,
             dir,
             ds.features.clone(),
@@ -288,7 +289,11 @@ fn execute(
                 model: spec.model.name().to_string(),
                 data: ds.name.clone(),
             },
-        )
+        );
+        match probe {
+            Some(p) => tracker.with_probe(p),
+            None => tracker,
+        }
     });
     let wandb = logging::start(
         &spec,
@@ -393,4 +398,24 @@ fn execute(
         summary.write(dir)?;
     }
     Ok(RunResult { summary })
+}
+
+/// `size` samples of the test split (the training split when there is none), drawn once
+/// with the seed, in their order there: the batch activations are recorded on.
+fn probe(ds: &data::Dataset, size: usize, seed: u64) -> crate::track::Probe {
+    use rand::seq::SliceRandom;
+    let s = if ds.test.n > 0 { &ds.test } else { &ds.train };
+    let f = ds.features();
+    let mut idx: Vec<usize> = (0..s.n).collect();
+    idx.shuffle(&mut crate::data::synthetic::data_rng(seed ^ 0x9e37_79b9));
+    idx.truncate(size.min(s.n));
+    idx.sort_unstable();
+    crate::track::Probe {
+        x: idx
+            .iter()
+            .flat_map(|&i| s.x[i * f..(i + 1) * f].iter().copied())
+            .collect(),
+        y: idx.iter().map(|&i| s.y[i] as f32).collect(),
+        rows: idx.len(),
+    }
 }

@@ -971,6 +971,8 @@ struct Tracker {
     alignment: bool,
     dtype: Dtype,
     max_bytes: Positive,
+    activations: Names,
+    probe_size: Count,
 }
 
 fn track_spec(root: &Node, node: &Node) -> Result<Option<TrackSpec>> {
@@ -992,6 +994,8 @@ fn track_spec(root: &Node, node: &Node) -> Result<Option<TrackSpec>> {
         alignment: t.alignment,
         f16: t.dtype == Dtype::F16,
         max_bytes: t.max_bytes.0 as u64,
+        activations: t.activations.0,
+        probe_size: t.probe_size.0,
     }))
 }
 
@@ -1187,11 +1191,14 @@ mod tests {
                 let (text, label) = src.load(&format!("{group}/{option}")).unwrap();
                 let mut job = crate::config::yaml::load("lr: 0.1\n", "t.yaml").unwrap();
                 let mut node = crate::config::yaml::load(&text, &label).unwrap();
-                if let Some(Node {
-                    v: Value::Missing, ..
-                }) = node.child("path")
-                {
-                    node.set_path_create("path", Node::str("/some/file.npz"));
+                // The mandatory keys (`???`) of the file sources.
+                for (key, value) in [("path", "/some/file.npz"), ("target", "label")] {
+                    if let Some(Node {
+                        v: Value::Missing, ..
+                    }) = node.child(key)
+                    {
+                        node.set_path_create(key, Node::str(value));
+                    }
                 }
                 job.set_path_create(group, node);
                 if group == "logger" {

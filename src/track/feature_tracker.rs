@@ -73,6 +73,8 @@ impl TrackOptions {
             alignment: !self.ground_truth.is_empty(),
             f16: self.f16,
             max_bytes: self.max_bytes,
+            activations: vec![],
+            probe_size: 0,
         };
         (spec, self.ground_truth)
     }

@@ -26,6 +26,19 @@ pub struct TrackSpec {
     pub alignment: bool,
     pub f16: bool,
     pub max_bytes: u64,
+    /// Intermediate outputs to record on the probe batch (`Net::hidden` names or globs).
+    pub activations: Vec<String>,
+    /// Samples in the probe batch.
+    pub probe_size: usize,
+}
+
+/// The fixed inputs activations are recorded on: `rows` samples of `cols` values, with
+/// their labels, drawn once (from the test split) and stored in the archive.
+#[derive(Clone, Debug, Default)]
+pub struct Probe {
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+    pub rows: usize,
 }
 
 /// Run facts the archive's metadata records (empty for a library user's own loop).
@@ -66,6 +79,10 @@ pub struct Tracker {
     /// Receives per-snapshot statistics (norm/mean/std per tensor, alignment summaries),
     /// e.g. for W&B history rows.
     pub stats: Option<StatsSink>,
+    /// The probe batch and the intermediate outputs recorded on it.
+    probe: Option<Probe>,
+    acts: Vec<String>,
+    act_units: Vec<usize>,
 }
 
 /// Where snapshot statistics go: `(step, [(name, value)])`.
@@ -101,7 +118,16 @@ impl Tracker {
             truncated: false,
             at: None,
             stats: None,
+            probe: None,
+            acts: vec![],
+            act_units: vec![],
         }
+    }
+
+    /// The batch `tracker.activations` are recorded on.
+    pub fn with_probe(mut self, probe: Probe) -> Tracker {
+        self.probe = Some(probe);
+        self
     }
 
     /// The parameters to track, in module order; unknown names are an error listing them all.
@@ -156,14 +182,25 @@ impl Tracker {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let tensors: Vec<Vec<f32>> = model
+        let mut tensors: Vec<Vec<f32>> = model
             .read(&self.names)
             .into_iter()
             .map(|t| t.values)
             .collect();
+        let weights = tensors.len();
+        if let (Some(p), false) = (&self.probe, self.acts.is_empty()) {
+            // In the archive's order: after the weights, before their alignments.
+            let mut hidden = model.hidden(&p.x, p.rows);
+            for name in &self.acts {
+                match hidden.iter().position(|h| h.0 == *name) {
+                    Some(i) => tensors.push(std::mem::take(&mut hidden[i].2)),
+                    None => bail!("the model stopped exposing '{name}' during training"),
+                }
+            }
+        }
         if let Some(sink) = self.stats.as_mut() {
             let mut items = vec![];
-            for (name, t) in self.names.iter().zip(&tensors) {
+            for (name, t) in self.names.iter().zip(&tensors[..weights]) {
                 let n = t.len().max(1) as f64;
                 let mean = t.iter().map(|&v| v as f64).sum::<f64>() / n;
                 let sq = t.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
@@ -210,9 +247,53 @@ impl Callback for Tracker {
         self.per_epoch = info.steps_per_epoch.max(1);
         self.steps = self.spec.schedule.plan(info.total_steps, self.per_epoch);
         let mut arrays: Vec<(String, Vec<usize>, bool, Index)> = vec![];
+        if !self.spec.activations.is_empty() {
+            let Some(p) = &self.probe else {
+                bail!("tracker.activations needs a probe batch (a dataset with samples)");
+            };
+            if !self.spec.weights {
+                bail!(
+                    "tracker.activations are recorded with the weight snapshots; set \
+                     tracker.track_weights=true"
+                );
+            }
+            let hidden = info.model.hidden(&p.x, p.rows);
+            let names: Vec<&str> = hidden.iter().map(|h| h.0.as_str()).collect();
+            for pat in &self.spec.activations {
+                if !names.iter().any(|n| matches(pat, n)) {
+                    bail!(
+                        "tracker.activations: '{pat}' names no intermediate output of this model; {}",
+                        if names.is_empty() {
+                            "it exposes none (see the README's activation names per model)".to_string()
+                        } else {
+                            format!("it has: {}", names.join(", "))
+                        }
+                    );
+                }
+            }
+            self.acts = names
+                .iter()
+                .filter(|n| self.spec.activations.iter().any(|p| matches(p, n)))
+                .map(|n| n.to_string())
+                .collect();
+            self.act_units = self
+                .acts
+                .iter()
+                .map(|a| hidden.iter().find(|h| h.0 == *a).map_or(0, |h| h.1))
+                .collect();
+        }
         if self.spec.weights {
             for (n, s) in self.names.iter().zip(&self.shapes) {
                 arrays.push((n.clone(), s.clone(), self.spec.f16, Index::Weights));
+            }
+            let rows = self.probe.as_ref().map_or(0, |p| p.rows);
+            for (a, units) in self.acts.iter().zip(&self.act_units) {
+                arrays.push((
+                    format!("act.{a}"),
+                    vec![rows, *units],
+                    self.spec.f16,
+                    Index::Weights,
+                ));
             }
             if self.spec.alignment {
                 for (pi, s) in self.shapes.iter().enumerate() {
@@ -255,6 +336,11 @@ impl Callback for Tracker {
             for (n, s) in self.names.iter().zip(&self.shapes) {
                 arrays.push((format!("{n}.grad"), s.clone(), self.spec.f16, Index::Grads));
             }
+        }
+        if let (Some(p), false) = (&self.probe, self.acts.is_empty()) {
+            let cols = p.x.len() / p.rows.max(1);
+            arrays.push(("probe.x".into(), vec![p.rows, cols], false, Index::Static));
+            arrays.push(("probe.y".into(), vec![p.rows], false, Index::Static));
         }
         for (i, f) in self.features.iter().enumerate() {
             arrays.push((
@@ -320,6 +406,7 @@ impl Callback for Tracker {
             "dtype": if self.spec.f16 { "f16" } else { "f32" },
             "ground_truth": self.features.iter().map(|f| json!({"name": f.name, "shape": [f.rows, f.dim]})).collect::<Vec<_>>(),
             "alignment": self.pairs.iter().map(|p| json!({"param": self.names[p.param], "feature": self.features[p.feature].name})).collect::<Vec<_>>(),
+            "activations": self.acts,
             "config_hash": self.facts.config_hash,
             "model": self.facts.model,
             "data": self.facts.data,
@@ -340,6 +427,13 @@ impl Callback for Tracker {
             if i == 0 {
                 if let Some(a) = sp.arrays.iter_mut().find(|a| a.key == "gt_features") {
                     a.push(&f.values)?;
+                }
+            }
+        }
+        if let (Some(p), false) = (&self.probe, self.acts.is_empty()) {
+            for (key, values) in [("probe.x", &p.x), ("probe.y", &p.y)] {
+                if let Some(a) = sp.arrays.iter_mut().find(|a| a.key == key) {
+                    a.push(values)?;
                 }
             }
         }

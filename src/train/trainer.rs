@@ -46,6 +46,49 @@ pub trait ModelView {
     fn read(&self, names: &[String]) -> Vec<HostTensor>;
     /// Copies the gradients of the named parameters (those that have one) to the host.
     fn read_grads(&self, names: &[String], grads: &GradientsParams) -> Vec<HostTensor>;
+    /// The model's named intermediate outputs (`Net::hidden`) on `x`, `rows` samples
+    /// row-major, at evaluation (no dropout): `(name, units, rows x units values)`. None
+    /// for a model seen only as a `Module` (a hand-written loop's).
+    fn hidden(&self, x: &[f32], rows: usize) -> Vec<(String, usize, Vec<f32>)> {
+        let _ = (x, rows);
+        vec![]
+    }
+}
+
+/// A [`Net`] seen by callbacks: its parameters, and its intermediate outputs too.
+pub struct NetView<'a, M: Net>(pub &'a M);
+
+impl<M: Net> ModelView for NetView<'_, M> {
+    fn save(&self, path: &Path) -> Result<()> {
+        self.0.save(path)
+    }
+    fn read(&self, names: &[String]) -> Vec<HostTensor> {
+        self.0.read(names)
+    }
+    fn read_grads(&self, names: &[String], grads: &GradientsParams) -> Vec<HostTensor> {
+        self.0.read_grads(names, grads)
+    }
+    fn hidden(&self, x: &[f32], rows: usize) -> Vec<(String, usize, Vec<f32>)> {
+        let valid = self.0.valid();
+        let Some(device) = valid.devices().into_iter().next() else {
+            return vec![];
+        };
+        let cols = x.len() / rows.max(1);
+        let t = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, cols]), &device);
+        valid
+            .hidden(t)
+            .into_iter()
+            .map(|(name, h)| {
+                let units = h.dims()[1];
+                let values = h
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default();
+                (name, units, values)
+            })
+            .collect()
+    }
 }
 
 /// Walks the float parameters with their dotted paths; `want` picks the ones to copy.
@@ -533,7 +576,7 @@ impl<'a> Trainer<'a> {
             eval_names: self.eval_names(),
             params: param_names(&model),
             num_params: model.num_params(),
-            model: &model,
+            model: &NetView(&model),
             frozen: param_names(&model)
                 .iter()
                 .filter(|(n, _)| {
@@ -582,7 +625,7 @@ impl<'a> Trainer<'a> {
                         epoch,
                         batch: b,
                         step,
-                        model: &model,
+                        model: &NetView(&model),
                         optim: &opt,
                     };
                     for cb in self.callbacks.iter_mut() {
@@ -629,7 +672,7 @@ impl<'a> Trainer<'a> {
                 }
                 let grads = GradientsParams::from_grads(l.backward(), &model);
                 for cb in self.callbacks.iter_mut() {
-                    cb.on_after_backward(step, &model, &grads)?;
+                    cb.on_after_backward(step, &NetView(&model), &grads)?;
                 }
                 model = opt.step(lr, model, grads);
                 let _ = ad.sync();
@@ -654,7 +697,7 @@ impl<'a> Trainer<'a> {
                     loss: loss_v,
                     acc,
                     lr,
-                    model: &model,
+                    model: &NetView(&model),
                 };
                 for cb in self.callbacks.iter_mut() {
                     cb.on_batch_end(&s)?;
@@ -683,7 +726,7 @@ impl<'a> Trainer<'a> {
                 train_acc,
                 eval,
                 last,
-                model: &model,
+                model: &NetView(&model),
                 optim: &opt,
             };
             for cb in self.callbacks.iter_mut() {
@@ -699,7 +742,7 @@ impl<'a> Trainer<'a> {
             step_ms,
         };
         for cb in self.callbacks.iter_mut() {
-            cb.on_train_end(&outcome, &model)
+            cb.on_train_end(&outcome, &NetView(&model))
                 .context("finishing the run's outputs")?;
         }
         Ok((outcome, model))
