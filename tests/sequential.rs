@@ -155,3 +155,38 @@ fn layers_that_do_not_fit_are_named_before_anything_runs() {
         .code(1)
         .stderr(predicate::str::contains("at least one layer"));
 }
+
+/// `batch_norm` normalises in training and keeps running statistics (PyTorch's names:
+/// `1.weight`, `1.bias`, `1.running_mean`, `1.running_var`), which move from 0 and 1.
+#[test]
+fn batch_norm_trains_and_keeps_running_statistics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    ezflt(t)
+        .args([
+            "-q",
+            "train",
+            "model=sequential",
+            "model.layers=[{linear: 32}, batch_norm, relu, {linear: out}]",
+            "epochs=5",
+            "threads=1",
+            "tracker.layers=[1.*]",
+            "hydra.run.dir=bn",
+        ])
+        .assert()
+        .success();
+    let s = summary(&t.join("bn"));
+    for p in ["1.weight", "1.bias", "1.running_mean", "1.running_var"] {
+        assert_eq!(s["params"][p], serde_json::json!([32]), "{p}: {s}");
+    }
+    assert!(s["final"]["test_acc"].as_f64().unwrap() > 0.6, "{s}");
+    let mut ar = ezflt::Archive::open(t.join("bn")).unwrap();
+    let mean = ar.feature("1.running_mean").unwrap();
+    assert!(mean.get(0).values.iter().all(|v| *v == 0.0), "starts at 0");
+    assert!(
+        mean.latest().unwrap().values.iter().any(|v| v.abs() > 1e-3),
+        "running means follow the batches"
+    );
+    let var = ar.feature("1.running_var").unwrap();
+    assert!(var.get(0).values.iter().all(|v| *v == 1.0), "starts at 1");
+}

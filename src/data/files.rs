@@ -33,10 +33,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 test_path: test_path.as_deref(),
                 test_fraction: *test_fraction,
                 task: task.as_deref(),
-                remap_labels: labels.remap,
-                features_path: labels.features_path.as_deref(),
-                features_key: labels.features_key.as_deref(),
-                features_name: &labels.features_name,
+                labels,
             },
             x_key,
             seed,
@@ -57,10 +54,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
                 test_path: test_path.as_deref(),
                 test_fraction: *test_fraction,
                 task: task.as_deref(),
-                remap_labels: labels.remap,
-                features_path: labels.features_path.as_deref(),
-                features_key: labels.features_key.as_deref(),
-                features_name: &labels.features_name,
+                labels,
             },
             target,
             columns.as_deref(),
@@ -325,13 +319,8 @@ pub struct FileSource<'a> {
     pub test_path: Option<&'a str>,
     pub test_fraction: f64,
     pub task: Option<&'a str>,
-    /// Number the distinct label values 0..K-1 in sorted order (over both splits).
-    pub remap_labels: bool,
-    /// Ground-truth feature vectors: a file (else the data file) and its array (else the
-    /// only one), and the name alignment keys use.
-    pub features_path: Option<&'a str>,
-    pub features_key: Option<&'a str>,
-    pub features_name: &'a str,
+    /// Label renumbering and ground-truth features.
+    pub labels: &'a crate::data::LabelOptions,
 }
 
 /// A CSV table with a header: the `target` column(s) are the labels (or regression
@@ -466,7 +455,7 @@ fn labelled(
 ) -> Result<Dataset> {
     let mut d = labelled_splits(src, x_key, get, seed)?;
     d.name = src.kind.to_string();
-    if src.features_path.is_some() || src.features_key.is_some() {
+    if src.labels.features_path.is_some() || src.labels.features_key.is_some() {
         d.features.push(ground_truth(src, d.features())?);
     }
     Ok(d)
@@ -475,10 +464,11 @@ fn labelled(
 /// The ground-truth feature vectors `[F, dim]` (or one `[dim]`) named by `data.features_*`;
 /// `dim` must be the samples' size, since alignment is with first-layer weight rows.
 fn ground_truth(src: &FileSource, features: usize) -> Result<crate::data::GroundTruth> {
-    let file = src.features_path.unwrap_or(src.path);
+    let l = src.labels;
+    let file = l.features_path.as_deref().unwrap_or(src.path);
     let arrays = read_arrays(Path::new(file))?;
     let names: Vec<&str> = arrays.iter().map(|a| a.0.as_str()).collect();
-    let found = match src.features_key {
+    let found = match l.features_key.as_deref() {
         Some(k) => arrays.iter().find(|a| a.0 == k).ok_or_else(|| {
             anyhow!(
                 "{file}: no array '{k}' (data.features_key); the file holds: {}",
@@ -513,7 +503,7 @@ fn ground_truth(src: &FileSource, features: usize) -> Result<crate::data::Ground
             found.0
         );
     }
-    crate::data::GroundTruth::new(src.features_name, rows, dim, found.2.clone())
+    crate::data::GroundTruth::new(&l.features_name, rows, dim, found.2.clone())
 }
 
 fn labelled_splits(
@@ -610,7 +600,7 @@ fn labelled_splits(
         }
         None => None,
     };
-    let (y, test_file) = if src.remap_labels && task != Some("reconstruct") {
+    let (y, test_file) = if src.labels.remap && task != Some("reconstruct") {
         let mut values: Vec<f32> = y
             .iter()
             .flatten()

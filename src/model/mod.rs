@@ -353,6 +353,12 @@ fn touch<M: Net>(m: M) -> M {
 pub(crate) fn path_segment(name: &str, container: &str) -> Option<String> {
     let transparent = container.starts_with("Enum:")
         || (name == "layers" && matches!(container, "Struct:Sequential" | "Struct:Block"));
+    // burn's BatchNorm calls PyTorch's weight and bias gamma and beta.
+    let name = match (container, name) {
+        ("Struct:BatchNorm", "gamma") => "weight",
+        ("Struct:BatchNorm", "beta") => "bias",
+        _ => name,
+    };
     (!transparent).then(|| name.to_string())
 }
 
@@ -490,6 +496,7 @@ mod tests {
                 ModelSpec::Sequential {
                     layers: [
                         serde_json::json!({"conv1d": {"out": 3, "kernel": 2, "stride": 2}}),
+                        serde_json::json!("batch_norm"),
                         serde_json::json!("tanh"),
                         serde_json::json!({"avgpool1d": 2}),
                         serde_json::json!({"residual": [{"linear": {"out": 2, "bias": false}}]}),

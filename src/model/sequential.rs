@@ -4,7 +4,7 @@
 use super::mlp::Dense;
 use super::{normal_param, uniform_param, Activation, Net};
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig};
 use burn::prelude::*;
 use burn::tensor::module::{avg_pool1d, avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
@@ -51,6 +51,12 @@ pub enum LayerSpec {
     LayerNorm {
         eps: f64,
     },
+    /// Normalises each channel (the samples' first axis) over the batch and positions in
+    /// training, with running statistics at evaluation, as PyTorch's `BatchNorm1d/2d`.
+    BatchNorm {
+        eps: f64,
+        momentum: f64,
+    },
     Dropout(f64),
     Act(Activation),
     /// `residual: [layers...]`: `x + block(x)`; the block keeps the shape.
@@ -69,6 +75,7 @@ pub const KINDS: &[&str] = &[
     "flatten",
     "reshape",
     "layer_norm",
+    "batch_norm",
     "dropout",
     "residual",
     "relu",
@@ -93,6 +100,7 @@ impl LayerSpec {
             LayerSpec::Flatten => "flatten".into(),
             LayerSpec::Reshape(_) => "reshape".into(),
             LayerSpec::LayerNorm { .. } => "layer_norm".into(),
+            LayerSpec::BatchNorm { .. } => "batch_norm".into(),
             LayerSpec::Dropout(_) => "dropout".into(),
             LayerSpec::Act(Activation::ReluPow(q)) => format!("relu^{q}"),
             LayerSpec::Act(Activation::SmoothRelu { .. }) => "smooth_relu".into(),
@@ -194,6 +202,21 @@ impl LayerSpec {
                     None => 1e-5,
                 };
                 LayerSpec::LayerNorm { eps }
+            }
+            "batch_norm" => {
+                args.only(&["eps", "momentum"])?;
+                let num = |key: &str, default: f64, ok: fn(f64) -> bool| match args.get(key, false)
+                {
+                    Some(v) => v
+                        .as_f64()
+                        .filter(|x| ok(*x))
+                        .ok_or_else(|| format!("batch_norm: {key} out of range, got {v}")),
+                    None => Ok(default),
+                };
+                LayerSpec::BatchNorm {
+                    eps: num("eps", 1e-5, |x| x > 0.0)?,
+                    momentum: num("momentum", 0.1, |x| (0.0..=1.0).contains(&x))?,
+                }
             }
             "dropout" => {
                 let p = arg
@@ -433,7 +456,10 @@ pub fn shapes(
                 }
                 n
             }
-            LayerSpec::LayerNorm { .. } | LayerSpec::Dropout(_) | LayerSpec::Act(_) => s.clone(),
+            LayerSpec::LayerNorm { .. }
+            | LayerSpec::BatchNorm { .. }
+            | LayerSpec::Dropout(_)
+            | LayerSpec::Act(_) => s.clone(),
             LayerSpec::Residual(inner) => {
                 let inner_shapes = shapes(inner, &s, outputs, &format!("{at}[{i}]"))?;
                 let last = inner_shapes.last().expect("input");
@@ -490,6 +516,11 @@ pub fn param_shapes(
                 let d = *s.last().expect("checked");
                 out.push((name("weight"), vec![d]));
                 out.push((name("bias"), vec![d]));
+            }
+            LayerSpec::BatchNorm { .. } => {
+                for p in ["weight", "bias", "running_mean", "running_var"] {
+                    out.push((name(p), vec![s[0]]));
+                }
             }
             LayerSpec::Residual(inner) => {
                 let inner_shapes = shapes(inner, s, outputs, "").expect("checked");
@@ -556,6 +587,7 @@ pub enum Layer {
     Conv1d(Conv<3>),
     Conv2d(Conv<4>),
     Norm(Norm),
+    BatchNorm(BatchNorm),
     Dropout(Dropout),
     Residual(Block),
     Op(Op),
@@ -666,6 +698,12 @@ pub fn build_layers(
                         eps: *eps,
                     })
                 }
+                LayerSpec::BatchNorm { eps, momentum } => Layer::BatchNorm(
+                    BatchNormConfig::new(s[0])
+                        .with_epsilon(*eps)
+                        .with_momentum(*momentum)
+                        .init(device),
+                ),
                 LayerSpec::Dropout(p) => Layer::Dropout(DropoutConfig::new(*p).init()),
                 LayerSpec::Act(a) => Layer::Op(Op {
                     kind: OpKind::Act(*a),
@@ -730,6 +768,13 @@ fn run(
                 let y = centred / (var + n.eps).sqrt();
                 let y = y * n.weight.val().unsqueeze::<2>() + n.bias.val().unsqueeze::<2>();
                 y.reshape([b, rows / b * d])
+            }
+            Layer::BatchNorm(n) => {
+                // [batch, channels, positions]: statistics per channel.
+                let c = s[0];
+                let rest = s.iter().product::<usize>() / c;
+                let x: Tensor<3> = h.reshape([b, c, rest]);
+                n.forward(x).reshape([b, c * rest])
             }
             Layer::Dropout(d) => d.forward(h),
             Layer::Residual(block) => {

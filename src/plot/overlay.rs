@@ -113,9 +113,12 @@ fn aggregate(per_run: &[Vec<(f64, f64)>], band: Band) -> Curve {
     out
 }
 
-/// Renders one figure per metric (`overlay_<metric>.png`, with its numbers in
-/// `overlay_<metric>.csv`) into `out`; returns the files written.
-pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Result<Vec<PathBuf>> {
+/// The finished runs under `dirs` and their table, grouped and filtered as `o` says: what
+/// the overlays and `summary_table` of several directories both draw from.
+pub(super) fn grouped(
+    dirs: &[PathBuf],
+    o: &Overlay,
+) -> Result<(Vec<compare::Run>, compare::Table)> {
     let runs = compare::collect(dirs)?;
     let table = compare::table(
         &runs,
@@ -125,6 +128,13 @@ pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Re
             ..Default::default()
         },
     )?;
+    Ok((runs, table))
+}
+
+/// Renders one figure per metric (`overlay_<metric>.png`, with its numbers in
+/// `overlay_<metric>.csv`) into `out`; returns the files written.
+pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Result<Vec<PathBuf>> {
+    let (_, table) = grouped(dirs, o)?;
     // Each configuration's runs with their metric rows.
     let mut groups: Vec<(String, Vec<Run>)> = vec![];
     for row in &table.rows {

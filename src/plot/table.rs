@@ -3,7 +3,7 @@
 
 use super::draw::{self, FONT};
 use super::{Overlay, PlotSpec};
-use crate::artifacts::compare::{self, Options, Table};
+use crate::artifacts::compare::Table;
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -17,15 +17,7 @@ pub fn summary_table(
     o: &Overlay,
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
-    let runs = compare::collect(dirs)?;
-    let table = compare::table(
-        &runs,
-        &Options {
-            by: o.by.clone(),
-            filters: o.filters.clone(),
-            ..Default::default()
-        },
-    )?;
+    let (runs, table) = super::overlay::grouped(dirs, o)?;
     let title = format!(
         "final metrics per configuration, mean ± std over seeds (best shaded) - {} runs",
         runs.len()
