@@ -82,4 +82,64 @@ for t in [0, -1]:
         .stderr(predicate::str::contains(
             "tracker.activations: 'layers.5' names no intermediate output of this model; it has: layers.0",
         ));
+
+    // The patch models: per-filter activation summed over patches, and each autoencoder
+    // kernel's strongest response.
+    ezflt(t)
+        .args([
+            "-q",
+            "train",
+            "model=two_layer_cnn",
+            "model.activation=relu",
+            "data=signal_noise",
+            "data.dim=40",
+            "batch_size=full",
+            "epochs=3",
+            "threads=1",
+            "tracker.activations=[filters]",
+            "tracker.probe_size=16",
+            "hydra.run.dir=cnn",
+        ])
+        .assert()
+        .success();
+    numpy_check(
+        &t.join("cnn/features.npz"),
+        r#"
+import sys, numpy as np
+z = np.load(sys.argv[1])
+w = z["filters"]                               # [T, classes, m, d]
+T, j, m, d = w.shape
+x = z["probe.x"].reshape(16, -1, d)            # [probe, patches, d]
+for t in [0, T - 1]:
+    h = np.maximum(np.einsum("npd,rd->npr", x, w[t].reshape(j * m, d)), 0).sum(1)
+    assert np.allclose(z["act.filters"][t], h, atol=1e-4), t
+"#,
+    );
+    ezflt(t)
+        .args([
+            "-q",
+            "train",
+            "experiment=cae_anomaly",
+            "epochs=2",
+            "threads=1",
+            "tracker.activations=[kernels]",
+            "tracker.probe_size=16",
+            "plot=none",
+            "hydra.run.dir=cae",
+        ])
+        .assert()
+        .success();
+    numpy_check(
+        &t.join("cae/features.npz"),
+        r#"
+import sys, numpy as np
+z = np.load(sys.argv[1])
+w = z["kernels"]                               # [T, C, d]
+T, c, d = w.shape
+x = z["probe.x"].reshape(16, -1, d)
+for t in [0, T - 1]:
+    h = np.maximum(np.einsum("npd,cd->npc", x, w[t]), 0).max(1)
+    assert np.allclose(z["act.kernels"][t], h, atol=1e-5), t
+"#,
+    );
 }

@@ -40,4 +40,17 @@ impl Net for ConvAutoencoder {
             .reshape([b * p, c]);
         mask.matmul(w).reshape([b, p * d])
     }
+
+    /// `kernels`: each kernel's encoder activation at the patch where it fires most,
+    /// `max_p relu(<w_c, x_p>)`, `[batch, C]`.
+    fn hidden(&self, x: Tensor<2>) -> Vec<(String, Tensor<2>)> {
+        let [b, _] = x.dims();
+        let [c, d] = self.kernels.dims();
+        let p = self.patches;
+        let h = relu(x.reshape([b * p, d]).matmul(self.kernels.val().transpose()));
+        vec![(
+            "kernels".into(),
+            h.reshape([b, p, c]).max_dim(1).reshape([b, c]),
+        )]
+    }
 }

@@ -62,4 +62,16 @@ impl Net for PatchCnn {
         let pooled: Tensor<2> = h.reshape([b, p, j * m]).sum_dim(1).reshape([b, j * m]);
         pooled.matmul(self.head.clone())
     }
+
+    /// `filters`: each filter's activation summed over the patches, `sum_p sigma(<w_{j,r},
+    /// x_p>)`, `[batch, classes * m]` (what the fixed second layer weighs).
+    fn hidden(&self, x: Tensor<2>) -> Vec<(String, Tensor<2>)> {
+        let [b, _] = x.dims();
+        let [j, m, d] = self.filters.dims();
+        let p = self.patches;
+        let w = self.filters.val().reshape([j * m, d]);
+        let h = self.act.apply(x.reshape([b * p, d]).matmul(w.transpose()));
+        let pooled = h.reshape([b, p, j * m]).sum_dim(1).reshape([b, j * m]);
+        vec![("filters".into(), pooled)]
+    }
 }
