@@ -482,24 +482,28 @@ fn legend_corner(
     // sample line, ~20 px a row, 10 px from the edges.
     let bw = ((chars as f64 * 8.5 + 50.0) / w.max(1) as f64).min(1.0);
     let bh = ((named.len() as f64 * 20.0 + 20.0) / h.max(1) as f64).min(1.0);
+    // (position, right side, vertical band [lo, hi] of the box); the middle of an edge
+    // only when it covers strictly fewer points than every corner.
+    let (top, mid, bottom) = ((1.0 - bh, 1.0), (0.5 - bh / 2.0, 0.5 + bh / 2.0), (0.0, bh));
     let candidates = [
-        (SeriesLabelPosition::UpperRight, true, true),
-        (SeriesLabelPosition::UpperLeft, false, true),
-        (SeriesLabelPosition::LowerRight, true, false),
-        (SeriesLabelPosition::LowerLeft, false, false),
+        (SeriesLabelPosition::UpperRight, true, top),
+        (SeriesLabelPosition::UpperLeft, false, top),
+        (SeriesLabelPosition::LowerRight, true, bottom),
+        (SeriesLabelPosition::LowerLeft, false, bottom),
+        (SeriesLabelPosition::MiddleRight, true, mid),
+        (SeriesLabelPosition::MiddleLeft, false, mid),
     ];
-    let covered = |right: bool, upper: bool| {
+    let covered = |right: bool, (lo, hi): (f64, f64)| {
         pts.iter()
             .filter(|(u, v)| {
                 let in_u = if right { *u >= 1.0 - bw } else { *u <= bw };
-                let in_v = if upper { *v >= 1.0 - bh } else { *v <= bh };
-                in_u && in_v
+                in_u && *v >= lo && *v <= hi
             })
             .count()
     };
     let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
-    for (pos, right, upper) in candidates {
-        let c = covered(right, upper);
+    for (pos, right, band) in candidates {
+        let c = covered(right, band);
         if c < best.0 {
             best = (c, pos);
         }
@@ -858,6 +862,20 @@ mod tests {
         assert!(matches!(
             corner(saturating),
             SeriesLabelPosition::LowerRight
+        ));
+        // Two curves that cross early and then hold 1 and 0: every corner is covered, the
+        // middle of the right edge is free.
+        let up: Vec<(f64, f64)> = (0..=100)
+            .map(|i| (i as f64, if i < 10 { i as f64 / 10.0 } else { 1.0 }))
+            .collect();
+        let down: Vec<(f64, f64)> = up.iter().map(|&(x, y)| (x, 1.0 - y)).collect();
+        let s = [
+            Series::new("to the final", up, PALETTE[0]),
+            Series::new("to the initial", down, PALETTE[1]),
+        ];
+        assert!(matches!(
+            legend_corner(&s, (0.0, 100.0), (0.0, 1.0), false, (800, 500)),
+            SeriesLabelPosition::MiddleRight
         ));
     }
 
