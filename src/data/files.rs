@@ -524,6 +524,21 @@ fn labelled_splits(
     } else {
         shape[1..].to_vec()
     };
+    // The test file, read once and checked against the training samples' shape.
+    let test_file = match test_path {
+        Some(tp) => {
+            let (tshape, tx, ty) = get(tp)?;
+            if tshape.get(1..) != shape.get(1..) {
+                bail!(
+                    "{tp}: test samples have shape {:?}, training samples {:?}",
+                    &tshape[1..],
+                    &shape[1..]
+                );
+            }
+            Some((tp, tshape[0], tx, ty))
+        }
+        None => None,
+    };
     if task == Some("regression") {
         // Real targets `[n]` or `[n, outputs]`, as they are.
         let targets = |p: &str, y: Option<(Vec<usize>, Vec<f32>)>| -> Result<(usize, Vec<f32>)> {
@@ -541,24 +556,13 @@ fn labelled_splits(
             Ok((w, yv))
         };
         let (w, t) = targets(path, y)?;
-        let (train, test) = match test_path {
-            Some(tp) => {
-                let (tshape, tx, ty) = get(tp)?;
-                if tshape.get(1..) != shape.get(1..) {
-                    bail!(
-                        "{tp}: test samples have shape {:?}, training samples {:?}",
-                        &tshape[1..],
-                        &shape[1..]
-                    );
-                }
+        let (train, test) = match test_file {
+            Some((tp, tn, tx, ty)) => {
                 let (tw, tt) = targets(tp, ty)?;
                 if tw != w {
                     bail!("{tp}: {tw} targets per sample, but the training file has {w}");
                 }
-                (
-                    Split::regression(x, t, n),
-                    Split::regression(tx, tt, tshape[0]),
-                )
+                (Split::regression(x, t, n), Split::regression(tx, tt, tn))
             }
             None => {
                 // The same seeded split as for labels, carrying the targets along.
@@ -585,21 +589,8 @@ fn labelled_splits(
         });
     }
     let y = y.map(|y| y.1);
-    // The test file is read first, so labels can be renumbered over both splits.
-    let test_file = match test_path {
-        Some(tp) => {
-            let (tshape, tx, ty) = get(tp)?;
-            if tshape.get(1..) != shape.get(1..) {
-                bail!(
-                    "{tp}: test samples have shape {:?}, training samples {:?}",
-                    &tshape[1..],
-                    &shape[1..]
-                );
-            }
-            Some((tshape[0], tx, ty.map(|y| y.1)))
-        }
-        None => None,
-    };
+    // Labels of both splits, so they can be renumbered together.
+    let test_file = test_file.map(|(_, tn, tx, ty)| (tn, tx, ty.map(|y| y.1)));
     let (y, test_file) = if src.labels.remap && task != Some("reconstruct") {
         let mut values: Vec<f32> = y
             .iter()

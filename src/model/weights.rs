@@ -128,7 +128,6 @@ fn aliases(model: &str, name: &str) -> Vec<String> {
 /// Sets every parameter of `model` from `dict`, as `load_state_dict(strict=True)` does:
 /// missing, unexpected and mismatched-shape keys are one error listing all of them.
 pub fn load<M: Module>(model: M, model_name: &str, dict: &StateDict, path: &Path) -> Result<M> {
-    // (`model` is moved into the mapper below; its names are read first.)
     let params = param_names(&model);
     let mut chosen: BTreeMap<String, String> = BTreeMap::new();
     let (mut missing, mut mismatched) = (vec![], vec![]);

@@ -232,19 +232,18 @@ fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
             splits.push(base(k));
         }
     }
-    let colour = |_: usize, k: &str| {
+    let colour = |k: &str| {
         let i = splits.iter().position(|s| *s == base(k)).unwrap_or(0);
         PALETTE[i % PALETTE.len()]
     };
     let mut loss_series = vec![Series::new("train", train_loss, PALETTE[0])];
-    for (i, k) in loss_keys.iter().enumerate() {
+    for k in &loss_keys {
         let name = k.trim_end_matches("_loss");
-        loss_series.push(Series::new(name, run.metric(k, true), colour(i, k)));
+        loss_series.push(Series::new(name, run.metric(k, true), colour(k)));
     }
     let acc_series: Vec<Series> = acc_keys
         .iter()
-        .enumerate()
-        .map(|(i, k)| {
+        .map(|k| {
             let points = if k.as_str() == "train_acc" {
                 run.train_metric(k)
             } else {
@@ -253,7 +252,7 @@ fn curves(run: &Run, spec: &PlotSpec, out: &Path) -> Result<PathBuf> {
             Series::new(
                 k.trim_end_matches("_acc").trim_end_matches("_r2"),
                 points,
-                colour(i, k),
+                colour(k),
             )
         })
         .collect();

@@ -336,6 +336,8 @@ struct OnDevice {
     y: Tensor<1, Int>,
     /// Regression targets `[n, outputs]`.
     t: Option<Tensor<2>>,
+    /// Their total sum of squares about each target's mean (R²'s denominator).
+    sst: Option<f64>,
     n: usize,
 }
 
@@ -354,11 +356,25 @@ impl OnDevice {
 fn upload(s: &Split, features: usize, device: &Device) -> OnDevice {
     let x = Tensor::<2>::from_data(TensorData::new(s.x.clone(), [s.n, features]), device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(s.y.clone(), [s.n]), device);
-    let t = (!s.targets.is_empty() && s.n > 0).then(|| {
-        let w = s.targets.len() / s.n;
-        Tensor::<2>::from_data(TensorData::new(s.targets.clone(), [s.n, w]), device)
+    let w = s.targets.len() / s.n.max(1);
+    let t = (!s.targets.is_empty() && s.n > 0)
+        .then(|| Tensor::<2>::from_data(TensorData::new(s.targets.clone(), [s.n, w]), device));
+    let sst = t.as_ref().map(|_| {
+        (0..w)
+            .map(|j| {
+                let col = s.targets.iter().skip(j).step_by(w).map(|v| *v as f64);
+                let mean = col.clone().sum::<f64>() / s.n as f64;
+                col.map(|v| (v - mean).powi(2)).sum::<f64>()
+            })
+            .sum()
     });
-    OnDevice { x, y, t, n: s.n }
+    OnDevice {
+        x,
+        y,
+        t,
+        sst,
+        n: s.n,
+    }
 }
 
 impl<'a> Trainer<'a> {
@@ -410,13 +426,7 @@ impl<'a> Trainer<'a> {
         let (mut loss_sum, mut correct, chunk) = (0.0, 0.0, 2048);
         // R² = 1 - SSE / SST, SST about each target's mean over the split.
         let mut sse = 0.0f64;
-        let sst = d.t.as_ref().map(|t| {
-            let mean = t.clone().mean_dim(0);
-            (t.clone() - mean)
-                .powf_scalar(2.0)
-                .sum()
-                .into_scalar::<f32>() as f64
-        });
+        let sst = d.sst;
         let mut scores = vec![];
         let mut start = 0;
         while start < d.n {
@@ -567,6 +577,7 @@ impl<'a> Trainer<'a> {
             None => spec.epochs * spe,
         };
         let epochs = total.div_ceil(spe);
+        let params = param_names(&model);
         let info = StartInfo {
             epochs,
             total_steps: total,
@@ -574,10 +585,9 @@ impl<'a> Trainer<'a> {
             start_epoch: epoch,
             start_step: step,
             eval_names: self.eval_names(),
-            params: param_names(&model),
             num_params: model.num_params(),
             model: &NetView(&model),
-            frozen: param_names(&model)
+            frozen: params
                 .iter()
                 .filter(|(n, _)| {
                     spec.weights
@@ -588,6 +598,7 @@ impl<'a> Trainer<'a> {
                 .map(|(_, s)| s.iter().product::<usize>())
                 .sum(),
             init_from: spec.weights.init_from.as_deref().filter(|_| step == 0),
+            params,
         };
         for cb in self.callbacks.iter_mut() {
             cb.on_train_start(&info)?;
