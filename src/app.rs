@@ -29,6 +29,15 @@ pub(crate) trait PreparedModel: Send + Sync {
     fn activations_per_sample(&self, io: &ModelIo, params: &[(String, Vec<usize>)]) -> u128;
     /// Builds the model on `device` (already seeded) and trains it with `job`.
     fn train(&self, io: &ModelIo, device: &Device, job: Job<'_>) -> Result<Outcome>;
+    /// Whether the data's values must be checked before the run ([`Self::check_data`]),
+    /// so even synthetic data is generated in the preflight.
+    fn reads_values(&self) -> bool {
+        false
+    }
+    /// Checks on the data's values (an embedding's ids).
+    fn check_data(&self, _ds: &Dataset) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A dataset name the config can pick (`data=<name>`).
@@ -81,6 +90,8 @@ pub(crate) const BUILTIN_DATA: &[&str] = &[
     "modular_addition",
     "digits",
     "mnist",
+    "fashion_mnist",
+    "cifar10",
     "numpy",
     "csv",
 ];
@@ -146,6 +157,12 @@ impl PreparedModel for ModelSpec {
     }
     fn train(&self, io: &ModelIo, device: &Device, job: Job<'_>) -> Result<Outcome> {
         crate::model::build(self, io, device, job)?
+    }
+    fn reads_values(&self) -> bool {
+        self.reads_ids()
+    }
+    fn check_data(&self, ds: &Dataset) -> Result<()> {
+        crate::model::check_ids(self, ds)
     }
 }
 

@@ -39,6 +39,18 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     ("> /etc/", "writes a system file"),
     (
+        "data=fashion_mnist",
+        "downloads from the internet; tests/datasets.rs downloads from a local server",
+    ),
+    (
+        "data=cifar10",
+        "downloads from the internet; tests/datasets.rs downloads from a local server",
+    ),
+    (
+        "EZFLT_DATA=/scratch",
+        "downloads from the internet; tests/datasets.rs downloads from a local server",
+    ),
+    (
         "model.init_from=weights.pt",
         "needs a state dict written by PyTorch; tests/pytorch_oracle.rs runs this command's setup with one",
     ),
@@ -140,6 +152,21 @@ fn sandbox() -> tempfile::TempDir {
         npy("<f4", &[2, 2], &f32_bytes(&[1.0, 0.0, 0.0, 1.0])),
     )
     .unwrap();
+    // Token pairs (a, b) -> (a + b) mod 7 for the embedding example.
+    let (mut ids, mut sums) = (vec![], vec![]);
+    for a in 0..7i64 {
+        for b in 0..7i64 {
+            ids.extend([a, b]);
+            sums.push((a + b) % 7);
+        }
+    }
+    write_npz(
+        &t.join("tokens.npz"),
+        &[
+            ("x", npy("<i8", &[49, 2], &i64_bytes(&ids))),
+            ("y", npy("<i8", &[49], &i64_bytes(&sums))),
+        ],
+    );
     // Config files the README shows (a yaml block whose first line is `# <path>.yaml`).
     for (lang, _, lines) in blocks(&readme()) {
         let path = lines.first().and_then(|l| l.strip_prefix("# "));

@@ -190,3 +190,119 @@ fn batch_norm_trains_and_keeps_running_statistics() {
     let var = ar.feature("1.running_var").unwrap();
     assert!(var.get(0).values.iter().all(|v| *v == 1.0), "starts at 1");
 }
+
+/// `embedding` reads its inputs as token ids (PyTorch's `nn.Embedding`, `0.weight`
+/// `[num, dim]`): the recorded output of layer 0 is the table's rows for the probe's ids,
+/// and ids out of range or not whole are named before anything runs.
+#[test]
+fn embedding_looks_up_token_ids_checked_before_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // Modular addition mod 11 as token pairs (a, b) -> (a + b) mod 11.
+    let p = 11i64;
+    let (mut x, mut y) = (vec![], vec![]);
+    for a in 0..p {
+        for b in 0..p {
+            x.extend([a, b]);
+            y.push((a + b) % p);
+        }
+    }
+    let n = y.len();
+    common::write_npz(
+        &t.join("tokens.npz"),
+        &[
+            ("x", common::npy("<i8", &[n, 2], &common::i64_bytes(&x))),
+            ("y", common::npy("<i8", &[n], &common::i64_bytes(&y))),
+        ],
+    );
+    let run = |layers: &str, file: &str, dir: &str| {
+        ezflt(t)
+            .args([
+                "-q",
+                "train",
+                "model=sequential",
+                "data=numpy",
+                "data.x_key=x",
+                "data.y_key=y",
+                "epochs=150",
+                "batch_size=full",
+                "optimizer=adam",
+                "lr=1e-2",
+                "threads=1",
+                "tracker.layers=[0.weight]",
+                "tracker.activations=[0]",
+                "tracker.probe_size=20",
+            ])
+            .arg(format!("data.path={file}"))
+            .arg(format!("model.layers={layers}"))
+            .arg(format!("hydra.run.dir={dir}"))
+            .assert()
+    };
+    let net = "[{embedding: {num: 11, dim: 16}}, flatten, {linear: 64}, relu, {linear: out}]";
+    run(net, "tokens.npz", "emb").success();
+    let s = summary(&t.join("emb"));
+    assert_eq!(s["params"]["0.weight"], serde_json::json!([11, 16]), "{s}");
+    assert_eq!(s["params"]["2.weight"], serde_json::json!([64, 32]), "{s}");
+    let l = losses(&t.join("emb"));
+    assert!(l[l.len() - 1] < l[0] / 10.0, "the table is learned: {l:?}");
+    common::numpy_check(
+        &t.join("emb/features.npz"),
+        r#"
+import sys, numpy as np
+z = np.load(sys.argv[1])
+ids = z["probe.x"]
+assert ids.shape == (20, 2) and np.all(ids == np.round(ids)), ids
+T = z["step"].shape[0]
+for t in [0, T - 1]:
+    W = z["0.weight"][t]
+    want = W[ids.astype(int)].reshape(20, 32)
+    assert np.allclose(z["act.0"][t], want, atol=1e-6), t
+# PyTorch's default init of an embedding is N(0, 1).
+assert 0.7 < z["0.weight"][0].std() < 1.3, z["0.weight"][0].std()
+"#,
+    );
+
+    // An id past the table, a value that is no id, an embedding that is not first.
+    let e = run(
+        "[{embedding: {num: 10, dim: 4}}, flatten, {linear: out}]",
+        "tokens.npz",
+        "bad",
+    )
+    .code(1)
+    .get_output()
+    .stderr
+    .clone();
+    let e = String::from_utf8_lossy(&e);
+    assert!(
+        e.contains("model.layers[0] (embedding) looks up integer ids in 0..9, but the")
+            && e.contains("hold 10 at sample")
+            && e.contains("raise the embedding's num"),
+        "{e}"
+    );
+    let halves: Vec<f32> = x.iter().map(|&v| v as f32 + 0.5).collect();
+    common::write_npz(
+        &t.join("floats.npz"),
+        &[
+            (
+                "x",
+                common::npy("<f4", &[n, 2], &common::f32_bytes(&halves)),
+            ),
+            ("y", common::npy("<i8", &[n], &common::i64_bytes(&y))),
+        ],
+    );
+    run(net, "floats.npz", "bad").code(1).stderr(
+        predicate::str::contains(".5 at sample 0, position 0").and(predicate::str::contains(
+            "the inputs must be token ids (whole numbers >= 0)",
+        )),
+    );
+    run(
+        "[{linear: 4}, {embedding: {num: 3, dim: 2}}, flatten, {linear: out}]",
+        "tokens.npz",
+        "bad",
+    )
+    .code(1)
+    .stderr(predicate::str::contains(
+        "model.layers[1] (embedding): looks up integer ids, so it must be the model's first layer",
+    ));
+    assert!(!t.join("bad").exists(), "nothing ran");
+}

@@ -283,7 +283,7 @@ fn bad_input_gets_a_clear_error_and_creates_nothing() {
         (&["batch_size=abc"], "expected a positive integer or 'full'"),
         (&["model.widths=[0]"], "model.widths"),
         (&["model.activation='relu^x'"], "unknown activation 'relu^x'"),
-        (&["data=mnist"], "data.path"),
+        (&["data=mnist", "data.mirrors=['http://127.0.0.1:9/']"], "set data.path=<that folder>"),
         (&["data=mnist", "data.path=/no/such/dir"], "is not a directory"),
         (&["data=numpy", "data.path=missing.npz"], "missing.npz"),
         (&["device=cuda", "backend=flex"], "Flex runs on the CPU only"),

@@ -1,22 +1,24 @@
-//! Real data from files: the bundled 8x8 digits, MNIST-style IDX files, and the user's
+//! Real data from files: the bundled 8x8 digits, IDX files, and the user's
 //! own `.npy`/`.npz` arrays. Every error names the file and what was wrong with it.
 
 use super::{DataSpec, Dataset, Split, Task};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::seq::SliceRandom;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 static DIGITS_CSV_GZ: &[u8] = include_bytes!("digits/digits.csv.gz");
 
 pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
     match spec {
         DataSpec::Digits { test_fraction } => digits(*test_fraction, seed),
-        DataSpec::Mnist {
+        DataSpec::Named {
+            set,
             path,
+            remote,
             n_train,
             n_test,
-        } => mnist(Path::new(path), *n_train, *n_test),
+        } => super::named::load(*set, path.as_deref(), remote, *n_train, *n_test),
         DataSpec::Numpy {
             path,
             x_key,
@@ -112,7 +114,7 @@ fn digits(test_fraction: f64, seed: u64) -> Result<Dataset> {
 }
 
 /// Reads an IDX file (raw or `.gz`), returning its dimensions and bytes as f32.
-fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+pub(crate) fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     parse_idx(raw, path)
 }
@@ -164,67 +166,6 @@ pub(crate) fn parse_idx(raw: Vec<u8>, path: &Path) -> Result<(Vec<usize>, Vec<f3
         );
     }
     Ok((dims, body.iter().map(|&b| b as f32).collect()))
-}
-
-fn find(dir: &Path, stems: &[&str]) -> Result<PathBuf> {
-    for s in stems {
-        for ext in ["", ".gz"] {
-            let p = dir.join(format!("{s}{ext}"));
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-    }
-    bail!(
-        "no file {} (or .gz) in {}: data=mnist expects the four IDX files as distributed \
-         (train-images-idx3-ubyte.gz, ...); set data.path to their folder",
-        stems[0],
-        dir.display()
-    )
-}
-
-fn mnist(dir: &Path, n_train: Option<usize>, n_test: Option<usize>) -> Result<Dataset> {
-    if !dir.is_dir() {
-        bail!(
-            "data.path '{}' is not a directory; point it at the folder with MNIST's IDX files",
-            dir.display()
-        );
-    }
-    let load = |img: &str, lab: &str, limit: Option<usize>| -> Result<(Vec<usize>, Split)> {
-        let (idims, px) = read_idx(&find(dir, &[img, &img.replace("-idx3-", ".idx3-")])?)?;
-        let (ldims, labels) = read_idx(&find(dir, &[lab, &lab.replace("-idx1-", ".idx1-")])?)?;
-        if idims.len() != 3 || ldims.len() != 1 || idims[0] != ldims[0] {
-            bail!(
-                "{}: images {:?} and labels {:?} do not match (expected [n, rows, cols] and [n])",
-                dir.display(),
-                idims,
-                ldims
-            );
-        }
-        let n = limit.unwrap_or(idims[0]).min(idims[0]);
-        let f = idims[1] * idims[2];
-        let x = px[..n * f].iter().map(|v| v / 255.0).collect();
-        let y = labels[..n].iter().map(|&v| v as i64).collect();
-        Ok((vec![1, idims[1], idims[2]], Split::new(x, y, n)))
-    };
-    let (shape, train) = load(
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        n_train,
-    )?;
-    let (_, test) = load("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", n_test)?;
-    let classes = train.y.iter().chain(&test.y).copied().max().unwrap_or(0) as usize + 1;
-    Ok(Dataset {
-        name: "mnist".into(),
-        sample_shape: shape,
-        task: Task::Classify {
-            classes: classes.max(2),
-        },
-        train,
-        test,
-        extra: vec![],
-        features: vec![],
-    })
 }
 
 /// Class ids must be 0..K-1: a stray large id (99000000) would silently become a K-row

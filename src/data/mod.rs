@@ -1,7 +1,9 @@
 //! Datasets as plain host arrays: synthetic generators from theory papers (with their
 //! ground-truth features) and real data from files. No burn here; the trainer uploads.
 
+pub mod download;
 pub mod files;
+pub mod named;
 pub mod synthetic;
 
 use anyhow::Result;
@@ -259,8 +261,11 @@ pub enum DataSpec {
     Digits {
         test_fraction: f64,
     },
-    Mnist {
-        path: String,
+    /// MNIST, Fashion-MNIST or CIFAR-10: from `path`, or downloaded into the cache.
+    Named {
+        set: named::Named,
+        path: Option<String>,
+        remote: download::Remote,
         n_train: Option<usize>,
         n_test: Option<usize>,
     },
@@ -312,7 +317,7 @@ impl DataSpec {
             ),
             ModularAddition { p, .. } => (vec![p], Task::Classify { classes: p }),
             Digits { .. } => (vec![1, 8, 8], Task::Classify { classes: 10 }),
-            Mnist { .. } | Numpy { .. } | Csv { .. } => return None,
+            Named { .. } | Numpy { .. } | Csv { .. } => return None,
         })
     }
 }
@@ -342,7 +347,7 @@ impl DataSpec {
             // Every pair once, plus the true-test copy of the held-out ones.
             ModularAddition { p, .. } => p.saturating_mul(p).saturating_mul(2),
             Digits { .. } => 1797,
-            Mnist { .. } | Numpy { .. } | Csv { .. } => return None,
+            Named { .. } | Numpy { .. } | Csv { .. } => return None,
         })
     }
 }
@@ -355,7 +360,7 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             synthetic::generate(spec, seed)
         }
         OrthonormalPatches { .. } | ModularAddition { .. } => synthetic::generate(spec, seed),
-        Digits { .. } | Mnist { .. } | Numpy { .. } | Csv { .. } => files::load(spec, seed),
+        Digits { .. } | Named { .. } | Numpy { .. } | Csv { .. } => files::load(spec, seed),
     }?;
     ds.check_finite()?;
     Ok(ds)

@@ -64,6 +64,13 @@ pub enum ModelSpec {
 }
 
 impl ModelSpec {
+    /// Whether the model reads its inputs as ids (`sequential` starting with `embedding`):
+    /// the data must then be read before the run to check them.
+    pub fn reads_ids(&self) -> bool {
+        matches!(self, ModelSpec::Sequential { layers, .. }
+            if matches!(layers.first(), Some(sequential::LayerSpec::Embedding { .. })))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ModelSpec::Mlp { .. } => "mlp",
@@ -129,6 +136,45 @@ pub fn check(spec: &ModelSpec, io: &ModelIo) -> Result<()> {
         ModelSpec::Sequential { layers, .. } => sequential_shapes(layers, io).map(|_| ()),
         _ => Ok(()),
     }
+}
+
+/// A model that starts with `embedding` reads its inputs as ids: each must be a whole number
+/// in `0..num`, in every split. Checked on the data before a run starts, since a stray id
+/// would otherwise index outside the table mid-run.
+pub fn check_ids(spec: &ModelSpec, ds: &crate::data::Dataset) -> Result<()> {
+    let ModelSpec::Sequential { layers, .. } = spec else {
+        return Ok(());
+    };
+    let Some(sequential::LayerSpec::Embedding { num, .. }) = layers.first() else {
+        return Ok(());
+    };
+    let f = ds.features().max(1);
+    let splits = [("train", &ds.train), ("test", &ds.test)]
+        .into_iter()
+        .chain(ds.extra.iter().map(|(n, s)| (n.as_str(), s)));
+    for (name, split) in splits {
+        if let Some(i) = split
+            .x
+            .iter()
+            .position(|v| v.fract() != 0.0 || *v < 0.0 || *v >= *num as f32)
+        {
+            let v = split.x[i];
+            bail!(
+                "model.layers[0] (embedding) looks up integer ids in 0..{}, but the {name} \
+                 inputs of data={} hold {v} at sample {}, position {}{}",
+                num - 1,
+                ds.name,
+                i / f,
+                i % f,
+                if v.fract() != 0.0 || v < 0.0 {
+                    "; the inputs must be token ids (whole numbers >= 0)"
+                } else {
+                    "; raise the embedding's num"
+                }
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The sample shape between `sequential` layers, checked against the data: the last must
@@ -510,6 +556,20 @@ mod tests {
                     init: Some(0.1),
                 },
                 classify(4, vec![2, 8]),
+            ),
+            (
+                ModelSpec::Sequential {
+                    layers: [
+                        serde_json::json!({"embedding": {"num": 7, "dim": 3}}),
+                        serde_json::json!("flatten"),
+                        serde_json::json!({"linear": "out"}),
+                    ]
+                    .iter()
+                    .map(|v| sequential::LayerSpec::parse(v).unwrap())
+                    .collect(),
+                    init: None,
+                },
+                classify(7, vec![2]),
             ),
         ];
         let device = Device::flex();

@@ -6,7 +6,9 @@ use super::{normal_param, uniform_param, Activation, Net};
 use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig};
 use burn::prelude::*;
-use burn::tensor::module::{avg_pool1d, avg_pool2d, conv1d, conv2d, max_pool1d, max_pool2d};
+use burn::tensor::module::{
+    avg_pool1d, avg_pool2d, conv1d, conv2d, embedding, max_pool1d, max_pool2d,
+};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use serde_json::Value;
 
@@ -21,6 +23,14 @@ pub enum Width {
 /// One layer as written in config.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerSpec {
+    /// `embedding: {num: 97, dim: 64}`: each input value is an integer id in `0..num`,
+    /// looked up in a `[num, dim]` table (PyTorch's `nn.Embedding`, init `N(0, 1)`). First
+    /// layer only.
+    Embedding {
+        num: usize,
+        dim: usize,
+        init: Option<f64>,
+    },
     /// `linear: 64` or `linear: {out: 64, bias: false, init: 0.01}`; on the last axis.
     Linear {
         out: Width,
@@ -65,6 +75,7 @@ pub enum LayerSpec {
 
 /// The layer kinds, for messages.
 pub const KINDS: &[&str] = &[
+    "embedding",
     "linear",
     "conv1d",
     "conv2d",
@@ -92,6 +103,7 @@ impl LayerSpec {
     /// The name it is written with.
     pub fn kind(&self) -> String {
         match self {
+            LayerSpec::Embedding { .. } => "embedding".into(),
             LayerSpec::Linear { .. } => "linear".into(),
             LayerSpec::Conv { dims, .. } => format!("conv{dims}d"),
             LayerSpec::Pool { dims, max, .. } => {
@@ -127,6 +139,19 @@ impl LayerSpec {
         };
         let args = Args { kind, v: arg };
         Ok(match kind {
+            "embedding" => {
+                args.only(&["num", "dim", "init"])?;
+                let need = |key: &str| {
+                    args.get(key, false).ok_or_else(|| {
+                        format!("embedding needs `{key}`: e.g. `embedding: {{num: 97, dim: 64}}` (num ids, dim values each)")
+                    })
+                };
+                LayerSpec::Embedding {
+                    num: args.count(need("num")?, "num")?,
+                    dim: args.count(need("dim")?, "dim")?,
+                    init: args.init()?,
+                }
+            }
             "linear" => {
                 args.only(&["out", "bias", "init"])?;
                 let out = match args.get("out", true) {
@@ -367,6 +392,16 @@ pub fn shapes(
         let here = format!("{at}[{i}] ({})", l.kind());
         let fail = |what: String| Err(format!("{here}: {what}"));
         let next = match l {
+            LayerSpec::Embedding { dim, .. } => {
+                if i > 0 || at.ends_with(']') {
+                    return fail(
+                        "looks up integer ids, so it must be the model's first layer".into(),
+                    );
+                }
+                let mut n = s.clone();
+                n.push(*dim);
+                n
+            }
             LayerSpec::Linear { out: w, .. } => {
                 let Some(_) = s.last() else {
                     return fail("gets a scalar; nothing to map".into());
@@ -491,6 +526,7 @@ pub fn param_shapes(
         let (s, n) = (&shapes_[i], &shapes_[i + 1]);
         let name = |p: &str| format!("{prefix}{i}.{p}");
         match l {
+            LayerSpec::Embedding { num, dim, .. } => out.push((name("weight"), vec![*num, *dim])),
             LayerSpec::Linear { bias, .. } => {
                 let (d, o) = (*s.last().expect("checked"), *n.last().expect("checked"));
                 out.push((name("weight"), vec![o, d]));
@@ -542,6 +578,12 @@ pub struct Conv<const D: usize> {
     pub padding: usize,
 }
 
+/// A lookup table `[num, dim]`, PyTorch's `nn.Embedding.weight`.
+#[derive(Module, Debug)]
+pub struct Embed {
+    pub weight: Param<Tensor<2>>,
+}
+
 /// Layer normalisation over the last axis, with PyTorch's `weight` and `bias`.
 #[derive(Module, Debug)]
 pub struct Norm {
@@ -583,6 +625,7 @@ pub struct Block {
 /// (`model::path_segment`), so the names are PyTorch's.
 #[derive(Module, Debug)]
 pub enum Layer {
+    Embedding(Embed),
     Linear(Dense),
     Conv1d(Conv<3>),
     Conv2d(Conv<4>),
@@ -638,6 +681,13 @@ pub fn build_layers(
         .map(|(i, l)| {
             let (s, n) = (&shapes_[i], &shapes_[i + 1]);
             match l {
+                LayerSpec::Embedding {
+                    num,
+                    dim,
+                    init: own,
+                } => Layer::Embedding(Embed {
+                    weight: normal_param([*num, *dim], own.or(init).unwrap_or(1.0), device),
+                }),
                 LayerSpec::Linear {
                     bias, init: own, ..
                 } => {
@@ -734,6 +784,12 @@ fn run(
         let s = &shapes_[i];
         let b = h.dims()[0];
         h = match l {
+            Layer::Embedding(e) => {
+                // Ids were checked to be whole numbers in range before the run (model::check_ids).
+                let ids: Tensor<2, Int> = h.int();
+                let y = embedding(e.weight.val(), ids);
+                y.flatten(1, 2)
+            }
             Layer::Linear(d) => {
                 let last = *s.last().expect("checked");
                 if s.len() == 1 {
@@ -866,6 +922,17 @@ mod tests {
             parse(json!("relu")).unwrap(),
             LayerSpec::Act(Activation::Relu)
         );
+        assert_eq!(
+            parse(json!({"embedding": {"num": 5, "dim": 2}})).unwrap(),
+            LayerSpec::Embedding {
+                num: 5,
+                dim: 2,
+                init: None
+            }
+        );
+        assert!(parse(json!({"embedding": {"num": 5}}))
+            .unwrap_err()
+            .contains("embedding needs `dim`"));
         assert_eq!(
             parse(json!({"maxpool2d": 2})).unwrap(),
             LayerSpec::Pool {

@@ -27,12 +27,13 @@ pub fn check(job: &Node) -> Result<Checked> {
     let spec = specs::read(job)?;
     crate::backend::check(&spec.backend, &spec.device)?;
     let (data, io, samples) = match spec.data.shape_task_samples() {
-        Some((sample_shape, task, samples)) => {
+        Some((sample_shape, task, samples)) if !spec.model.reads_values() => {
             spec.data.check()?;
             (None, ModelIo { sample_shape, task }, samples)
         }
-        None => {
+        _ => {
             let ds = spec.data.load(spec.data_seed)?;
+            spec.model.check_data(&ds)?;
             let io = ModelIo {
                 sample_shape: ds.sample_shape.clone(),
                 task: ds.task,

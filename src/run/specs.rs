@@ -342,10 +342,12 @@ mod data_settings {
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct Mnist {
+    pub struct Named {
         #[serde(rename = "name")]
         _name: IgnoredAny,
-        pub path: Text,
+        pub path: Option<Text>,
+        pub mirrors: Names,
+        pub sha256: std::collections::BTreeMap<String, Text>,
         pub n_train: Option<Natural>,
         pub n_test: Option<Natural>,
         #[serde(default, rename = "seed")]
@@ -475,10 +477,16 @@ pub(crate) fn data_spec(c: &Cfg) -> Result<DataSpec> {
                 test_fraction: s.test_fraction.0,
             }
         }
-        "mnist" => {
-            let s: s::Mnist = read(c, &file)?;
-            DataSpec::Mnist {
-                path: path(s.path),
+        "mnist" | "fashion_mnist" | "cifar10" => {
+            let s: s::Named = read(c, &file)?;
+            DataSpec::Named {
+                set: crate::data::named::Named::parse(&name)
+                    .ok_or_else(|| anyhow::anyhow!("data.name {name}: not a named dataset"))?,
+                path: s.path.map(path),
+                remote: crate::data::download::Remote {
+                    mirrors: s.mirrors.0,
+                    sha256: s.sha256.into_iter().map(|(k, v)| (k, v.0)).collect(),
+                },
                 n_train: s.n_train.map(|n| n.0),
                 n_test: s.n_test.map(|n| n.0),
             }

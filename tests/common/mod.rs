@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 pub fn ezflt(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("ezflt").expect("binary");
     c.current_dir(dir);
+    // Named datasets download into the test's folder, never the user's cache.
+    c.env("EZFLT_DATA", dir.join(".ezflt-data"));
     c
 }
 
@@ -82,6 +84,7 @@ pub fn small_run(dir: &Path) -> PathBuf {
 pub fn ezflt_cmd(dir: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("ezflt"));
     c.current_dir(dir);
+    c.env("EZFLT_DATA", dir.join(".ezflt-data"));
     c
 }
 
