@@ -35,6 +35,14 @@ take 'benign/plots/phase_test_acc.png' benign_phase_diagram.png
 ez train experiment=grokking hydra.run.dir=grok
 take 'grok/plots/curves.png' grokking_curves.png
 take 'grok/plots/best_alignment_*.png' grokking_fourier.png
+# Sparse parity: the default init and a 10x smaller first layer, 3 seeds each, overlaid.
+ez -m experiment=sparse_parity seed=0,1,2 hydra.sweep.dir=parity
+ez -m experiment=sparse_parity seed=0,1,2 \
+  'model.layers=[{linear: {out: 256, init: 0.0091}}, relu, {linear: out}]' lr=0.02 \
+  hydra.sweep.dir=parity_small
+ez plot parity parity_small --band minmax --out parity_cmp
+take 'parity_cmp/overlay_test_acc.png' sparse_parity_accuracy.png
+take 'parity_cmp/overlay_subspace_0.weight_relevant.png' sparse_parity_progress.png
 ez train experiment=cae_anomaly hydra.run.dir=cae
 take 'cae/plots/best_alignment_kernels_features.png' cae_kernel_alignment.png
 

@@ -88,6 +88,7 @@ pub(crate) const BUILTIN_DATA: &[&str] = &[
     "sparse_coding",
     "orthonormal_patches",
     "modular_addition",
+    "sparse_parity",
     "digits",
     "mnist",
     "fashion_mnist",

@@ -309,3 +309,137 @@ open(sys.argv[1] + ".txt", "w").write(f"{{purity}} {{pr}}")
         }
     }
 }
+
+/// Sparse parity (Barak et al. 2022): accuracy sits at chance, then jumps; the progress
+/// measure (the first layer's squared weight on the 3 relevant coordinates, as a fraction)
+/// rises no later than accuracy leaves chance, and clearly earlier with a small first-layer
+/// init. Seeds 0 and 1 were read when choosing the margins; seed 4 was not.
+#[test]
+fn sparse_parity_progress_precedes_the_jump() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let small = "model.layers=[{linear: {out: 256, init: 0.0091}}, relu, {linear: out}]";
+    for (dir, extra) in [("default", vec![]), ("small", vec![small, "lr=0.02"])] {
+        ezflt(tmp.path())
+            .args([
+                "-q",
+                "-m",
+                "experiment=sparse_parity",
+                "seed=0,1,4",
+                "plot=none",
+            ])
+            .args(extra)
+            .arg(format!("hydra.sweep.dir={dir}"))
+            .assert()
+            .success();
+    }
+    // A run's (step, test_acc) and (step, progress measure) curves.
+    type Curve = Vec<(i64, f64)>;
+    let measure = |run: &Path| -> (Curve, Curve) {
+        let acc: Vec<(i64, f64)> = std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter_map(|r| Some((r["step"].as_i64()?, r.get("test_acc")?.as_f64()?)))
+            .collect();
+        let mut ar = ezflt::Archive::open(run).unwrap();
+        let gt = ar.ground_truth().unwrap();
+        let relevant: Vec<usize> = (0..gt[0].rows)
+            .map(|j| {
+                (0..gt[0].dim)
+                    .find(|&c| gt[0].values[j * gt[0].dim + c] == 1.0)
+                    .unwrap()
+            })
+            .collect();
+        let w = ar.feature("0.weight").unwrap();
+        let d = w.shape()[1];
+        let progress = w
+            .iter()
+            .map(|s| {
+                let total: f64 = s.values.iter().map(|v| (*v as f64).powi(2)).sum();
+                let on: f64 = s
+                    .values
+                    .chunks(d)
+                    .map(|row| {
+                        relevant
+                            .iter()
+                            .map(|&c| (row[c] as f64).powi(2))
+                            .sum::<f64>()
+                    })
+                    .sum();
+                (s.step, on / total)
+            })
+            .collect();
+        (acc, progress)
+    };
+    let first = |v: &[(i64, f64)], at: f64| v.iter().find(|(_, x)| *x >= at).map(|(s, _)| *s);
+    let mut leads = [vec![], vec![]];
+    let mut finals = [vec![], vec![]];
+    for (k, dir) in ["default", "small"].into_iter().enumerate() {
+        let root = tmp.path().join(dir);
+        let all = jobs(&root, 3);
+        for j in &all {
+            let (acc, progress) = measure(&root.join(j["job"].to_string()));
+            let seed = param(j, "seed");
+            let leave = first(&acc, 0.6)
+                .unwrap_or_else(|| panic!("{dir} seed {seed}: never leaves chance: {acc:?}"));
+            let solved = first(&acc, 0.99)
+                .unwrap_or_else(|| panic!("{dir} seed {seed}: never solved: {acc:?}"));
+            // A long plateau at chance: nothing above 0.56 in the first 1,000 steps.
+            let plateau = acc
+                .iter()
+                .filter(|(s, _)| *s <= 1000)
+                .map(|(_, a)| *a)
+                .fold(0.0, f64::max);
+            assert!(
+                plateau <= 0.56 && leave >= 1100,
+                "{dir} seed {seed}: {acc:?}"
+            );
+            let start = progress[0].1;
+            let rises = first(&progress, 1.25 * start).expect("progress rises");
+            assert!(
+                rises <= leave,
+                "{dir} seed {seed}: progress x1.25 at {rises}, accuracy 0.6 at {leave}"
+            );
+            let last = progress.last().unwrap().1;
+            assert!(
+                start < 0.1 && last >= 0.95,
+                "{dir} seed {seed}: progress {start} -> {last}"
+            );
+            if k == 0 {
+                // Abrupt: from 0.6 to 0.99 in less time than the plateau before it.
+                assert!(
+                    solved - leave < leave,
+                    "{dir} seed {seed}: 0.6 at {leave}, 0.99 at {solved}"
+                );
+            }
+            leads[k].push(leave - rises);
+            finals[k].push(*progress.last().unwrap());
+        }
+    }
+    // The overlay of the same measure (plot/summaries.rs, from the archive's alignment
+    // coefficients and ground truth) agrees with this direct computation from the weights.
+    ezflt(tmp.path())
+        .args(["-q", "plot", "default", "small", "--out", "cmp"])
+        .assert()
+        .success();
+    let csv = std::fs::read_to_string(
+        tmp.path()
+            .join("cmp/overlay_subspace_0.weight_relevant.csv"),
+    )
+    .expect("the progress overlay");
+    for (k, lr) in ["\"lr=0.05", "\"lr=0.02"].into_iter().enumerate() {
+        let step = finals[k][0].0;
+        let want = finals[k].iter().map(|f| f.1).sum::<f64>() / finals[k].len() as f64;
+        let row = csv
+            .lines()
+            .find(|l| l.starts_with(lr) && l.contains(&format!(",{step},3,")))
+            .unwrap_or_else(|| panic!("no {lr} row at step {step}:\n{csv}"));
+        let mean: f64 = row.rsplit(',').nth(2).unwrap().parse().unwrap();
+        assert!((mean - want).abs() < 1e-4, "{row}: expected mean {want}");
+    }
+    // The small init's progress leads by at least 300 steps on every seed, and by more than
+    // the default's on average.
+    assert!(leads[1].iter().all(|l| *l >= 300), "{leads:?}");
+    let mean = |v: &[i64]| v.iter().sum::<i64>() as f64 / v.len() as f64;
+    assert!(mean(&leads[1]) > mean(&leads[0]) + 200.0, "{leads:?}");
+}

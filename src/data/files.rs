@@ -109,6 +109,7 @@ fn digits(test_fraction: f64, seed: u64) -> Result<Dataset> {
         train,
         test,
         extra: vec![],
+        online: None,
         features: vec![],
     })
 }
@@ -526,6 +527,7 @@ fn labelled_splits(
             train,
             test,
             extra: vec![],
+            online: None,
             features: vec![],
         });
     }
@@ -600,6 +602,7 @@ fn labelled_splits(
         train,
         test,
         extra: vec![],
+        online: None,
         features: vec![],
     })
 }

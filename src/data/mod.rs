@@ -129,6 +129,19 @@ pub struct Dataset {
     pub extra: Vec<(String, Split)>,
     /// Ground-truth features the tracker aligns tracked weights with.
     pub features: Vec<GroundTruth>,
+    /// Online data (`data.online=true`): a fresh training set every epoch, in place of
+    /// `train` from epoch 1 on.
+    pub online: Option<Online>,
+}
+
+/// Draws epoch `e`'s training set (the same for the same `e`, so resuming repeats it).
+#[derive(Clone)]
+pub struct Online(pub std::sync::Arc<dyn Fn(usize) -> Split + Send + Sync>);
+
+impl std::fmt::Debug for Online {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Online(fresh samples every epoch)")
+    }
 }
 
 impl Dataset {
@@ -147,6 +160,7 @@ impl Dataset {
             train,
             test,
             extra: vec![],
+            online: None,
             features: vec![],
         }
     }
@@ -258,6 +272,14 @@ pub enum DataSpec {
         p: usize,
         frac_train: f64,
     },
+    /// `k`-sparse parity on `{±1}^dim`; `online`: fresh training samples every epoch.
+    SparseParity {
+        dim: usize,
+        k: usize,
+        n_train: usize,
+        n_test: usize,
+        online: bool,
+    },
     Digits {
         test_fraction: f64,
     },
@@ -316,6 +338,7 @@ impl DataSpec {
                 Task::Reconstruct,
             ),
             ModularAddition { p, .. } => (vec![p], Task::Classify { classes: p }),
+            SparseParity { dim, .. } => (vec![dim], Task::Binary),
             Digits { .. } => (vec![1, 8, 8], Task::Classify { classes: 10 }),
             Named { .. } | Numpy { .. } | Csv { .. } => return None,
         })
@@ -339,6 +362,9 @@ impl DataSpec {
             }
             | SparseCoding {
                 n_train, n_test, ..
+            }
+            | SparseParity {
+                n_train, n_test, ..
             } => n_train.saturating_add(n_test),
             // Test, semantic and non-semantic anomaly splits.
             OrthonormalPatches {
@@ -359,7 +385,9 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
         GaussianMixture { .. } | Xor { .. } | SignalNoise { .. } | SparseCoding { .. } => {
             synthetic::generate(spec, seed)
         }
-        OrthonormalPatches { .. } | ModularAddition { .. } => synthetic::generate(spec, seed),
+        OrthonormalPatches { .. } | ModularAddition { .. } | SparseParity { .. } => {
+            synthetic::generate(spec, seed)
+        }
         Digits { .. } | Named { .. } | Numpy { .. } | Csv { .. } => files::load(spec, seed),
     }?;
     ds.check_finite()?;

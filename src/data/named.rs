@@ -153,6 +153,7 @@ fn idx_images(
         train,
         test,
         extra: vec![],
+        online: None,
         features: vec![],
     })
 }
@@ -282,6 +283,7 @@ fn cifar(dir: &Path, n_train: Option<usize>, n_test: Option<usize>) -> Result<Da
         train,
         test,
         extra: vec![],
+        online: None,
         features: vec![],
     })
 }

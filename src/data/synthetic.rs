@@ -75,6 +75,9 @@ pub fn check(spec: &DataSpec) -> Result<()> {
         DataSpec::OrthonormalPatches { patches, .. } if patches < 2 => {
             bail!("data.patches: orthonormal_patches needs at least 2 patches, got {patches}")
         }
+        DataSpec::SparseParity { dim, k, .. } if k == 0 || k > dim => bail!(
+            "data.k: the parity's order must be between 1 and data.dim ({dim}), got {k}"
+        ),
         DataSpec::ModularAddition { p, .. } if p < 2 => {
             bail!("data.p: the modulus must be at least 2, got {p}")
         }
@@ -123,6 +126,13 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             noise,
         } => orthonormal_patches(rng, patches, n_train, n_test, noise),
         DataSpec::ModularAddition { p, frac_train } => modular_addition(rng, p, frac_train),
+        DataSpec::SparseParity {
+            dim,
+            k,
+            n_train,
+            n_test,
+            online,
+        } => sparse_parity(rng, seed, dim, k, n_train, n_test, online),
         _ => bail!("not a synthetic data source"),
     }
 }
@@ -156,6 +166,7 @@ fn gaussian_mixture(
         train,
         test,
         extra: vec![],
+        online: None,
         features: vec![GroundTruth {
             name: "means".into(),
             rows: classes,
@@ -198,6 +209,7 @@ fn xor(mut rng: StdRng, dim: usize, n_train: usize, n_test: usize, noise: f64) -
         train,
         test,
         extra: vec![],
+        online: None,
         features: vec![GroundTruth {
             name: "axes".into(),
             rows: 2,
@@ -257,6 +269,7 @@ fn signal_noise(
         train,
         test,
         extra: vec![],
+        online: None,
         features: vec![
             GroundTruth {
                 name: "signal".into(),
@@ -329,6 +342,7 @@ fn sparse_coding(
         train,
         test,
         extra: vec![],
+        online: None,
         features: vec![
             GroundTruth {
                 name: "atoms".into(),
@@ -421,6 +435,70 @@ fn orthonormal_patches(
                 values: f[..nnf * d].to_vec(),
             },
         ],
+        online: None,
+    })
+}
+
+/// x uniform on {±1}^dim, label the product of k fixed coordinates (Barak et al. 2022's
+/// sparse parity); the ground truth is those coordinates' axes. `online`: each epoch draws
+/// a fresh training set, so no sample is seen twice.
+fn sparse_parity(
+    mut rng: StdRng,
+    seed: u64,
+    dim: usize,
+    k: usize,
+    n_train: usize,
+    n_test: usize,
+    online: bool,
+) -> Result<Dataset> {
+    let mut coords: Vec<usize> = (0..dim).collect();
+    coords.shuffle(&mut rng);
+    let mut coords = coords[..k].to_vec();
+    coords.sort_unstable();
+    let draw = {
+        let coords = coords.clone();
+        move |rng: &mut StdRng, n: usize| {
+            let mut x = Vec::with_capacity(n * dim);
+            let mut y = Vec::with_capacity(n);
+            for _ in 0..n {
+                let start = x.len();
+                x.extend((0..dim).map(|_| if rng.random::<bool>() { 1.0f32 } else { -1.0 }));
+                let prod: f32 = coords.iter().map(|&c| x[start + c]).product();
+                y.push(labels_to_class(prod));
+            }
+            Split::new(x, y, n)
+        }
+    };
+    let test = draw(&mut rng, n_test);
+    // Epoch e's training set comes from its own stream, so a resumed run sees the same one.
+    let epoch_rng = move |e: usize| data_rng(seed ^ ((e as u64 + 1) << 32) ^ 0x5EED);
+    let train = if online {
+        draw(&mut epoch_rng(0), n_train)
+    } else {
+        draw(&mut rng, n_train)
+    };
+    let mut axes = vec![0.0; k * dim];
+    for (i, &c) in coords.iter().enumerate() {
+        axes[i * dim + c] = 1.0;
+    }
+    Ok(Dataset {
+        name: "sparse_parity".into(),
+        sample_shape: vec![dim],
+        task: Task::Binary,
+        train,
+        test,
+        extra: vec![],
+        features: vec![GroundTruth {
+            name: "relevant".into(),
+            rows: k,
+            dim,
+            values: axes,
+        }],
+        online: online.then(|| {
+            super::Online(std::sync::Arc::new(move |e| {
+                draw(&mut epoch_rng(e), n_train)
+            }))
+        }),
     })
 }
 
@@ -468,6 +546,7 @@ fn modular_addition(mut rng: StdRng, p: usize, frac_train: f64) -> Result<Datase
         train: encode(tr),
         test: encode(te),
         extra,
+        online: None,
         features: vec![GroundTruth {
             name: "fourier".into(),
             rows,

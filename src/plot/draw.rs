@@ -285,6 +285,8 @@ fn chart<DB: DrawingBackend>(
     let mut b = ChartBuilder::on(area);
     b.caption(fit(title, area.dim_in_pixel().0, 22), (FONT, 22))
         .margin(12)
+        // Room for half of the last x label ("10000" centred on the right edge).
+        .margin_right(30)
         .x_label_area_size(45)
         .y_label_area_size(70);
     macro_rules! draw {

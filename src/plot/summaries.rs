@@ -88,6 +88,91 @@ pub(super) fn growth(
         .collect())
 }
 
+/// The fraction of `‖W‖²` in the span of the features, `Σᵣ cᵣᵀ G⁻¹ cᵣ / ‖W‖²` with
+/// `cᵣ = M wᵣ` and `G = M Mᵀ` (for axes: the weight on those coordinates; Barak et al.'s
+/// progress measure on sparse parity, the lazy-vs-rich subspace alignment). At a random
+/// start it is about `features / input width`.
+pub(super) fn subspace(
+    ar: &mut Archive,
+    tensor: &str,
+    feature: &str,
+    steps: &[i64],
+    idx: &[usize],
+) -> Result<Points> {
+    let m = ar.read(&format!("gt.{feature}"))?;
+    let (k, d) = (m.shape[0], m.shape.get(1).copied().unwrap_or(1));
+    let g: Vec<f64> = (0..k * k)
+        .map(|ij| {
+            let (i, j) = (ij / k, ij % k);
+            (0..d)
+                .map(|t| m.values[i * d + t] as f64 * m.values[j * d + t] as f64)
+                .sum()
+        })
+        .collect();
+    let ginv = inverse(&g, k);
+    let (shape, snaps) = ar.read_steps(&format!("align.{tensor}.{feature}"), idx)?;
+    let rows = shape[0];
+    let (_, weights) = ar.read_steps(tensor, idx)?;
+    Ok(idx
+        .iter()
+        .zip(snaps.iter().zip(&weights))
+        .map(|(&i, (c, w))| {
+            let total: f64 = w.iter().map(|v| (*v as f64).powi(2)).sum();
+            let mut inside = 0.0f64;
+            for r in 0..rows {
+                let cr = &c[r * k..(r + 1) * k];
+                for a in 0..k {
+                    let ga: f64 = (0..k).map(|b| ginv[a * k + b] * cr[b] as f64).sum();
+                    inside += cr[a] as f64 * ga;
+                }
+            }
+            (steps[i] as f64, inside / total.max(1e-30))
+        })
+        .collect())
+}
+
+/// The inverse of a symmetric positive (semi)definite `k x k` matrix by Gauss-Jordan, with
+/// a tiny ridge so linearly dependent features do not divide by zero.
+fn inverse(g: &[f64], k: usize) -> Vec<f64> {
+    let ridge = 1e-12 * (0..k).map(|i| g[i * k + i]).sum::<f64>().max(1e-300);
+    let mut a: Vec<f64> = g.to_vec();
+    for i in 0..k {
+        a[i * k + i] += ridge;
+    }
+    let mut inv: Vec<f64> = (0..k * k)
+        .map(|ij| if ij / k == ij % k { 1.0 } else { 0.0 })
+        .collect();
+    for col in 0..k {
+        let piv = (col..k)
+            .max_by(|&x, &y| a[x * k + col].abs().total_cmp(&a[y * k + col].abs()))
+            .unwrap_or(col);
+        for j in 0..k {
+            a.swap(col * k + j, piv * k + j);
+            inv.swap(col * k + j, piv * k + j);
+        }
+        let p = a[col * k + col];
+        if p.abs() < 1e-300 {
+            continue;
+        }
+        for j in 0..k {
+            a[col * k + j] /= p;
+            inv[col * k + j] /= p;
+        }
+        for r in 0..k {
+            if r != col {
+                let f = a[r * k + col];
+                if f != 0.0 {
+                    for j in 0..k {
+                        a[r * k + j] -= f * a[col * k + j];
+                        inv[r * k + j] -= f * inv[col * k + j];
+                    }
+                }
+            }
+        }
+    }
+    inv
+}
+
 /// How concentrated the neurons are on few features: purity `maxⱼ |cᵣⱼ| / ‖cᵣ‖` (1 = one
 /// feature) and participation ratio `‖cᵣ‖⁴ / Σⱼ cᵣⱼ⁴` (1 .. k), with `cᵣ` a neuron's
 /// coefficients on the features; means weighted by `‖cᵣ‖`, so the many near-zero neurons
@@ -174,6 +259,14 @@ pub(super) fn of_run(run: &Run, tensor: Option<&str>) -> Result<Vec<Summary>> {
             axis: "growth",
             points: growth(&mut ar, &t, &f, &steps, &idx)?,
         });
+        if ar.names().iter().any(|n| *n == format!("gt.{f}")) {
+            out.push(Summary {
+                name: format!("subspace_{t}_{f}"),
+                label: format!("fraction of ‖{t}‖² in span({f})"),
+                axis: "fraction in span",
+                points: subspace(&mut ar, &t, &f, &steps, &idx)?,
+            });
+        }
         if ar
             .shape(&format!("align.{t}.{f}"))?
             .get(2)

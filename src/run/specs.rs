@@ -311,6 +311,19 @@ mod data_settings {
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
+    pub struct SparseParity {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub dim: Count,
+        pub k: Count,
+        pub n_train: Count,
+        pub n_test: Count,
+        pub online: bool,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct OrthonormalPatches {
         #[serde(rename = "name")]
         _name: IgnoredAny,
@@ -453,6 +466,16 @@ pub(crate) fn data_spec(c: &Cfg) -> Result<DataSpec> {
                 sigma: s.sigma.0,
                 n_train: s.n_train.0,
                 n_test: s.n_test.0,
+            }
+        }
+        "sparse_parity" => {
+            let s: s::SparseParity = read(c, &file)?;
+            DataSpec::SparseParity {
+                dim: s.dim.0,
+                k: s.k.0,
+                n_train: s.n_train.0,
+                n_test: s.n_test.0,
+                online: s.online,
             }
         }
         "orthonormal_patches" => {

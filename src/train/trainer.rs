@@ -539,7 +539,7 @@ impl<'a> Trainer<'a> {
         let task = self.data.task;
         let features = self.data.features();
         let ad = self.device.clone().autodiff();
-        let train = upload(&self.data.train, features, &ad);
+        let mut train = upload(&self.data.train, features, &ad);
         let test = upload(&self.data.test, features, &self.device);
         let extra: Vec<(String, OnDevice)> = self
             .data
@@ -613,6 +613,18 @@ impl<'a> Trainer<'a> {
         let (mut win_carry, mut win_seen) = (0.0f64, 0usize);
         let mut win_base: f64;
         'epochs: while epoch < epochs && step < total {
+            // Online data: this epoch's own fresh samples (epoch 0's are `data.train`).
+            if let (Some(online), true) = (&self.data.online, epoch > 0) {
+                let fresh = (online.0)(epoch);
+                if fresh.n != self.data.train.n {
+                    anyhow::bail!(
+                        "online data gave {} samples for epoch {epoch}, expected {}",
+                        fresh.n,
+                        self.data.train.n
+                    );
+                }
+                train = upload(&fresh, features, &ad);
+            }
             // Order depends only on (seed, epoch), so a resumed run sees the same batches.
             let mut order: Vec<i64> = (0..train.n as i64).collect();
             if spec.batch != BatchSize::Full {
