@@ -96,13 +96,12 @@ fn sha(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn idx(dims: &[u32], body: Vec<u8>) -> Vec<u8> {
-    let mut out = vec![0u8, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend(body);
-    out
+/// The files at `/<prefix>/<name>`, as `serve` takes them.
+fn at(prefix: &str, files: &[(String, Vec<u8>)]) -> HashMap<String, Vec<u8>> {
+    files
+        .iter()
+        .map(|(f, b)| (format!("/{prefix}/{f}"), b.clone()))
+        .collect()
 }
 
 /// MNIST's four gzipped IDX files, with `n` tiny 4x4 images per split: label k lights
@@ -157,11 +156,7 @@ fn entries(dir: &Path) -> Vec<String> {
 fn mnist_downloads_once_resumes_a_broken_connection_and_falls_through_mirrors() {
     let tmp = tempfile::tempdir().unwrap();
     let files = mnist_fixture();
-    let served = files
-        .iter()
-        .map(|(f, b)| (format!("/mnist/{f}"), b.clone()))
-        .collect();
-    let (port, log) = serve(served, &["/mnist/train-images-idx3-ubyte.gz"]);
+    let (port, log) = serve(at("mnist", &files), &["/mnist/train-images-idx3-ubyte.gz"]);
     // The first mirror has nothing (404); the second serves the files.
     let mirrors = [
         format!("http://127.0.0.1:{port}/gone/"),
@@ -227,11 +222,7 @@ fn mnist_downloads_once_resumes_a_broken_connection_and_falls_through_mirrors() 
 fn a_wrong_checksum_or_no_connection_is_a_clear_error_that_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let files = mnist_fixture();
-    let served = files
-        .iter()
-        .map(|(f, b)| (format!("/fashion/{f}"), b.clone()))
-        .collect();
-    let (port, _log) = serve(served, &[]);
+    let (port, _log) = serve(at("fashion", &files), &[]);
     // The labels' checksum is that of other bytes.
     let mut claimed = files.clone();
     claimed[1].1 = b"something else".to_vec();

@@ -379,14 +379,7 @@ fn mnist_idx_files_are_read() {
     let dir = tmp.path().join("mnist");
     std::fs::create_dir_all(&dir).unwrap();
     // 40 tiny 4x4 "images": label k lights pixel k (k < 4).
-    let idx = |dims: &[u32], body: Vec<u8>| {
-        let mut out = vec![0u8, 0, 0x08, dims.len() as u8];
-        for d in dims {
-            out.extend_from_slice(&d.to_be_bytes());
-        }
-        out.extend(body);
-        out
-    };
+    let idx = common::idx;
     for (img, lab, n) in [
         ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 40u32),
         ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 20),

@@ -144,18 +144,10 @@ fn idx_images(
         n_train,
     )?;
     let (_, test) = load("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", n_test)?;
-    Ok(Dataset {
-        name: name.into(),
-        sample_shape: shape,
-        task: Task::Classify {
-            classes: classes(&train, &test),
-        },
-        train,
-        test,
-        extra: vec![],
-        online: None,
-        features: vec![],
-    })
+    let task = Task::Classify {
+        classes: classes(&train, &test),
+    };
+    Ok(Dataset::new(name, &shape, task, train, test))
 }
 
 /// Ten classes, as the datasets define, even when a small `n_test` misses one; more if
@@ -276,16 +268,8 @@ fn cifar(dir: &Path, n_train: Option<usize>, n_test: Option<usize>) -> Result<Da
     };
     let train = read(&CIFAR_TRAIN, n_train)?;
     let test = read(&[CIFAR_TEST], n_test)?;
-    Ok(Dataset {
-        name: "cifar10".into(),
-        sample_shape: vec![3, 32, 32],
-        task: Task::Classify { classes: 10 },
-        train,
-        test,
-        extra: vec![],
-        online: None,
-        features: vec![],
-    })
+    let task = Task::Classify { classes: 10 };
+    Ok(Dataset::new("cifar10", &[3, 32, 32], task, train, test))
 }
 
 #[cfg(test)]

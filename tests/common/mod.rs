@@ -207,3 +207,13 @@ pub fn example(name: &str, dir: &Path) -> std::process::Command {
     c.current_dir(dir);
     c
 }
+
+/// An IDX file (MNIST's format) of unsigned bytes with these dimensions.
+pub fn idx(dims: &[u32], body: Vec<u8>) -> Vec<u8> {
+    let mut out = vec![0u8, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend(body);
+    out
+}
