@@ -43,6 +43,12 @@ ez -m experiment=sparse_parity seed=0,1,2 \
 ez plot parity parity_small --band minmax --out parity_cmp
 take 'parity_cmp/overlay_test_acc.png' sparse_parity_accuracy.png
 take 'parity_cmp/overlay_subspace_0.weight_relevant.png' sparse_parity_progress.png
+# Deep linear networks: the staircase of mode strengths with 2 and 3 layers.
+ez train experiment=deep_linear hydra.run.dir=linear2
+take 'linear2/plots/modes.png' deep_linear_two_layers.png
+ez train experiment=deep_linear hydra.run.dir=linear3 model.init=1e-2 epochs=4000 \
+  'model.layers=[{linear: {out: 20, bias: false}}, {linear: {out: 20, bias: false}}, {linear: {out: out, bias: false}}]'
+take 'linear3/plots/modes.png' deep_linear_three_layers.png
 ez train experiment=cae_anomaly hydra.run.dir=cae
 take 'cae/plots/best_alignment_kernels_features.png' cae_kernel_alignment.png
 

@@ -89,6 +89,7 @@ pub(crate) const BUILTIN_DATA: &[&str] = &[
     "orthonormal_patches",
     "modular_addition",
     "sparse_parity",
+    "linear_teacher",
     "digits",
     "mnist",
     "fashion_mnist",

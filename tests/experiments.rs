@@ -443,3 +443,121 @@ fn sparse_parity_progress_precedes_the_jump() {
     let mean = |v: &[i64]| v.iter().sum::<i64>() as f64 / v.len() as f64;
     assert!(mean(&leads[1]) > mean(&leads[0]) + 200.0, "{leads:?}");
 }
+
+/// Deep linear networks (Saxe et al. 2014): the end-to-end map learns the teacher's modes one
+/// after another, strongest first; with 2 layers each mode's half-learning time is the
+/// closed-form `ln(s/u0 - 1) / (2 s lr')`; with 3 layers a clean plateau separates every pair
+/// of modes; and the first layer's right singular vectors line up with the teacher's input
+/// modes. Seeds 0 and 1 were read when choosing the margins; seed 2 was not.
+#[test]
+fn deep_linear_networks_learn_the_modes_in_order() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let three = "model.layers=[{linear: {out: 20, bias: false}}, {linear: {out: 20, bias: false}}, {linear: {out: out, bias: false}}]";
+    for (dir, extra) in [
+        ("two", vec![]),
+        ("three", vec![three, "model.init=1e-2", "epochs=4000"]),
+    ] {
+        ezflt(tmp.path())
+            .args([
+                "-q",
+                "-m",
+                "experiment=deep_linear",
+                "seed=0,1,2",
+                "plot=none",
+            ])
+            .args(extra)
+            .arg(format!("hydra.sweep.dir={dir}"))
+            .assert()
+            .success();
+    }
+    let s = [5.0, 4.0, 3.0, 2.0, 1.0];
+    // (step, [aᵢ = uᵢᵀ W_L⋯W_1 vᵢ]) at every snapshot.
+    let strengths = |run: &Path| -> Vec<(i64, Vec<f64>)> {
+        let mut ar = ezflt::Archive::open(run).unwrap();
+        let gt = ar.ground_truth().unwrap();
+        let find = |n: &str| gt.iter().find(|g| g.name == n).unwrap().clone();
+        let (v, u) = (find("input_modes"), find("output_modes"));
+        let mut names: Vec<String> = ar.names().to_vec();
+        names.sort();
+        let layers: Vec<_> = names.iter().map(|n| ar.feature(n).unwrap()).collect();
+        (0..layers[0].len())
+            .map(|t| {
+                let a = (0..v.rows)
+                    .map(|m| {
+                        let mut x: Vec<f64> = v.values[m * 20..(m + 1) * 20]
+                            .iter()
+                            .map(|&q| q as f64)
+                            .collect();
+                        for l in &layers {
+                            let w = l.get(t).values;
+                            x = (0..20)
+                                .map(|r| (0..20).map(|c| w[r * 20 + c] as f64 * x[c]).sum())
+                                .collect();
+                        }
+                        (0..20).map(|o| u.values[m * 20 + o] as f64 * x[o]).sum()
+                    })
+                    .collect();
+                (layers[0].get(t).step, a)
+            })
+            .collect()
+    };
+    let half = |a: &[(i64, Vec<f64>)], m: usize| {
+        a.iter()
+            .find(|(_, v)| v[m] >= s[m] / 2.0)
+            .map(|(t, _)| *t as f64)
+            .unwrap_or_else(|| panic!("mode {m} never reaches half"))
+    };
+    // lr' = 0.1 x 2/20 (ezflt's mse averages over the 20 outputs); u0 = init² h / 2.
+    let (lr, u0) = (0.1 * 2.0 / 20.0, 1e-3f64.powi(2) * 20.0 / 2.0);
+    for dir in ["two", "three"] {
+        let root = tmp.path().join(dir);
+        for j in jobs(&root, 3) {
+            let run = root.join(j["job"].to_string());
+            let a = strengths(&run);
+            let seed = param(&j, "seed");
+            let last = &a.last().unwrap().1;
+            for m in 0..5 {
+                assert!(
+                    (last[m] - s[m]).abs() < 0.01 * s[m],
+                    "{dir} seed {seed}: {last:?}"
+                );
+            }
+            let t: Vec<f64> = (0..5).map(|m| half(&a, m)).collect();
+            assert!(
+                t.windows(2).all(|w| w[0] < w[1]),
+                "{dir} seed {seed}: order {t:?}"
+            );
+            if dir == "two" {
+                for m in 0..5 {
+                    let want = (s[m] / u0 - 1.0).ln() / (2.0 * s[m] * lr);
+                    assert!(
+                        (t[m] - want).abs() <= 0.12 * want,
+                        "{dir} seed {seed}: mode {m} half at {}, predicted {want:.0}",
+                        t[m]
+                    );
+                }
+            } else {
+                // A plateau between modes m and m+1: m learned (95%), m+1 not begun (10%).
+                for m in 0..4 {
+                    assert!(
+                        a.iter()
+                            .any(|(_, v)| v[m] >= 0.95 * s[m] && v[m + 1] <= 0.1 * s[m + 1]),
+                        "{dir} seed {seed}: no plateau between modes {m} and {}",
+                        m + 1
+                    );
+                }
+            }
+            // The first layer's i-th right singular vector is the teacher's i-th input mode.
+            numpy_check(
+                &run.join("features.npz"),
+                r#"
+import sys, numpy as np
+z = np.load(sys.argv[1])
+_, _, vt = np.linalg.svd(z["0.weight"][-1])
+cos = np.abs(np.sum(vt[:5] * z["gt.input_modes"], axis=1))
+assert np.all(cos > 0.99), cos
+"#,
+            );
+        }
+    }
+}

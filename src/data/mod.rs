@@ -272,6 +272,14 @@ pub enum DataSpec {
         p: usize,
         frac_train: f64,
     },
+    /// `y = W* x` with `W*`'s singular values given (whitened training inputs).
+    LinearTeacher {
+        dim: usize,
+        outputs: usize,
+        singular_values: Vec<f64>,
+        n_train: usize,
+        n_test: usize,
+    },
     /// `k`-sparse parity on `{±1}^dim`; `online`: fresh training samples every epoch.
     SparseParity {
         dim: usize,
@@ -339,6 +347,7 @@ impl DataSpec {
             ),
             ModularAddition { p, .. } => (vec![p], Task::Classify { classes: p }),
             SparseParity { dim, .. } => (vec![dim], Task::Binary),
+            LinearTeacher { dim, outputs, .. } => (vec![dim], Task::Regress { outputs }),
             Digits { .. } => (vec![1, 8, 8], Task::Classify { classes: 10 }),
             Named { .. } | Numpy { .. } | Csv { .. } => return None,
         })
@@ -365,6 +374,9 @@ impl DataSpec {
             }
             | SparseParity {
                 n_train, n_test, ..
+            }
+            | LinearTeacher {
+                n_train, n_test, ..
             } => n_train.saturating_add(n_test),
             // Test, semantic and non-semantic anomaly splits.
             OrthonormalPatches {
@@ -385,9 +397,10 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
         GaussianMixture { .. } | Xor { .. } | SignalNoise { .. } | SparseCoding { .. } => {
             synthetic::generate(spec, seed)
         }
-        OrthonormalPatches { .. } | ModularAddition { .. } | SparseParity { .. } => {
-            synthetic::generate(spec, seed)
-        }
+        OrthonormalPatches { .. }
+        | ModularAddition { .. }
+        | SparseParity { .. }
+        | LinearTeacher { .. } => synthetic::generate(spec, seed),
         Digits { .. } | Named { .. } | Numpy { .. } | Csv { .. } => files::load(spec, seed),
     }?;
     ds.check_finite()?;

@@ -75,6 +75,18 @@ pub fn check(spec: &DataSpec) -> Result<()> {
         DataSpec::OrthonormalPatches { patches, .. } if patches < 2 => {
             bail!("data.patches: orthonormal_patches needs at least 2 patches, got {patches}")
         }
+        DataSpec::LinearTeacher {
+            dim,
+            outputs,
+            ref singular_values,
+            n_train,
+            ..
+        } if singular_values.is_empty() || singular_values.len() > dim.min(outputs) || n_train < dim => bail!(
+            "data.singular_values: a teacher of {outputs} x {dim} has 1 to {} modes, got {}; \
+             and whitening needs data.n_train >= data.dim ({dim}), got {n_train}",
+            dim.min(outputs),
+            singular_values.len()
+        ),
         DataSpec::SparseParity { dim, k, .. } if k == 0 || k > dim => bail!(
             "data.k: the parity's order must be between 1 and data.dim ({dim}), got {k}"
         ),
@@ -133,6 +145,13 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             n_test,
             online,
         } => sparse_parity(rng, seed, dim, k, n_train, n_test, online),
+        DataSpec::LinearTeacher {
+            dim,
+            outputs,
+            ref singular_values,
+            n_train,
+            n_test,
+        } => linear_teacher(rng, dim, outputs, singular_values, n_train, n_test),
         _ => bail!("not a synthetic data source"),
     }
 }
@@ -499,6 +518,99 @@ fn sparse_parity(
                 draw(&mut epoch_rng(e), n_train)
             }))
         }),
+    })
+}
+
+/// Orthonormalises the columns of a row-major `[rows, cols]` matrix in place (modified
+/// Gram-Schmidt; `rows >= cols`), returning the norms removed (R's diagonal).
+fn orthonormal_columns(a: &mut [f64], rows: usize, cols: usize) {
+    for j in 0..cols {
+        for k in 0..j {
+            let dot: f64 = (0..rows).map(|i| a[i * cols + j] * a[i * cols + k]).sum();
+            for i in 0..rows {
+                a[i * cols + j] -= dot * a[i * cols + k];
+            }
+        }
+        let norm = (0..rows)
+            .map(|i| a[i * cols + j].powi(2))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-300);
+        for i in 0..rows {
+            a[i * cols + j] /= norm;
+        }
+    }
+}
+
+/// A low-rank linear teacher `y = W* x`, `W* = Σᵢ sᵢ uᵢ vᵢᵀ` with random orthonormal
+/// `uᵢ`, `vᵢ` (Saxe, McClelland & Ganguli 2014). The training inputs are whitened exactly
+/// (`XᵀX / n = I`), so gradient descent on each mode runs independently. Ground truth:
+/// `input_modes` (the `vᵢ`), `output_modes` (the `uᵢ`), `singular_values` (`[k, 1]`).
+fn linear_teacher(
+    mut rng: StdRng,
+    dim: usize,
+    outputs: usize,
+    singular_values: &[f64],
+    n_train: usize,
+    n_test: usize,
+) -> Result<Dataset> {
+    let k = singular_values.len();
+    let mut random = |rows: usize, cols: usize| -> Vec<f64> {
+        (0..rows * cols)
+            .map(|_| rng.sample::<f64, _>(StandardNormal))
+            .collect()
+    };
+    // Columns of V [dim, k] and U [outputs, k].
+    let mut v = random(dim, k);
+    orthonormal_columns(&mut v, dim, k);
+    let mut u = random(outputs, k);
+    orthonormal_columns(&mut u, outputs, k);
+    let teach = |x: &[f64], n: usize| -> Vec<f32> {
+        let mut y = vec![0.0f32; n * outputs];
+        for s in 0..n {
+            let xs = &x[s * dim..(s + 1) * dim];
+            for (m, &sv) in singular_values.iter().enumerate() {
+                let proj: f64 = (0..dim).map(|i| v[i * k + m] * xs[i]).sum::<f64>() * sv;
+                for o in 0..outputs {
+                    y[s * outputs + o] += (proj * u[o * k + m]) as f32;
+                }
+            }
+        }
+        y
+    };
+    // Whitened training inputs: sqrt(n) times the orthonormalised columns of a Gaussian X.
+    let mut xtr = random(n_train, dim);
+    orthonormal_columns(&mut xtr, n_train, dim);
+    let scale = (n_train as f64).sqrt();
+    xtr.iter_mut().for_each(|v| *v *= scale);
+    let xte = random(n_test, dim);
+    let split = |x: &[f64], n: usize| {
+        Split::regression(x.iter().map(|&v| v as f32).collect(), teach(x, n), n)
+    };
+    let (train, test) = (split(&xtr, n_train), split(&xte, n_test));
+    let rows_of = |m: &[f64], len: usize| -> Vec<f32> {
+        (0..k)
+            .flat_map(|r| (0..len).map(move |i| m[i * k + r] as f32))
+            .collect()
+    };
+    Ok(Dataset {
+        name: "linear_teacher".into(),
+        sample_shape: vec![dim],
+        task: Task::Regress { outputs },
+        train,
+        test,
+        extra: vec![],
+        online: None,
+        features: vec![
+            GroundTruth::new("input_modes", k, dim, rows_of(&v, dim))?,
+            GroundTruth::new("output_modes", k, outputs, rows_of(&u, outputs))?,
+            GroundTruth::new(
+                "singular_values",
+                k,
+                1,
+                singular_values.iter().map(|&s| s as f32).collect(),
+            )?,
+        ],
     })
 }
 

@@ -23,6 +23,7 @@ pub const KINDS: &[&str] = &[
     "sparsity",
     "input_space",
     "activations",
+    "modes",
     "sweep",
 ];
 

@@ -145,6 +145,17 @@ pub fn plot_run(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
             files.push(activations(&run, &mut ar, &a, &steps, pick, spec, &out)?);
         }
     }
+    if spec.wants("modes") {
+        match modes(&run, &mut ar, &steps, spec, &out)? {
+            Some(f) => files.push(f),
+            None if spec.what.iter().any(|w| w == "modes") => bail!(
+                "modes needs a linear teacher's modes (data=linear_teacher: input_modes, output_modes) \
+                 and tracked weight matrices whose product maps its inputs to its outputs \
+                 (tracker.layers=[\"*.weight\"] on a bias-free linear network)"
+            ),
+            None => {}
+        }
+    }
     if spec.wants("input_space") {
         let shape = run.summary.sample_shape.clone();
         match input_space(&run, &mut ar, &tensor, &steps, pick, &shape, spec, &out)? {
@@ -715,6 +726,105 @@ fn growth(
         }
         Ok(())
     }))
+}
+
+/// The end-to-end map `M = W_L ⋯ W_1` of the tracked matrices (in layer order) on each
+/// teacher mode, `aᵢ(t) = uᵢᵀ M(t) vᵢ` (Saxe et al. 2014's mode strengths: a staircase when
+/// modes are learned one after another). `None` when the run has no such modes or chain.
+fn modes(
+    run: &Run,
+    ar: &mut Archive,
+    steps: &[i64],
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<Option<PathBuf>> {
+    let names = ar.names().to_vec();
+    let has = |n: &str| names.iter().any(|m| m == n);
+    if !has("gt.input_modes") || !has("gt.output_modes") {
+        return Ok(None);
+    }
+    let v = ar.read("gt.input_modes")?;
+    let u = ar.read("gt.output_modes")?;
+    let sv = if has("gt.singular_values") {
+        ar.read("gt.singular_values")?.values
+    } else {
+        vec![]
+    };
+    let (k, din, dout) = (v.shape[0], v.shape[1], u.shape[1]);
+    // Tracked matrices in layer order: `0.weight`, `1.weight`, ... (sequential's names).
+    let mut chain: Vec<String> = ar
+        .tracked()
+        .into_iter()
+        .filter(|t| t.ends_with("weight"))
+        .collect();
+    chain.sort_by_key(|t| {
+        t.split('.')
+            .next()
+            .and_then(|i| i.parse::<usize>().ok())
+            .unwrap_or(usize::MAX)
+    });
+    let idx = subsample(steps.len(), MAX_TIMES);
+    let mut mats: Vec<(Vec<usize>, Vec<Vec<f32>>)> = vec![];
+    for t in &chain {
+        mats.push(ar.read_steps(t, &idx)?);
+    }
+    // Shapes must chain: [h1, din], [h2, h1], ..., [dout, h_L].
+    let mut cols = din;
+    for (shape, _) in &mats {
+        if shape.len() != 2 || shape[1] != cols {
+            return Ok(None);
+        }
+        cols = shape[0];
+    }
+    if mats.is_empty() || cols != dout {
+        return Ok(None);
+    }
+    let mut series: Vec<Series> = (0..k)
+        .map(|m| {
+            let name = match sv.get(m) {
+                Some(s) => format!("mode {} (s = {})", m + 1, draw::tick(*s as f64)),
+                None => format!("mode {}", m + 1),
+            };
+            Series::new(&name, vec![], PALETTE[m % PALETTE.len()])
+        })
+        .collect();
+    for (j, &i) in idx.iter().enumerate() {
+        // B = M vᵢ for every mode at once: push the k input vectors through the chain.
+        let mut b: Vec<Vec<f64>> = (0..k)
+            .map(|m| (0..din).map(|c| v.values[m * din + c] as f64).collect())
+            .collect();
+        for (shape, snaps) in &mats {
+            let (rows, c) = (shape[0], shape[1]);
+            let w = &snaps[j];
+            b = b
+                .iter()
+                .map(|x| {
+                    (0..rows)
+                        .map(|r| (0..c).map(|q| w[r * c + q] as f64 * x[q]).sum())
+                        .collect()
+                })
+                .collect();
+        }
+        for (m, bm) in b.iter().enumerate() {
+            let a: f64 = (0..dout)
+                .map(|o| u.values[m * dout + o] as f64 * bm[o])
+                .sum();
+            series[m].points.push((steps[i] as f64, a));
+        }
+    }
+    let title = note_subsampled(
+        &format!(
+            "mode strengths uᵢᵀ W_{}⋯W_1 vᵢ - {}",
+            chain.len(),
+            run.title
+        ),
+        idx.len(),
+        steps.len(),
+    );
+    let name = "modes".to_string();
+    Ok(Some(figure!(spec, out, name, (1100, 620), |root| {
+        draw::line_chart(root, &title, "step", "mode strength", &series, spec.log_x)
+    })))
 }
 
 /// How concentrated each neuron is on few features, over time (`summaries::concentration`).

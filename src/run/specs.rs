@@ -311,6 +311,19 @@ mod data_settings {
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
+    pub struct LinearTeacher {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub dim: Count,
+        pub outputs: Count,
+        pub singular_values: Vec<Positive>,
+        pub n_train: Count,
+        pub n_test: Count,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct SparseParity {
         #[serde(rename = "name")]
         _name: IgnoredAny,
@@ -464,6 +477,16 @@ pub(crate) fn data_spec(c: &Cfg) -> Result<DataSpec> {
                 atoms: s.atoms.0,
                 k: s.k.0,
                 sigma: s.sigma.0,
+                n_train: s.n_train.0,
+                n_test: s.n_test.0,
+            }
+        }
+        "linear_teacher" => {
+            let s: s::LinearTeacher = read(c, &file)?;
+            DataSpec::LinearTeacher {
+                dim: s.dim.0,
+                outputs: s.outputs.0,
+                singular_values: s.singular_values.into_iter().map(|v| v.0).collect(),
                 n_train: s.n_train.0,
                 n_test: s.n_test.0,
             }
