@@ -651,3 +651,59 @@ fn a_users_own_conf_gets_left_out_keys_from_ezflts_and_misspelt_keys_are_errors(
     );
     assert!(!tmp.path().join("bad").exists());
 }
+
+/// `dtype=f64` trains in float64: updates far below float32's resolution (lr 1e-9 on weights
+/// of order 0.1) leave a float32 run's weights, and so its loss, exactly unchanged, while the
+/// float64 run's loss falls at every step.
+#[test]
+fn float64_resolves_updates_below_float32s_resolution() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // The LibTorch build checks its backend too.
+    let backend = if cfg!(feature = "tch") { "tch" } else { "flex" };
+    let losses = |dtype: &str| -> Vec<f64> {
+        let dir = format!("run_{dtype}");
+        ezflt(tmp.path())
+            .args([
+                "-q",
+                "train",
+                "model.widths=[16]",
+                "lr=1e-9",
+                "batch_size=full",
+                "epochs=6",
+                "log_every=1",
+                "plot=none",
+                "threads=1",
+            ])
+            .arg(format!("dtype={dtype}"))
+            .arg(format!("backend={backend}"))
+            .arg(format!("hydra.run.dir={dir}"))
+            .assert()
+            .success();
+        let s = summary(&tmp.path().join(&dir));
+        assert_eq!(s["dtype"], dtype, "{s}");
+        rows(&tmp.path().join(&dir))
+            .iter()
+            .filter(|r| r.get("test_loss").is_none())
+            .filter_map(|r| r.get("train_loss")?.as_f64())
+            .collect()
+    };
+    let single = losses("f32");
+    assert!(single.len() >= 6, "{single:?}");
+    assert!(single.windows(2).all(|w| w[0] == w[1]), "f32: {single:?}");
+    let double = losses("f64");
+    assert!(double.len() >= 6, "{double:?}");
+    assert!(double.windows(2).all(|w| w[1] < w[0]), "f64: {double:?}");
+    // The same model and data: the two start at the same loss to float32 precision.
+    assert!(
+        (double[0] - single[0]).abs() < 1e-6 * single[0],
+        "{double:?} {single:?}"
+    );
+    ezflt(tmp.path())
+        .args(["train", "dtype=f16"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("config key 'dtype'")
+                .and(predicate::str::contains("f32, f64")),
+        );
+}

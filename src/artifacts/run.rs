@@ -72,6 +72,8 @@ impl std::fmt::Display for RunStatus {
 pub struct Summary {
     pub backend: String,
     pub device: String,
+    /// `f32` or `f64` (`dtype=`); empty in summaries written before it existed.
+    pub dtype: String,
     pub threads: usize,
     pub seed: u64,
     pub model: String,

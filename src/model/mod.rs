@@ -361,11 +361,7 @@ pub fn normal_param<const D: usize>(
     std: f64,
     device: &Device,
 ) -> Param<Tensor<D>> {
-    Param::from_tensor(Tensor::random(
-        shape,
-        Distribution::Normal(0.0, std),
-        device,
-    ))
+    Param::from_tensor(drawn(shape, Distribution::Normal(0.0, std), device))
 }
 
 /// A parameter drawn from `U(-bound, bound)` (PyTorch's default for linear layers).
@@ -374,11 +370,17 @@ pub fn uniform_param<const D: usize>(
     bound: f64,
     device: &Device,
 ) -> Param<Tensor<D>> {
-    Param::from_tensor(Tensor::random(
-        shape,
-        Distribution::Uniform(-bound, bound),
-        device,
-    ))
+    Param::from_tensor(drawn(shape, Distribution::Uniform(-bound, bound), device))
+}
+
+/// Drawn in float32, then cast to the device's float type: with `dtype=f64` a seed gives the
+/// same initial weights as in float32 (as PyTorch's `model.double()` after seeding).
+fn drawn<const D: usize>(shape: [usize; D], dist: Distribution, device: &Device) -> Tensor<D> {
+    let t = Tensor::random(shape, dist, (device, burn::tensor::DType::F32));
+    match device.settings().float_dtype {
+        burn::tensor::FloatDType::F32 => t,
+        other => t.cast(other),
+    }
 }
 
 /// Runs every lazy initialiser now, in module order, so a seed fixes the weights.

@@ -265,7 +265,14 @@ fn execute(
         task: ds.task,
     };
     let work = (spec.train.batch.rows(ds.train.n) as u64).saturating_mul(params as u64);
-    let chosen = backend::choose(&spec.backend, &spec.device, spec.threads, work)?;
+    let mut chosen = backend::choose(&spec.backend, &spec.device, spec.threads, work)?;
+    if spec.f64 {
+        // Before any tensor exists on the device: parameters, data and every op become f64.
+        chosen
+            .device
+            .configure(burn::tensor::FloatDType::F64)
+            .map_err(|e| anyhow::anyhow!("dtype=f64 on {}: {e:?}", chosen.name))?;
+    }
     let mut train = spec.train.clone();
     train.loss = loss::resolve(spec.loss, ds.task)?;
     chosen.device.seed(spec.seed);
@@ -323,6 +330,7 @@ fn execute(
     let mut summary = Summary {
         backend: chosen.backend.to_string(),
         device: chosen.name.clone(),
+        dtype: if spec.f64 { "f64" } else { "f32" }.to_string(),
         threads: chosen.threads,
         seed: spec.seed,
         model: spec.model.name().to_string(),

@@ -47,6 +47,9 @@ pub struct RunSpec {
     pub wandb: Option<crate::wandb::settings::Settings>,
     /// Refuse to start a run whose estimated memory exceeds what the machine has.
     pub memory_check: bool,
+    /// Float64 parameters, data and arithmetic (`dtype=f64`), for dynamics below float32's
+    /// resolution (lazy training).
+    pub f64: bool,
 }
 
 /// `section` (at dotted `path`) with the keys it lacks taken from ezflt's embedded
@@ -93,6 +96,7 @@ fn embedded(root: &Node, file: &str, path: &str) -> Result<Option<Node>> {
 }
 
 choice!(Backend { Auto = "auto", Flex = "flex", Tch = "tch" });
+choice!(FloatType { F32 = "f32", F64 = "f64" });
 choice!(LossChoice {
     Auto = "auto",
     CrossEntropy = "cross_entropy",
@@ -170,6 +174,7 @@ struct Top {
     checkpoint_every: Option<Natural>,
     checkpoint_every_s: Positive,
     memory_check: bool,
+    dtype: FloatType,
 }
 
 /// What every dataset section may have besides its own keys.
@@ -239,6 +244,7 @@ pub fn read(root: &Node) -> Result<RunSpec> {
         #[cfg(feature = "wandb")]
         wandb: logger_spec(root, child("logger")?)?,
         memory_check: top.memory_check,
+        f64: top.dtype == FloatType::F64,
     })
 }
 

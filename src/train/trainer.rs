@@ -449,12 +449,12 @@ impl<'a> Trainer<'a> {
             };
             if sst.is_some() {
                 let e = (out.clone() - target.clone()).powf_scalar(2.0).sum();
-                sse += e.into_scalar::<f32>() as f64;
+                sse += e.into_scalar::<f64>();
             }
             let l = loss::loss(self.spec.loss, task, out.clone(), y.clone(), target);
-            loss_sum += l.into_scalar::<f32>() as f64 * len as f64;
+            loss_sum += l.into_scalar::<f64>() * len as f64;
             if let Some(c) = loss::correct(task, out, y) {
-                correct += c.into_scalar::<f32>() as f64;
+                correct += c.into_scalar::<f64>();
             }
             start += len;
         }
@@ -484,9 +484,9 @@ impl<'a> Trainer<'a> {
             let xa = xa.without_autodiff();
             let out = valid.forward(xa.clone());
             let l = loss::loss(self.spec.loss, self.data.task, out.clone(), y.clone(), xa);
-            loss_sum += l.into_scalar::<f32>() as f64 * len as f64;
+            loss_sum += l.into_scalar::<f64>() * len as f64;
             if let Some(c) = loss::correct(self.data.task, out, y) {
-                correct += c.into_scalar::<f32>() as f64;
+                correct += c.into_scalar::<f64>();
             }
             start += len;
         }
@@ -688,7 +688,7 @@ impl<'a> Trainer<'a> {
                         None => c,
                     });
                 }
-                let loss_v = l.clone().detach().into_scalar::<f32>() as f64;
+                let loss_v = l.clone().detach().into_scalar::<f64>();
                 if !loss_v.is_finite() {
                     status = Status::Diverged { step, loss: loss_v };
                     break 'epochs;
@@ -707,7 +707,7 @@ impl<'a> Trainer<'a> {
                 win_seen += n;
                 let acc = match &correct_dev {
                     Some(c) if step.is_multiple_of(spec.log_every.max(1)) => {
-                        let t = c.clone().into_scalar::<f32>() as f64;
+                        let t = c.clone().into_scalar::<f64>();
                         let a = (win_carry + t - win_base) / win_seen.max(1) as f64;
                         (win_base, win_carry, win_seen) = (t, 0.0, 0);
                         Some(a)
@@ -726,7 +726,7 @@ impl<'a> Trainer<'a> {
                     cb.on_batch_end(&s)?;
                 }
             }
-            let sum_correct = correct_dev.map_or(0.0, |c| c.into_scalar::<f32>() as f64);
+            let sum_correct = correct_dev.map_or(0.0, |c| c.into_scalar::<f64>());
             win_carry += sum_correct - win_base;
             epoch += 1;
             let last = epoch >= epochs || step >= total;
