@@ -49,6 +49,11 @@ take 'linear2/plots/modes.png' deep_linear_two_layers.png
 ez train experiment=deep_linear hydra.run.dir=linear3 model.init=1e-2 epochs=4000 \
   'model.layers=[{linear: {out: 20, bias: false}}, {linear: {out: 20, bias: false}}, {linear: {out: out, bias: false}}]'
 take 'linear3/plots/modes.png' deep_linear_three_layers.png
+# Lazy vs rich: test error, weight change and alignment against the init scale, 3 seeds.
+ez -m experiment=lazy_rich model.scale=0.01,0.03,0.1,0.3,1,3,10,30,100 seed=0,1,2 \
+  hydra.sweep.dir=lazy
+ez plot lazy --metric test_rel_mse,change_w,align_weighted_w_directions --log-x --out lazy_plots
+take 'lazy_plots/sweep_vs_model.scale.png' lazy_rich.png
 ez train experiment=cae_anomaly hydra.run.dir=cae
 take 'cae/plots/best_alignment_kernels_features.png' cae_kernel_alignment.png
 

@@ -80,6 +80,7 @@ pub(crate) const BUILTIN_MODELS: &[&str] = &[
     "cnn",
     "conv_autoencoder",
     "sequential",
+    "mean_field",
 ];
 pub(crate) const BUILTIN_DATA: &[&str] = &[
     "gaussian_mixture",
@@ -90,6 +91,7 @@ pub(crate) const BUILTIN_DATA: &[&str] = &[
     "modular_addition",
     "sparse_parity",
     "linear_teacher",
+    "multi_index",
     "digits",
     "mnist",
     "fashion_mnist",

@@ -561,3 +561,115 @@ assert np.all(cos > 0.99), cos
         }
     }
 }
+
+/// Lazy vs rich training (Chizat & Bach 2019): a mean-field two-layer net learns
+/// y = |x₁| − |x₂| with features (its rows turn into span(e₁, e₂), test error ~0) when its
+/// weights start small, and as its tangent kernel (weights barely move, alignment as at
+/// init, kernel-like test error) when they start large; relative weight change ∝ 1/s
+/// (rich) and ∝ 1/s² (lazy), with the crossover between s = 1 and 3.
+#[test]
+fn lazy_and_rich_regimes_meet_between_scale_one_and_three() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let scales = [0.01, 0.1, 1.0, 3.0, 10.0, 100.0];
+    ezflt(tmp.path())
+        .args([
+            "-q",
+            "-m",
+            "experiment=lazy_rich",
+            "model.scale=0.01,0.1,1,3,10,100",
+            "seed=0,1,2",
+            "checkpoint_every=0",
+            "plot=none",
+            "hydra.sweep.dir=sw",
+        ])
+        .assert()
+        .success();
+    let root = tmp.path().join("sw");
+    let all = jobs(&root, 18);
+    for seed in [0.0, 1.0, 2.0] {
+        let at = |s: f64| {
+            all.iter()
+                .find(|j| param(j, "seed") == seed && param(j, "model.scale") == s)
+                .unwrap_or_else(|| panic!("no job for seed {seed}, scale {s}"))
+        };
+        let m = |s: f64, k: &str| at(s)[k].as_f64().unwrap_or_else(|| panic!("{k}"));
+        let curve = |k: &str| scales.iter().map(|&s| m(s, k)).collect::<Vec<_>>();
+        let (err, change, aligned) = (
+            curve("test_rel_mse"),
+            curve("change_w"),
+            curve("align_weighted_w_directions"),
+        );
+        let ctx = format!("seed {seed}: rel mse {err:?}, change {change:?}, alignment {aligned:?}");
+        // Monotone in s (the lazy end is flat up to seed noise).
+        for i in 1..scales.len() {
+            assert!(err[i] >= err[i - 1] - 0.02, "{ctx}");
+            assert!(change[i] < change[i - 1], "{ctx}");
+            assert!(aligned[i] <= aligned[i - 1] + 0.01, "{ctx}");
+        }
+        // Rich: far from init, on the teacher's subspace, test error ~0.
+        assert!(
+            err[0] < 1e-3 && change[0] > 30.0 && aligned[0] > 0.99,
+            "{ctx}"
+        );
+        // Lazy: kernel-like error, weights all but still.
+        assert!(err[5] > 0.4 && change[5] < 1e-3, "{ctx}");
+        // Relative change ∝ 1/s over the first decade, ∝ 1/s² over the last.
+        let slope =
+            |a: usize, b: usize| -(change[b] / change[a]).log10() / (scales[b] / scales[a]).log10();
+        assert!(
+            (0.9..=1.1).contains(&slope(0, 1)),
+            "1/s: {} {ctx}",
+            slope(0, 1)
+        );
+        assert!(
+            (1.85..=2.15).contains(&slope(4, 5)),
+            "1/s²: {} {ctx}",
+            slope(4, 5)
+        );
+        // The crossover: half way from the init's alignment to 1, and a relative error of
+        // 0.1, are both passed between s = 1 and s = 3.
+        let mid = (1.0 + m(100.0, "align_w_directions")) / 2.0;
+        assert!(aligned[2] > mid && aligned[3] < mid, "mid {mid}: {ctx}");
+        assert!(err[2] < 0.1 && err[3] > 0.1, "{ctx}");
+
+        // The logged metrics against the archive's snapshots of w (an independent
+        // computation): change from init, and the mean fraction of each row on e₁, e₂.
+        for s in [0.01, 100.0] {
+            let run = root.join(at(s)["job"].to_string());
+            let mut ar = ezflt::Archive::open(&run).unwrap();
+            let w = ar.feature("w").unwrap();
+            let d = w.shape()[1];
+            let snaps: Vec<Vec<f64>> = w
+                .iter()
+                .map(|x| x.values.iter().map(|v| *v as f64).collect())
+                .collect();
+            let (w0, wt) = (&snaps[0], snaps.last().unwrap());
+            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let diff: Vec<f64> = wt.iter().zip(w0).map(|(a, b)| a - b).collect();
+            let change = norm(&diff) / norm(w0);
+            let align = |w: &[f64]| {
+                let rows: Vec<&[f64]> = w.chunks(d).collect();
+                rows.iter().map(|r| norm(&r[..2]) / norm(r)).sum::<f64>() / rows.len() as f64
+            };
+            let logged = m(s, "change_w");
+            assert!(
+                (change - logged).abs() < 0.01 * logged,
+                "scale {s}: change {change} vs logged {logged}"
+            );
+            let logged = m(s, "align_w_directions");
+            assert!(
+                (align(wt) - logged).abs() < 1e-4,
+                "scale {s}: alignment {} vs logged {logged}",
+                align(wt)
+            );
+            if s == 100.0 {
+                // Lazy: the rows sit where they started.
+                assert!(
+                    (align(w0) - logged).abs() < 2e-3,
+                    "{} vs {logged}",
+                    align(w0)
+                );
+            }
+        }
+    }
+}

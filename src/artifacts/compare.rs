@@ -274,7 +274,7 @@ pub fn table(runs: &[Run], opts: &Options) -> Result<Table> {
     let mut reported: Vec<String> = vec![];
     for r in &runs {
         for k in pick(&r.summary).keys() {
-            if !reported.contains(k) && super::metric::direction(k).is_some() {
+            if !reported.contains(k) && !super::metric::bookkeeping(k) {
                 reported.push(k.clone());
             }
         }

@@ -1,5 +1,6 @@
 //! OmegaConf interpolation: `${a.b}`, relative `${..x}`, string splicing, and the
-//! resolvers `oc.env`, `oc.select`, `oc.decode`, `oc.create`, `oc.dict.*`, `now`, `hydra`.
+//! resolvers `oc.env`, `oc.select`, `oc.decode`, `oc.create`, `oc.dict.*`, `now`, `hydra`,
+//! and `eval` (arithmetic, as Hydra users register it).
 
 use super::node::{has_interpolation, py_str, split_path, Map, Node, Value};
 use super::overrides::{parse_value, OvValue};
@@ -275,8 +276,20 @@ impl<'a> Resolver<'a> {
                 target.extend(split_path(&key));
                 self.lookup_resolved(&target).map_err(|e| anyhow!("${{hydra:{key}}}: {e} (at {where_})"))
             }
+            // Not built into Hydra: the resolver its users register most
+            // (`OmegaConf.register_new_resolver("eval", eval)`), for values computed from
+            // others; Python arithmetic only, never arbitrary code.
+            "eval" => {
+                let text = arg_str(0);
+                match super::arith::eval(&text)
+                    .map_err(|e| anyhow!("{e} (in '{}' at {where_})", path.join(".")))?
+                {
+                    super::arith::Num::Int(i) => Ok(Node::bare(Value::Int(i))),
+                    super::arith::Num::Float(x) => Ok(Node::bare(Value::Float(x))),
+                }
+            }
             other => bail!(
-                "Unsupported interpolation type '{other}' (at {where_})\n  Available resolvers: oc.env, oc.select, oc.decode, oc.create, oc.deprecated, oc.dict.keys, oc.dict.values, now, hydra."
+                "Unsupported interpolation type '{other}' (at {where_})\n  Available resolvers: oc.env, oc.select, oc.decode, oc.create, oc.deprecated, oc.dict.keys, oc.dict.values, now, hydra, eval."
             ),
         }
     }
@@ -528,5 +541,14 @@ mod tests {
         assert!(e.contains("model.width"), "{e}");
         let e = res("a: ???\nb: ${a}\n", "b").unwrap_err().to_string();
         assert!(e.contains("Missing mandatory value: a"), "{e}");
+    }
+
+    #[test]
+    fn eval_computes_from_other_values() {
+        let cfg = "model:\n  width: 200\n  scale: 30\nlr: ${eval:'${model.width} / (2 * max(1, ${model.scale}**2))'}\nw2: ${eval:'${model.width} * 2'}\n";
+        assert_eq!(s(cfg, "lr"), (200.0f64 / 1800.0).to_string());
+        assert_eq!(s(cfg, "w2"), "400");
+        let e = res("a: ${eval:'2 +'}\n", "a").unwrap_err().to_string();
+        assert!(e.contains("expected") && e.contains("'a'"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! Config composition with Hydra 1.3's semantics: search path, defaults list, YAML,
 //! override grammar, interpolation. Pure data in, pure data out: no burn, no run dirs.
 
+pub mod arith;
 pub mod compose;
 pub mod de;
 pub mod defaults;

@@ -280,6 +280,16 @@ pub enum DataSpec {
         n_train: usize,
         n_test: usize,
     },
+    /// `y = g(Uᵀx) + noise` on Gaussian inputs, `U` `k` directions (multi-index regression).
+    MultiIndex {
+        dim: usize,
+        k: usize,
+        link: Link,
+        random_directions: bool,
+        noise: f64,
+        n_train: usize,
+        n_test: usize,
+    },
     /// `k`-sparse parity on `{±1}^dim`; `online`: fresh training samples every epoch.
     SparseParity {
         dim: usize,
@@ -320,6 +330,34 @@ pub enum DataSpec {
     },
 }
 
+/// A multi-index teacher's link `g(z₁, …, z_k)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Link {
+    /// `|z₁| − |z₂| + |z₃| − …` (Chizat & Bach 2019 with k = 2).
+    AbsDiff,
+    /// `z₁ z₂ ⋯ z_k`.
+    Product,
+    /// `Σ relu(zᵢ)`.
+    ReluSum,
+    /// `Σ tanh(zᵢ)`.
+    TanhSum,
+}
+
+impl Link {
+    pub fn apply(self, z: &[f64]) -> f64 {
+        match self {
+            Link::AbsDiff => z
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i % 2 == 0 { v.abs() } else { -v.abs() })
+                .sum(),
+            Link::Product => z.iter().product(),
+            Link::ReluSum => z.iter().map(|v| v.max(0.0)).sum(),
+            Link::TanhSum => z.iter().map(|v| v.tanh()).sum(),
+        }
+    }
+}
+
 /// A file source's label renumbering and ground-truth features.
 #[derive(Clone, Debug, Default)]
 pub struct LabelOptions {
@@ -348,6 +386,7 @@ impl DataSpec {
             ModularAddition { p, .. } => (vec![p], Task::Classify { classes: p }),
             SparseParity { dim, .. } => (vec![dim], Task::Binary),
             LinearTeacher { dim, outputs, .. } => (vec![dim], Task::Regress { outputs }),
+            MultiIndex { dim, .. } => (vec![dim], Task::Regress { outputs: 1 }),
             Digits { .. } => (vec![1, 8, 8], Task::Classify { classes: 10 }),
             Named { .. } | Numpy { .. } | Csv { .. } => return None,
         })
@@ -377,6 +416,9 @@ impl DataSpec {
             }
             | LinearTeacher {
                 n_train, n_test, ..
+            }
+            | MultiIndex {
+                n_train, n_test, ..
             } => n_train.saturating_add(n_test),
             // Test, semantic and non-semantic anomaly splits.
             OrthonormalPatches {
@@ -400,7 +442,8 @@ pub fn load(spec: &DataSpec, seed: u64) -> Result<Dataset> {
         OrthonormalPatches { .. }
         | ModularAddition { .. }
         | SparseParity { .. }
-        | LinearTeacher { .. } => synthetic::generate(spec, seed),
+        | LinearTeacher { .. }
+        | MultiIndex { .. } => synthetic::generate(spec, seed),
         Digits { .. } | Named { .. } | Numpy { .. } | Csv { .. } => files::load(spec, seed),
     }?;
     ds.check_finite()?;

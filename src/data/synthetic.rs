@@ -87,6 +87,9 @@ pub fn check(spec: &DataSpec) -> Result<()> {
             dim.min(outputs),
             singular_values.len()
         ),
+        DataSpec::MultiIndex { dim, k, .. } if k == 0 || k > dim => bail!(
+            "data.k: the teacher's number of directions must be between 1 and data.dim ({dim}), got {k}"
+        ),
         DataSpec::SparseParity { dim, k, .. } if k == 0 || k > dim => bail!(
             "data.k: the parity's order must be between 1 and data.dim ({dim}), got {k}"
         ),
@@ -152,6 +155,15 @@ pub fn generate(spec: &DataSpec, seed: u64) -> Result<Dataset> {
             n_train,
             n_test,
         } => linear_teacher(rng, dim, outputs, singular_values, n_train, n_test),
+        DataSpec::MultiIndex {
+            dim,
+            k,
+            link,
+            random_directions,
+            noise,
+            n_train,
+            n_test,
+        } => multi_index(rng, dim, k, link, random_directions, noise, n_train, n_test),
         _ => bail!("not a synthetic data source"),
     }
 }
@@ -518,6 +530,67 @@ fn sparse_parity(
                 draw(&mut epoch_rng(e), n_train)
             }))
         }),
+    })
+}
+
+/// A multi-index teacher `y = g(Uᵀx) + noise` on `x ~ N(0, I_dim)`: the target depends on
+/// `k` directions only (Chizat & Bach 2019's `|x₁| − |x₂|`). Ground truth: `directions`
+/// (the `k` unit vectors, coordinate axes or random orthonormal).
+#[allow(clippy::too_many_arguments)]
+fn multi_index(
+    mut rng: StdRng,
+    dim: usize,
+    k: usize,
+    link: super::Link,
+    random_directions: bool,
+    noise: f64,
+    n_train: usize,
+    n_test: usize,
+) -> Result<Dataset> {
+    // Rows of U [k, dim].
+    let u: Vec<f64> = if random_directions {
+        let mut cols: Vec<f64> = (0..dim * k)
+            .map(|_| rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        orthonormal_columns(&mut cols, dim, k);
+        (0..k)
+            .flat_map(|r| (0..dim).map(move |i| (r, i)))
+            .map(|(r, i)| cols[i * k + r])
+            .collect()
+    } else {
+        (0..k * dim)
+            .map(|j| if j % dim == j / dim { 1.0 } else { 0.0 })
+            .collect()
+    };
+    let mut draw = |n: usize| {
+        let x: Vec<f64> = (0..n * dim)
+            .map(|_| rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        let y: Vec<f32> = (0..n)
+            .map(|s| {
+                let z: Vec<f64> = (0..k)
+                    .map(|r| (0..dim).map(|i| u[r * dim + i] * x[s * dim + i]).sum())
+                    .collect();
+                (link.apply(&z) + noise * rng.sample::<f64, _>(StandardNormal)) as f32
+            })
+            .collect();
+        Split::regression(x.iter().map(|&v| v as f32).collect(), y, n)
+    };
+    let (train, test) = (draw(n_train), draw(n_test));
+    Ok(Dataset {
+        name: "multi_index".into(),
+        sample_shape: vec![dim],
+        task: Task::Regress { outputs: 1 },
+        train,
+        test,
+        extra: vec![],
+        online: None,
+        features: vec![GroundTruth::new(
+            "directions",
+            k,
+            dim,
+            u.iter().map(|&v| v as f32).collect(),
+        )?],
     })
 }
 

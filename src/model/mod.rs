@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod autoencoder;
 pub mod cnn;
+pub mod mean_field;
 pub mod mlp;
 pub mod patch_cnn;
 pub mod sequential;
@@ -56,6 +57,13 @@ pub enum ModelSpec {
         kernels: Option<usize>,
         init_scale: f64,
     },
+    /// `f(x) = (1/m) Σ a_r σ(w_r·x/√d)` with every weight drawn at `scale` (`model=mean_field`).
+    MeanField {
+        width: usize,
+        scale: f64,
+        symmetric: bool,
+        act: Activation,
+    },
     /// Layers written in config (`model=sequential`); `init` is the model-wide normal std.
     Sequential {
         layers: Vec<sequential::LayerSpec>,
@@ -78,6 +86,7 @@ impl ModelSpec {
             ModelSpec::Cnn { .. } => "cnn",
             ModelSpec::ConvAutoencoder { .. } => "conv_autoencoder",
             ModelSpec::Sequential { .. } => "sequential",
+            ModelSpec::MeanField { .. } => "mean_field",
         }
     }
 }
@@ -134,6 +143,15 @@ pub fn check(spec: &ModelSpec, io: &ModelIo) -> Result<()> {
             "model=conv_autoencoder reconstructs its input; use it with unlabelled patch data (data=orthonormal_patches)"
         ),
         ModelSpec::Sequential { layers, .. } => sequential_shapes(layers, io).map(|_| ()),
+        ModelSpec::MeanField {
+            width,
+            symmetric: true,
+            ..
+        } if width % 2 == 1 || *width == 0 => bail!(
+            "model.width: the doubling trick (model.symmetric=true) pairs neurons, so the width \
+             must be even and positive, got {width}; use {} or model.symmetric=false",
+            width + 1
+        ),
         _ => Ok(()),
     }
 }
@@ -263,6 +281,10 @@ pub fn param_shapes(spec: &ModelSpec, io: &ModelIo) -> Result<Vec<(String, Vec<u
             let shapes = sequential_shapes(layers, io)?;
             sequential::param_shapes(layers, &shapes, outputs, "", &mut out);
         }
+        ModelSpec::MeanField { width, .. } => {
+            out.push(("w".into(), vec![*width, features]));
+            out.push(("a".into(), vec![outputs, *width]));
+        }
     }
     Ok(out)
 }
@@ -350,6 +372,17 @@ pub fn build<W: WithNet>(spec: &ModelSpec, io: &ModelIo, device: &Device, w: W) 
                 layers: sequential::build_layers(layers, &shapes, outputs, *init, device),
                 shapes,
             };
+            w.run(touch(m))
+        }
+        ModelSpec::MeanField {
+            width,
+            scale,
+            symmetric,
+            act,
+        } => {
+            let m = mean_field::MeanField::new(
+                features, *width, outputs, *scale, *symmetric, *act, device,
+            );
             w.run(touch(m))
         }
     })
@@ -573,6 +606,18 @@ mod tests {
                 },
                 classify(7, vec![2]),
             ),
+            (
+                ModelSpec::MeanField {
+                    width: 6,
+                    scale: 2.0,
+                    symmetric: true,
+                    act: Activation::Relu,
+                },
+                ModelIo {
+                    sample_shape: vec![4],
+                    task: Task::Regress { outputs: 1 },
+                },
+            ),
         ];
         let device = Device::flex();
         for (spec, io) in cases {
@@ -583,5 +628,51 @@ mod tests {
             let out = build(&spec, &io, &device, Forward(features)).unwrap();
             assert_eq!(out, [5, io.task.outputs(features)], "{spec:?}");
         }
+    }
+
+    /// The doubling trick: the second half of the neurons cancels the first, so the
+    /// network computes 0 at init whatever the scale.
+    #[test]
+    fn mean_field_starts_at_zero() {
+        struct Out;
+        impl WithNet for Out {
+            type Out = Vec<f32>;
+            fn run<M: Net>(self, model: M) -> Vec<f32> {
+                let x =
+                    Tensor::<2>::random([8, 5], Distribution::Normal(0.0, 1.0), &Device::flex());
+                model
+                    .forward(x)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+            }
+        }
+        let io = ModelIo {
+            sample_shape: vec![5],
+            task: Task::Regress { outputs: 2 },
+        };
+        let spec = |symmetric| ModelSpec::MeanField {
+            width: 10,
+            scale: 30.0,
+            symmetric,
+            act: Activation::Relu,
+        };
+        let zero = build(&spec(true), &io, &Device::flex(), Out).unwrap();
+        let not = build(&spec(false), &io, &Device::flex(), Out).unwrap();
+        let max = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        // Exact up to the matmul's rounding of terms that cancel in pairs.
+        assert!(
+            max(&not) > 1.0 && max(&zero) < 1e-5 * max(&not),
+            "{zero:?} {not:?}"
+        );
+        let odd = ModelSpec::MeanField {
+            width: 7,
+            scale: 1.0,
+            symmetric: true,
+            act: Activation::Relu,
+        };
+        let e = check(&odd, &io).unwrap_err().to_string();
+        assert!(e.contains("model.width") && e.contains("even"), "{e}");
     }
 }

@@ -105,7 +105,12 @@ pub fn tick(v: f64) -> String {
         let s = format!("{v:.4}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
-        format!("{v:.2e}")
+        // 1e-4, 2.5e-5: no trailing zeros in the mantissa (a log axis' powers of ten).
+        let s = format!("{v:.2e}");
+        match s.split_once('e') {
+            Some((m, e)) => format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.')),
+            None => s,
+        }
     }
 }
 
@@ -184,7 +189,19 @@ pub fn line_chart<DB: DrawingBackend>(
     series: &[Series],
     log_x: bool,
 ) -> Result<()> {
-    chart(area, title, x_label, y_label, series, log_x, None)
+    chart(area, title, x_label, y_label, series, (log_x, false), None)
+}
+
+/// [`line_chart`] with a choice of log y as well (quantities that scale as a power of x).
+pub fn line_chart_log<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    (log_x, log_y): (bool, bool),
+) -> Result<()> {
+    chart(area, title, x_label, y_label, series, (log_x, log_y), None)
 }
 
 /// Values of a categorical key (`adv.train`: false, true) along x: series points sit at
@@ -223,7 +240,7 @@ pub fn category_chart<DB: DrawingBackend>(
         x_label,
         y_label,
         &nudged,
-        false,
+        (false, false),
         Some(categories),
     )
 }
@@ -235,7 +252,7 @@ fn chart<DB: DrawingBackend>(
     x_label: &str,
     y_label: &str,
     series: &[Series],
-    log_x: bool,
+    (log_x, log_y): (bool, bool),
     categories: Option<&[String]>,
 ) -> Result<()> {
     let pts = series
@@ -246,7 +263,9 @@ fn chart<DB: DrawingBackend>(
                 .copied()
                 .chain(s.band.iter().flat_map(|b| [(b.0, b.1), (b.0, b.2)]))
         })
-        .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_x || p.0 > 0.0));
+        .filter(|p| {
+            p.0.is_finite() && p.1.is_finite() && (!log_x || p.0 > 0.0) && (!log_y || p.1 > 0.0)
+        });
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (x, y) in pts {
         x0 = x0.min(x);
@@ -281,7 +300,13 @@ fn chart<DB: DrawingBackend>(
     } else {
         (y0.abs() * 0.05).max(0.05)
     };
-    let (y0, y1) = (y0 - pad, y1 + pad);
+    let (y0, y1) = if log_y {
+        // 5% of the range in log space on each side.
+        let f = (y1 / y0).max(1.0 + 1e-9).powf(0.05).max(1.05);
+        (y0 / f, y1 * f)
+    } else {
+        (y0 - pad, y1 + pad)
+    };
     let mut b = ChartBuilder::on(area);
     b.caption(fit(title, area.dim_in_pixel().0, 22), (FONT, 22))
         .margin(12)
@@ -305,7 +330,7 @@ fn chart<DB: DrawingBackend>(
                 // One light line between labels (a log axis: at 2..9 of each decade, as
                 // matplotlib's minor ticks), not a dense grey band of ten.
                 .x_max_light_lines(if log_x { 10 } else { 2 })
-                .y_max_light_lines(2)
+                .y_max_light_lines(if log_y { 10 } else { 2 })
                 .draw()
                 .map_err(err)?;
             for s in series {
@@ -337,7 +362,7 @@ fn chart<DB: DrawingBackend>(
                     .points
                     .iter()
                     .copied()
-                    .filter(|p| p.1.is_finite() && (!log_x || p.0 > 0.0))
+                    .filter(|p| p.1.is_finite() && (!log_x || p.0 > 0.0) && (!log_y || p.1 > 0.0))
                     .collect();
                 // Few points: mark each, so one evaluation is still visible.
                 if pts.len() <= 20 {
@@ -359,7 +384,7 @@ fn chart<DB: DrawingBackend>(
             }
             if series.iter().any(|s| !s.name.is_empty()) {
                 let (w, h) = chart.plotting_area().dim_in_pixel();
-                let corner = legend_corner(series, (x0, x1), (y0, y1), log_x, (w, h));
+                let corner = legend_corner(series, (x0, x1), (y0, y1), (log_x, log_y), (w, h));
                 chart
                     .configure_series_labels()
                     .label_font((FONT, 15))
@@ -371,19 +396,25 @@ fn chart<DB: DrawingBackend>(
             }
         }};
     }
-    if log_x {
-        let (bold, light) = log_ticks(x0.max(1e-9), x1);
-        draw!(b
-            .build_cartesian_2d(
-                (x0.max(1e-9)..x1)
-                    .log_scale()
-                    .with_key_points(bold)
-                    .with_light_points(light),
-                y0..y1
-            )
-            .map_err(err)?);
-    } else {
-        draw!(b.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?);
+    let (xb, xl) = log_ticks(x0.max(1e-9), x1);
+    let (yb, yl) = log_ticks(y0.max(1e-300), y1);
+    let lx = || {
+        (x0.max(1e-9)..x1)
+            .log_scale()
+            .with_key_points(xb.clone())
+            .with_light_points(xl.clone())
+    };
+    let ly = || {
+        (y0.max(1e-300)..y1)
+            .log_scale()
+            .with_key_points(yb.clone())
+            .with_light_points(yl.clone())
+    };
+    match (log_x, log_y) {
+        (true, true) => draw!(b.build_cartesian_2d(lx(), ly()).map_err(err)?),
+        (true, false) => draw!(b.build_cartesian_2d(lx(), y0..y1).map_err(err)?),
+        (false, true) => draw!(b.build_cartesian_2d(x0..x1, ly()).map_err(err)?),
+        (false, false) => draw!(b.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?),
     }
     Ok(())
 }
@@ -436,7 +467,7 @@ fn legend_corner(
     series: &[Series],
     (x0, x1): (f64, f64),
     (y0, y1): (f64, f64),
-    log_x: bool,
+    (log_x, log_y): (bool, bool),
     (w, h): (u32, u32),
 ) -> SeriesLabelPosition {
     let fx = |x: f64| {
@@ -447,7 +478,14 @@ fn legend_corner(
             (x - x0) / (x1 - x0)
         }
     };
-    let fy = |y: f64| (y - y0) / (y1 - y0);
+    let fy = |y: f64| {
+        if log_y {
+            let (a, b) = (y0.max(1e-300).ln(), y1.max(1e-300).ln());
+            (y.max(1e-300).ln() - a) / (b - a)
+        } else {
+            (y - y0) / (y1 - y0)
+        }
+    };
     // Points in [0, 1]^2, v = 0 at the bottom.
     let mut pts: Vec<(f64, f64)> = vec![];
     for s in series {
@@ -839,10 +877,18 @@ mod tests {
 
     /// The legend goes to the corner the lines leave empty.
     #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick(1e-4), "1e-4");
+        assert_eq!(tick(2.5e-5), "2.5e-5");
+        assert_eq!(tick(0.001), "0.001");
+        assert_eq!(tick(100.0), "100");
+    }
+
+    #[test]
     fn the_legend_takes_the_emptiest_corner() {
         let corner = |points: Vec<(f64, f64)>| {
             let s = [Series::new("train accuracy", points, PALETTE[0])];
-            legend_corner(&s, (0.0, 100.0), (0.0, 1.0), false, (800, 500))
+            legend_corner(&s, (0.0, 100.0), (0.0, 1.0), (false, false), (800, 500))
         };
         let rising: Vec<(f64, f64)> = (0..=100).map(|i| (i as f64, i as f64 / 100.0)).collect();
         let falling: Vec<(f64, f64)> = rising.iter().map(|&(x, y)| (x, 1.0 - y)).collect();
@@ -876,7 +922,7 @@ mod tests {
             Series::new("to the initial", down, PALETTE[1]),
         ];
         assert!(matches!(
-            legend_corner(&s, (0.0, 100.0), (0.0, 1.0), false, (800, 500)),
+            legend_corner(&s, (0.0, 100.0), (0.0, 1.0), (false, false), (800, 500)),
             SeriesLabelPosition::MiddleRight
         ));
     }

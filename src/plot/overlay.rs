@@ -171,7 +171,7 @@ pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Re
                 if let Some(m) = row.as_object() {
                     for k in m.keys() {
                         let known = metrics.iter().any(|(n, ..)| n == k);
-                        let tracked = crate::artifacts::metric::direction(k).is_some();
+                        let tracked = !crate::artifacts::metric::bookkeeping(k);
                         if !known && tracked && !k.starts_with("train_") {
                             metrics.push((k.clone(), k.clone(), k.clone()));
                         }
@@ -180,10 +180,16 @@ pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Re
             }
         }
     }
-    let wants_summaries = spec
+    // `--metric a,b`: those only (the sweep figures take the same list).
+    let wanted: Vec<String> = spec
         .metric
-        .as_ref()
-        .is_none_or(|m| !metrics.iter().any(|(n, ..)| n == m));
+        .iter()
+        .flat_map(|m| m.split(','))
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    let wants_summaries =
+        wanted.is_empty() || wanted.iter().any(|m| !metrics.iter().any(|(n, ..)| n == m));
     // Each run's summaries, by name, in the groups' order.
     let mut tracked: Vec<Vec<Tracked>> = vec![];
     for (_, rs) in &groups {
@@ -202,12 +208,14 @@ pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Re
         }
         tracked.push(per_group);
     }
-    if let Some(m) = &spec.metric {
+    for m in &wanted {
         if !metrics.iter().any(|(n, ..)| n == m) {
             let names: Vec<&str> = metrics.iter().map(|(n, ..)| n.as_str()).collect();
             bail!("--metric {m}: the runs log {}", names.join(", "));
         }
-        metrics.retain(|(n, ..)| n == m);
+    }
+    if !wanted.is_empty() {
+        metrics.retain(|(n, ..)| wanted.contains(n));
     }
     if groups.len() > PALETTE.len() {
         return Err(TooMany(groups.len()).into());

@@ -53,102 +53,177 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
         return Ok(files);
     }
     let available: Vec<String> = jobs[0].summary.last.keys().cloned().collect();
-    let metric = spec.metric.clone().unwrap_or_else(|| {
-        if available.iter().any(|k| k == "test_acc") {
+    // `--metric a,b,c`: each gets its figures, and one figure shows them side by side.
+    let metrics: Vec<String> = match &spec.metric {
+        Some(m) => m
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => vec![if available.iter().any(|k| k == "test_acc") {
             "test_acc".into()
         } else {
             "test_loss".into()
+        }],
+    };
+    for metric in &metrics {
+        if !available.contains(metric) {
+            bail!(
+                "--metric {metric}: the jobs report {}",
+                available.join(", ")
+            );
         }
-    });
-    if !available.contains(&metric) {
-        bail!(
-            "--metric {metric}: the jobs report {}",
-            available.join(", ")
-        );
     }
-    let value = |j: &Job| j.summary.last_metric(&metric);
-    let num = |s: &str| s.parse::<f64>().ok();
     let name_of = |d: &Path| d.display().to_string();
-    // The metric against each swept key, one line per value of another swept key (the first
-    // with few values), mean over seeds (and any other keys), band = min..max.
-    for k in keys.iter().cloned() {
-        let k2 = keys.iter().filter(|k2| **k2 != k).find(|k2| {
-            jobs.iter()
-                .filter_map(|j| j.params.get(*k2))
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
-                <= 6
-        });
-        let mut groups: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-        for j in &jobs {
-            if let (Some(v), Some(x)) = (value(j), j.params.get(&k)) {
-                let line = k2
-                    .and_then(|k2| j.params.get(k2))
-                    .cloned()
-                    .unwrap_or_default();
-                groups.entry((line, x.clone())).or_default().push(v);
-            }
+    for k in keys.iter() {
+        let all: Vec<Lines> = metrics.iter().map(|m| lines(&jobs, &keys, k, m)).collect();
+        for (metric, l) in metrics.iter().zip(&all) {
+            let title = format!("{metric} vs {k} - sweep {}", name_of(dir));
+            let name = format!("sweep_{metric}_vs_{k}");
+            files.push(figure!(spec, out, name, (1000, 600), |root| {
+                l.draw(root, &title, k, metric, spec.log_x)
+            }));
         }
-        let mut lines: Vec<String> = groups
-            .keys()
-            .map(|(l, _)| l.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        lines.sort_by(|a, b| natural(a, b));
-        let xs_all: Vec<String> = groups
-            .keys()
-            .map(|(_, x)| x.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        // A key with a value that is not a number (adv.train: false, true; an optimizer name)
-        // is categorical: its values sit at 0, 1, ... and are drawn as points with error bars.
-        let categorical = xs_all.iter().any(|x| num(x).is_none());
-        let x_of = |s: &str| {
-            if categorical {
-                xs_all.iter().position(|x| x == s).unwrap_or(0) as f64
-            } else {
-                num(s).unwrap_or(0.0)
-            }
-        };
-        let series: Vec<Series> = lines
-            .iter()
-            .enumerate()
-            .map(|(i, line)| {
-                let name = match k2 {
-                    Some(k2) => format!("{k2}={line}"),
-                    None => format!("mean over {} seed(s)", jobs.len() / xs_all.len().max(1)),
-                };
-                let mut s = Series::new(&name, vec![], PALETTE[i % PALETTE.len()]);
-                let mut pts: Vec<(f64, &Vec<f64>)> = groups
-                    .iter()
-                    .filter(|((l, _), _)| l == line)
-                    .map(|((_, x), v)| (x_of(x), v))
-                    .collect();
-                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-                for (x, v) in pts {
-                    s.points.push((x, v.iter().sum::<f64>() / v.len() as f64));
-                    s.band.push((
-                        x,
-                        v.iter().cloned().fold(f64::MAX, f64::min),
-                        v.iter().cloned().fold(f64::MIN, f64::max),
-                    ));
+        if metrics.len() > 1 {
+            let title = format!("{} vs {k} - sweep {}", metrics.join(", "), name_of(dir));
+            let name = format!("sweep_vs_{k}");
+            let n = metrics.len();
+            files.push(figure!(spec, out, name, (560 * n as u32, 520), |root| {
+                let (head, body) = root.split_vertically(40);
+                head.draw(&plotters::element::Text::new(
+                    draw::fit(&title, 560 * n as u32, 20),
+                    (12, 10),
+                    (draw::FONT, 20),
+                ))
+                .map_err(draw::err)?;
+                for ((panel, metric), l) in body.split_evenly((1, n)).iter().zip(&metrics).zip(&all)
+                {
+                    l.draw(panel, metric, k, metric, spec.log_x)?;
                 }
-                s
-            })
-            .collect();
-        let title = format!("{metric} vs {k} - sweep {}", name_of(dir));
-        let name = format!("sweep_{metric}_vs_{k}");
-        files.push(figure!(spec, out, name, (1000, 600), |root| {
-            if categorical {
-                draw::category_chart(root, &title, &k, &metric, &xs_all, &series)?;
-            } else {
-                draw::line_chart(root, &title, &k, &metric, &series, spec.log_x)?;
-            }
-            Ok(())
-        }));
+                Ok(())
+            }));
+        }
     }
+    for metric in &metrics {
+        files.extend(phase_diagrams(&jobs, &keys, metric, spec, &out)?);
+    }
+    Ok(files)
+}
+
+/// One metric against one swept key: a line per value of another swept key (the first
+/// with few values), mean over seeds (and any other keys), band = min..max.
+struct Lines {
+    series: Vec<Series>,
+    /// The key's values are not all numbers (adv.train: false, true; an optimizer name):
+    /// they sit at 0, 1, ... and are drawn as points with error bars.
+    categorical: Option<Vec<String>>,
+    /// Every value is positive and they span two decades or more: a log y axis.
+    log_y: bool,
+}
+
+impl Lines {
+    fn draw<DB: plotters::prelude::DrawingBackend>(
+        &self,
+        root: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+        title: &str,
+        k: &str,
+        metric: &str,
+        log_x: bool,
+    ) -> Result<()> {
+        match &self.categorical {
+            Some(xs) => draw::category_chart(root, title, k, metric, xs, &self.series),
+            None => draw::line_chart_log(root, title, k, metric, &self.series, (log_x, self.log_y)),
+        }
+    }
+}
+
+fn lines(jobs: &[Job], keys: &[String], k: &str, metric: &str) -> Lines {
+    let num = |s: &str| s.parse::<f64>().ok();
+    let k2 = keys.iter().filter(|k2| *k2 != k).find(|k2| {
+        jobs.iter()
+            .filter_map(|j| j.params.get(*k2))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            <= 6
+    });
+    let mut groups: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for j in jobs {
+        if let (Some(v), Some(x)) = (j.summary.last_metric(metric), j.params.get(k)) {
+            let line = k2
+                .and_then(|k2| j.params.get(k2))
+                .cloned()
+                .unwrap_or_default();
+            groups.entry((line, x.clone())).or_default().push(v);
+        }
+    }
+    let mut names: Vec<String> = groups
+        .keys()
+        .map(|(l, _)| l.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    names.sort_by(|a, b| natural(a, b));
+    let xs_all: Vec<String> = groups
+        .keys()
+        .map(|(_, x)| x.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let categorical = xs_all.iter().any(|x| num(x).is_none());
+    let x_of = |s: &str| {
+        if categorical {
+            xs_all.iter().position(|x| x == s).unwrap_or(0) as f64
+        } else {
+            num(s).unwrap_or(0.0)
+        }
+    };
+    let series: Vec<Series> = names
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let name = match k2 {
+                Some(k2) => format!("{k2}={line}"),
+                None => format!("mean over {} seed(s)", jobs.len() / xs_all.len().max(1)),
+            };
+            let mut s = Series::new(&name, vec![], PALETTE[i % PALETTE.len()]);
+            let mut pts: Vec<(f64, &Vec<f64>)> = groups
+                .iter()
+                .filter(|((l, _), _)| l == line)
+                .map(|((_, x), v)| (x_of(x), v))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (x, v) in pts {
+                s.points.push((x, v.iter().sum::<f64>() / v.len() as f64));
+                s.band.push((
+                    x,
+                    v.iter().cloned().fold(f64::MAX, f64::min),
+                    v.iter().cloned().fold(f64::MIN, f64::max),
+                ));
+            }
+            s
+        })
+        .collect();
+    let values: Vec<f64> = groups.values().flatten().copied().collect();
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    Lines {
+        series,
+        categorical: categorical.then_some(xs_all),
+        log_y: !values.is_empty() && lo > 0.0 && hi / lo >= 100.0,
+    }
+}
+
+/// A phase diagram of `metric` for every pair of swept keys.
+fn phase_diagrams(
+    jobs: &[Job],
+    keys: &[String],
+    metric: &str,
+    spec: &PlotSpec,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut files = vec![];
+    let value = |j: &Job| j.summary.last_metric(metric);
     // A phase diagram for every pair of swept keys, averaged over seeds (and the other
     // keys): `phase_<metric>.png` for the first pair, `phase_<metric>_<k>_x_<k2>.png` for
     // the others.
@@ -172,7 +247,7 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
         let (mut rv, cv) = (sorted_values(&k), sorted_values(&k2));
         rv.reverse();
         let mut cells: Vec<Vec<f64>> = vec![vec![]; rv.len() * cv.len()];
-        for j in &jobs {
+        for j in jobs {
             if let (Some(v), Some(a), Some(b)) = (value(j), j.params.get(&k), j.params.get(&k2)) {
                 let (r, c) = (
                     rv.iter().position(|x| x == a).unwrap_or(0),
@@ -259,7 +334,7 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
                     cols: nc,
                 },
                 scale,
-                &metric,
+                metric,
                 Some(&ticks),
                 Some(&row_ticks),
             )?;

@@ -205,6 +205,8 @@ pub(crate) fn activations_per_sample(m: &ModelSpec, io: &ModelIo) -> u128 {
                     .map(|d| d.iter().product::<usize>() as u128)
                     .sum()
             }),
+            // Pre-activations and hidden units.
+            ModelSpec::MeanField { width, .. } => 2 * *width as u128,
         }
 }
 

@@ -97,6 +97,13 @@ fn embedded(root: &Node, file: &str, path: &str) -> Result<Option<Node>> {
 
 choice!(Backend { Auto = "auto", Flex = "flex", Tch = "tch" });
 choice!(FloatType { F32 = "f32", F64 = "f64" });
+choice!(LinkChoice {
+    AbsDiff = "abs_diff",
+    Product = "product",
+    ReluSum = "relu_sum",
+    TanhSum = "tanh_sum",
+});
+choice!(DirectionsChoice { Coordinate = "coordinate", Random = "random" });
 choice!(LossChoice {
     Auto = "auto",
     CrossEntropy = "cross_entropy",
@@ -238,7 +245,18 @@ pub fn read(root: &Node) -> Result<RunSpec> {
             LossChoice::Mse => Some(LossKind::Mse),
             LossChoice::Hinge => Some(LossKind::Hinge),
         },
-        train: train_spec(root, &top, &child)?,
+        train: {
+            let mut t = train_spec(root, &top, &child)?;
+            let track = track_spec(root, child("tracker")?)?;
+            if let Some(tr) = track.as_ref().filter(|tr| tr.metrics) {
+                t.weight_metrics = if tr.layers.is_empty() {
+                    vec!["*".into()]
+                } else {
+                    tr.layers.clone()
+                };
+            }
+            t
+        },
         track: track_spec(root, child("tracker")?)?,
         plot: plot_spec(root, child("plot")?)?,
         #[cfg(feature = "wandb")]
@@ -323,6 +341,21 @@ mod data_settings {
         pub dim: Count,
         pub outputs: Count,
         pub singular_values: Vec<Positive>,
+        pub n_train: Count,
+        pub n_test: Count,
+        #[serde(default, rename = "seed")]
+        _seed: IgnoredAny,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct MultiIndex {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        pub dim: Count,
+        pub k: Count,
+        pub link: LinkChoice,
+        pub directions: DirectionsChoice,
+        pub noise: NonNegative,
         pub n_train: Count,
         pub n_test: Count,
         #[serde(default, rename = "seed")]
@@ -497,6 +530,23 @@ pub(crate) fn data_spec(c: &Cfg) -> Result<DataSpec> {
                 n_test: s.n_test.0,
             }
         }
+        "multi_index" => {
+            let s: s::MultiIndex = read(c, &file)?;
+            DataSpec::MultiIndex {
+                dim: s.dim.0,
+                k: s.k.0,
+                link: match s.link {
+                    LinkChoice::AbsDiff => crate::data::Link::AbsDiff,
+                    LinkChoice::Product => crate::data::Link::Product,
+                    LinkChoice::ReluSum => crate::data::Link::ReluSum,
+                    LinkChoice::TanhSum => crate::data::Link::TanhSum,
+                },
+                random_directions: s.directions == DirectionsChoice::Random,
+                noise: s.noise.0,
+                n_train: s.n_train.0,
+                n_test: s.n_test.0,
+            }
+        }
         "sparse_parity" => {
             let s: s::SparseParity = read(c, &file)?;
             DataSpec::SparseParity {
@@ -637,6 +687,23 @@ mod model_settings {
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
+    pub struct MeanField {
+        #[serde(rename = "name")]
+        _name: IgnoredAny,
+        // model.init_from and model.freeze: read for every model by `weights_spec`.
+        #[serde(rename = "init_from", default)]
+        _init_from: Option<IgnoredAny>,
+        #[serde(rename = "freeze", default)]
+        _freeze: Option<IgnoredAny>,
+        pub width: Count,
+        pub scale: Positive,
+        pub symmetric: bool,
+        pub activation: Text,
+        pub q: Option<Positive>,
+        pub rho: Option<Positive>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     pub struct Sequential {
         #[serde(rename = "name")]
         _name: IgnoredAny,
@@ -731,6 +798,15 @@ pub(crate) fn model_spec(c: &Cfg) -> Result<ModelSpec> {
                 channels: s.channels.0,
                 kernel: s.kernel.0,
                 hidden: s.hidden.0,
+                act: activation(c, &s.activation, s.q, s.rho)?,
+            }
+        }
+        "mean_field" => {
+            let s: s::MeanField = read(c, &file)?;
+            ModelSpec::MeanField {
+                width: s.width.0,
+                scale: s.scale.0,
+                symmetric: s.symmetric,
                 act: activation(c, &s.activation, s.q, s.rho)?,
             }
         }
@@ -963,6 +1039,7 @@ fn train_spec<'a>(
             None => CheckpointPolicy::Seconds(top.checkpoint_every_s.0),
         },
         weights,
+        weight_metrics: vec![],
     })
 }
 
@@ -1033,6 +1110,7 @@ struct Tracker {
     max_bytes: Positive,
     activations: Names,
     probe_size: Count,
+    metrics: bool,
 }
 
 fn track_spec(root: &Node, node: &Node) -> Result<Option<TrackSpec>> {
@@ -1056,6 +1134,7 @@ fn track_spec(root: &Node, node: &Node) -> Result<Option<TrackSpec>> {
         max_bytes: t.max_bytes.0 as u64,
         activations: t.activations.0,
         probe_size: t.probe_size.0,
+        metrics: t.metrics,
     }))
 }
 

@@ -75,6 +75,7 @@ impl TrackOptions {
             max_bytes: self.max_bytes,
             activations: vec![],
             probe_size: 0,
+            metrics: false,
         };
         (spec, self.ground_truth)
     }

@@ -3,6 +3,7 @@
 
 pub mod align;
 pub mod feature_tracker;
+pub mod measure;
 pub mod schedule;
 pub mod spill;
 
@@ -30,6 +31,9 @@ pub struct TrackSpec {
     pub activations: Vec<String>,
     /// Samples in the probe batch.
     pub probe_size: usize,
+    /// Log the tracked weights' change from init and ground-truth alignment with every
+    /// evaluation (`change_<t>`, `align_<t>_<f>`, `align_weighted_<t>_<f>`).
+    pub metrics: bool,
 }
 
 /// The fixed inputs activations are recorded on: `rows` samples of `cols` values, with

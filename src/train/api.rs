@@ -122,6 +122,7 @@ impl<M: Net> Trainer<M> {
                 log_every: 10,
                 checkpoints: CheckpointPolicy::Epochs(0),
                 weights: Default::default(),
+                weight_metrics: vec![],
             },
             loss: None,
             device: Device::flex(),

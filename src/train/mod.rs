@@ -167,6 +167,9 @@ pub struct TrainSpec {
     pub checkpoints: CheckpointPolicy,
     /// PyTorch weights to start from, and parameters not to train.
     pub weights: crate::model::weights::WeightsSpec,
+    /// Parameters (names or globs, as `tracker.layers`) whose change from init and alignment
+    /// with the data's ground truth are logged with every evaluation; empty = none.
+    pub weight_metrics: Vec<String>,
 }
 
 /// When a run saves checkpoints, besides at the end and when stopped at an epoch boundary.

@@ -46,6 +46,13 @@ pub trait ModelView {
     fn read(&self, names: &[String]) -> Vec<HostTensor>;
     /// Copies the gradients of the named parameters (those that have one) to the host.
     fn read_grads(&self, names: &[String], grads: &GradientsParams) -> Vec<HostTensor>;
+    /// The named parameters at full precision (float64 runs keep theirs), in module order.
+    fn read_f64(&self, names: &[String]) -> Vec<Vec<f64>> {
+        self.read(names)
+            .into_iter()
+            .map(|t| t.values.into_iter().map(f64::from).collect())
+            .collect()
+    }
     /// The model's named intermediate outputs (`Net::hidden`) on `x`, `rows` samples
     /// row-major, at evaluation (no dropout): `(name, units, rows x units values)`. None
     /// for a model seen only as a `Module` (a hand-written loop's).
@@ -67,6 +74,9 @@ impl<M: Net> ModelView for NetView<'_, M> {
     }
     fn read_grads(&self, names: &[String], grads: &GradientsParams) -> Vec<HostTensor> {
         self.0.read_grads(names, grads)
+    }
+    fn read_f64(&self, names: &[String]) -> Vec<Vec<f64>> {
+        self.0.read_f64(names)
     }
     fn hidden(&self, x: &[f32], rows: usize) -> Vec<(String, usize, Vec<f32>)> {
         let valid = self.0.valid();
@@ -97,6 +107,9 @@ struct Reader<'a> {
     names: &'a [String],
     grads: Option<&'a GradientsParams>,
     out: Vec<HostTensor>,
+    /// Read as float64 into `wide` instead of `out`.
+    f64: bool,
+    wide: Vec<Vec<f64>>,
 }
 
 impl burn::module::ModuleVisitor for Reader<'_> {
@@ -115,6 +128,16 @@ impl burn::module::ModuleVisitor for Reader<'_> {
             None => Some(p.val()),
             Some(g) => g.get::<D>(p.id),
         };
+        if let (Some(t), true) = (&t, self.f64) {
+            let values = t
+                .clone()
+                .into_data()
+                .convert::<f64>()
+                .try_into_vec::<f64>()
+                .unwrap_or_default();
+            self.wide.push(values);
+            return;
+        }
         if let Some(t) = t {
             let values = t
                 .into_data()
@@ -138,9 +161,23 @@ impl<M: Module + Clone> ModelView for M {
             names,
             grads: None,
             out: vec![],
+            f64: false,
+            wide: vec![],
         };
         self.visit(&mut r);
         r.out
+    }
+    fn read_f64(&self, names: &[String]) -> Vec<Vec<f64>> {
+        let mut r = Reader {
+            path: Default::default(),
+            names,
+            grads: None,
+            out: vec![],
+            f64: true,
+            wide: vec![],
+        };
+        self.visit(&mut r);
+        r.wide
     }
     fn read_grads(&self, names: &[String], grads: &GradientsParams) -> Vec<HostTensor> {
         let mut r = Reader {
@@ -148,6 +185,8 @@ impl<M: Module + Clone> ModelView for M {
             names,
             grads: Some(grads),
             out: vec![],
+            f64: false,
+            wide: vec![],
         };
         self.visit(&mut r);
         r.out
@@ -338,6 +377,8 @@ struct OnDevice {
     t: Option<Tensor<2>>,
     /// Their total sum of squares about each target's mean (R²'s denominator).
     sst: Option<f64>,
+    /// Their sum of squares (the relative MSE's denominator).
+    ssq: Option<f64>,
     n: usize,
 }
 
@@ -368,11 +409,15 @@ fn upload(s: &Split, features: usize, device: &Device) -> OnDevice {
             })
             .sum()
     });
+    let ssq = t
+        .as_ref()
+        .map(|_| s.targets.iter().map(|v| (*v as f64).powi(2)).sum());
     OnDevice {
         x,
         y,
         t,
         sst,
+        ssq,
         n: s.n,
     }
 }
@@ -394,6 +439,9 @@ impl<'a> Trainer<'a> {
         }
         if labelled && self.data.test.n > 0 {
             v.push(format!("test_{acc}"));
+            if matches!(self.data.task, Task::Regress { .. }) {
+                v.push("test_rel_mse".into());
+            }
             if self.spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
                 v.push("robust_acc".into());
                 v.push("robust_loss".into());
@@ -419,8 +467,13 @@ impl<'a> Trainer<'a> {
     }
 
     /// Mean loss and accuracy (R² in regression) over a split, in chunks, without autodiff;
-    /// for reconstruction also each sample's anomaly score `sum (Y - X)^2`.
-    fn evaluate<M: Net>(&self, model: &M, d: &OnDevice) -> (f64, Option<f64>, Vec<f32>) {
+    /// for reconstruction also each sample's anomaly score `sum (Y - X)^2`; in regression
+    /// also the relative MSE `Σ (f - y)² / Σ y²`.
+    fn evaluate<M: Net>(
+        &self,
+        model: &M,
+        d: &OnDevice,
+    ) -> (f64, Option<f64>, Vec<f32>, Option<f64>) {
         let valid = model.valid();
         let task = self.data.task;
         let (mut loss_sum, mut correct, chunk) = (0.0, 0.0, 2048);
@@ -463,7 +516,8 @@ impl<'a> Trainer<'a> {
             Some(sst) => Some(1.0 - sse / sst.max(f64::MIN_POSITIVE)),
             None => task.has_labels().then_some(correct / n),
         };
-        (loss_sum / n, acc, scores)
+        let rel = d.ssq.map(|q| sse / q.max(f64::MIN_POSITIVE));
+        (loss_sum / n, acc, scores, rel)
     }
 
     /// Loss and accuracy under PGD with `eval_steps` steps on the test split, whatever
@@ -503,12 +557,15 @@ impl<'a> Trainer<'a> {
         extra: &[(String, OnDevice)],
     ) -> Vec<(String, f64)> {
         let mut eval = vec![];
-        let (tl, ta, normal_scores) = self.evaluate(model, test);
+        let (tl, ta, normal_scores, rel) = self.evaluate(model, test);
         if test.n > 0 {
             eval.push(("test_loss".to_string(), tl));
         }
         if let Some(a) = ta.filter(|_| test.n > 0) {
             eval.push((format!("test_{}", self.acc_name()), a));
+            if let Some(r) = rel {
+                eval.push(("test_rel_mse".into(), r));
+            }
             if self.spec.adv.as_ref().is_some_and(|a| a.eval_steps > 0) {
                 let (rl, ra) = self.robust_eval(model, test);
                 eval.push(("robust_acc".into(), ra));
@@ -516,7 +573,7 @@ impl<'a> Trainer<'a> {
             }
         }
         for (name, d) in extra {
-            let (l, a, scores) = self.evaluate(model, d);
+            let (l, a, scores, _) = self.evaluate(model, d);
             eval.push((format!("{name}_loss"), l));
             if let Some(a) = a {
                 eval.push((format!("{name}_{}", self.acc_name()), a));
@@ -556,6 +613,24 @@ impl<'a> Trainer<'a> {
         }
         let mut opt = optim::build(&spec.optim);
         let (mut epoch, mut step, mut skip) = (0, 0, 0);
+        // Measured from the initial weights, also on a resume: the seed rebuilds them.
+        let metrics = if spec.weight_metrics.is_empty() {
+            None
+        } else {
+            let mut init = model.clone();
+            if let Some(p) = &spec.weights.init_from {
+                let dict = crate::model::weights::read_state_dict(p)?;
+                init = crate::model::weights::load(init, &spec.weights.model, &dict, p)?;
+            }
+            let params = param_names(&init);
+            let selected = crate::track::Tracker::select(&spec.weight_metrics, &params)?;
+            Some(crate::track::measure::WeightMetrics::new(
+                &selected,
+                &params,
+                &self.data.features,
+                &NetView(&init),
+            ))
+        };
         match self.resume.take() {
             Some(r) => {
                 (model, opt) = r.load(model, opt)?;
@@ -584,7 +659,11 @@ impl<'a> Trainer<'a> {
             steps_per_epoch: spe,
             start_epoch: epoch,
             start_step: step,
-            eval_names: self.eval_names(),
+            eval_names: self
+                .eval_names()
+                .into_iter()
+                .chain(metrics.iter().flat_map(|m| m.names()))
+                .collect(),
             num_params: model.num_params(),
             model: &NetView(&model),
             frozen: params
@@ -739,6 +818,9 @@ impl<'a> Trainer<'a> {
             let mut eval = vec![];
             if last || epoch.is_multiple_of(spec.eval_every.max(1)) {
                 eval = self.evaluate_all(&model, &test, &extra);
+                if let Some(m) = &metrics {
+                    eval.extend(m.measure(&NetView(&model))?);
+                }
                 last_eval = eval.clone();
             }
             let e = EpochInfo {
