@@ -35,9 +35,10 @@ take 'benign/plots/phase_test_acc.png' benign_phase_diagram.png
 ez train experiment=grokking hydra.run.dir=grok
 take 'grok/plots/curves.png' grokking_curves.png
 take 'grok/plots/best_alignment_*.png' grokking_fourier.png
-# Sparse parity: the default init and a 10x smaller first layer, 3 seeds each, overlaid.
-ez -m experiment=sparse_parity seed=0,1,2 hydra.sweep.dir=parity
-ez -m experiment=sparse_parity seed=0,1,2 \
+# Sparse parity: the default init and a 10x smaller first layer, 3 seeds each, overlaid,
+# for the full 10,000 steps (overlays end where the first seed stops).
+ez -m experiment=sparse_parity seed=0,1,2 early_stopping.monitor=null hydra.sweep.dir=parity
+ez -m experiment=sparse_parity seed=0,1,2 early_stopping.monitor=null \
   'model.layers=[{linear: {out: 256, init: 0.0091}}, relu, {linear: out}]' lr=0.02 \
   hydra.sweep.dir=parity_small
 ez plot parity parity_small --band minmax --out parity_cmp

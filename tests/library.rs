@@ -249,6 +249,59 @@ fn the_trainer_fits_a_user_net_with_the_built_in_callbacks() {
         .all(|r| r.get("test_loss").is_none()));
 }
 
+/// `Trainer::stop_at` ends training at the first evaluation that reaches the target, and
+/// `Trainer::weight_metrics` reports how far a layer moved from its initialisation.
+#[test]
+fn the_trainer_stops_at_a_target_and_measures_weight_change() {
+    let (dim, classes) = (6, 3);
+    let data = Dataset::new(
+        "argmax",
+        &[dim],
+        Task::Classify { classes },
+        split(300, dim, classes, 0),
+        split(150, dim, classes, 7),
+    );
+    let device = Device::flex();
+    device.seed(1);
+    let fitted = Trainer::new(
+        two(dim, 16, classes, &device.clone().autodiff()),
+        Optimizer::sgd(0.5),
+    )
+    .batch_size(30)
+    .device(device)
+    .stop_at("test_acc", 0.8)
+    .weight_metrics(["first.weight"])
+    .fit(&data, 200, None)
+    .unwrap();
+    let o = &fitted.outcome;
+    let get = |k: &str| o.last_eval.iter().find(|m| m.0 == k).map(|m| m.1);
+    assert!(get("test_acc").unwrap() >= 0.8, "{:?}", o.last_eval);
+    assert!(
+        o.epochs < 200 && o.steps == o.epochs * 10,
+        "{} epochs",
+        o.epochs
+    );
+    let why = o.stopped_early.as_deref().expect("stopped early");
+    assert!(why.contains("test_acc") && why.contains("0.8"), "{why}");
+    let change = get("change_first.weight").expect("the weight metric");
+    assert!(change > 0.0 && change.is_finite(), "{change}");
+
+    // A metric the run does not evaluate is named, with what it does evaluate.
+    let e = Trainer::new(
+        two(dim, 4, classes, &Device::flex().autodiff()),
+        Optimizer::sgd(0.1),
+    )
+    .stop_at("test_accuracy", 0.9)
+    .fit(&data, 1, None)
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("'test_accuracy'") && e.contains("Did you mean 'test_acc'"),
+        "{e}"
+    );
+}
+
 #[test]
 fn bad_data_is_refused_before_training_with_what_to_fix() {
     let device = Device::flex();

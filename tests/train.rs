@@ -246,6 +246,98 @@ fn resume_continues_at_the_right_step() {
         .stderr(predicate::str::contains("not an ezflt run directory"));
 }
 
+/// `tracker.metrics` measures from the initialisation: a resumed run rebuilds it from the
+/// seed, so its weight metrics equal those of a run that never stopped.
+#[test]
+fn weight_metrics_measure_from_init_across_a_resume() {
+    let args = [
+        "model=mean_field",
+        "model.scale=0.1",
+        "data=multi_index",
+        "dtype=f64",
+        "batch_size=full",
+        "lr=100",
+        "tracker.metrics=true",
+        "eval_every=10",
+        "plot=none",
+    ];
+    let (tmp, run) = train(&[&args[..], &["epochs=20"]].concat());
+    ezflt(tmp.path())
+        .args(["train", &format!("resume={}", run.display()), "epochs=40"])
+        .assert()
+        .success();
+    let (_tmp2, straight) = train(&[&args[..], &["epochs=40"]].concat());
+    let (a, b) = (metric_values(&run), metric_values(&straight));
+    assert_eq!(a, b);
+    let last = &rows(&run)[rows(&run).len() - 1];
+    for k in [
+        "change_w",
+        "align_w_directions",
+        "align_weighted_w_directions",
+        "test_rel_mse",
+    ] {
+        let v = last[k].as_f64().unwrap_or_else(|| panic!("{k} in {last}"));
+        assert!(v > 0.0 && v.is_finite(), "{k} = {v}");
+    }
+    // Weighted by the output weights, the rows have begun to turn to the teacher's axes.
+    assert!(last["align_weighted_w_directions"].as_f64() > last["align_w_directions"].as_f64());
+}
+
+/// `early_stopping`: at a target value, or after `patience` evaluations without progress;
+/// the reason is printed and kept in summary.json; an unknown metric is named.
+#[test]
+fn early_stopping_ends_at_the_target_or_when_progress_stalls() {
+    let (_tmp, run) = train(&[
+        "epochs=100",
+        "early_stopping.monitor=test_acc",
+        "early_stopping.stop_at=0.9",
+    ]);
+    let s = summary(&run);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert!(s["final"]["test_acc"].as_f64().unwrap() >= 0.9, "{s}");
+    let epochs = s["epochs"].as_u64().unwrap();
+    assert!(epochs < 100, "{s}");
+    let why = s["stopped_early"].as_str().expect("stopped_early");
+    assert!(
+        why.contains("reached early_stopping.stop_at = 0.9"),
+        "{why}"
+    );
+    // The stop is a consistent end: a checkpoint at that epoch.
+    let state = std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap();
+    assert!(
+        state.contains(&format!("\"epoch\":{epochs}"))
+            || state.contains(&format!("\"epoch\": {epochs}")),
+        "{state}"
+    );
+
+    let (_tmp, run) = train(&[
+        "epochs=200",
+        "lr=1",
+        "early_stopping.monitor=test_loss",
+        "early_stopping.patience=2",
+    ]);
+    let s = summary(&run);
+    let why = s["stopped_early"].as_str().expect("stopped_early");
+    assert!(why.contains("for 2 evaluation(s)"), "{why}");
+    // The test loss went up (or stayed) at each of the last two evaluations.
+    let losses: Vec<f64> = rows(&run)
+        .iter()
+        .filter_map(|r| r.get("test_loss").and_then(|v| v.as_f64()))
+        .collect();
+    let n = losses.len();
+    let best = losses[..n - 2].iter().cloned().fold(f64::MAX, f64::min);
+    assert!(losses[n - 2..].iter().all(|l| *l >= best), "{losses:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    ezflt(tmp.path())
+        .args(["train", "early_stopping.monitor=test_ac", "hydra.run.dir=run"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "early_stopping.monitor: this run does not evaluate 'test_ac'. Did you mean 'test_acc'?",
+        ));
+}
+
 #[test]
 fn divergence_stops_clearly_and_keeps_what_was_written() {
     let tmp = tempfile::tempdir().expect("tmp");

@@ -89,6 +89,9 @@ pub struct Summary {
     pub error: Option<String>,
     pub steps: usize,
     pub epochs: usize,
+    /// Why a completed run ended before its last epoch (`early_stopping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
     /// Last value of every metric (`null` when not finite).
     #[serde(rename = "final")]
     pub last: Map<String, serde_json::Value>,

@@ -361,6 +361,7 @@ fn execute(
     };
     summary.steps = result.steps;
     summary.epochs = result.epochs;
+    summary.stopped_early = result.stopped_early.clone();
     for (k, v) in result.last_train.iter().chain(&result.last_eval) {
         summary.last.insert(k.clone(), serde_json::json!(v));
     }

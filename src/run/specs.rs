@@ -182,6 +182,21 @@ struct Top {
     checkpoint_every_s: Positive,
     memory_check: bool,
     dtype: FloatType,
+    #[serde(default)]
+    early_stopping: Option<EarlyStoppingSettings>,
+}
+
+choice!(StopMode { Auto = "auto", Max = "max", Min = "min" });
+
+/// `early_stopping:` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EarlyStoppingSettings {
+    monitor: Option<Text>,
+    mode: StopMode,
+    stop_at: Option<f64>,
+    patience: Option<Count>,
+    min_delta: NonNegative,
 }
 
 /// What every dataset section may have besides its own keys.
@@ -1040,6 +1055,24 @@ fn train_spec<'a>(
         },
         weights,
         weight_metrics: vec![],
+        early_stopping: top.early_stopping.as_ref().and_then(|e| {
+            let monitor = e.monitor.as_ref()?.0.clone();
+            let maximize = match e.mode {
+                StopMode::Max => true,
+                StopMode::Min => false,
+                StopMode::Auto => {
+                    crate::artifacts::metric::direction(&monitor)
+                        == Some(crate::artifacts::metric::Direction::Max)
+                }
+            };
+            Some(crate::train::EarlyStopping {
+                monitor,
+                maximize,
+                stop_at: e.stop_at,
+                patience: e.patience.map(|p| p.0),
+                min_delta: e.min_delta.0,
+            })
+        }),
     })
 }
 

@@ -187,6 +187,7 @@ impl FeatureTracker {
                 last_train: vec![],
                 last_eval: vec![],
                 step_ms: vec![],
+                stopped_early: None,
             };
             self.inner.on_train_end(&outcome, model)?;
             self.finished = true;

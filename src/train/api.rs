@@ -123,6 +123,7 @@ impl<M: Net> Trainer<M> {
                 checkpoints: CheckpointPolicy::Epochs(0),
                 weights: Default::default(),
                 weight_metrics: vec![],
+                early_stopping: None,
             },
             loss: None,
             device: Device::flex(),
@@ -185,6 +186,48 @@ impl<M: Net> Trainer<M> {
     /// they get no gradient and no optimizer state.
     pub fn freeze<S: Into<String>>(mut self, globs: impl IntoIterator<Item = S>) -> Trainer<M> {
         self.spec.weights.freeze = globs.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Ends training after the first evaluation at which `metric` reaches `value`
+    /// (Lightning's `EarlyStopping(monitor, stopping_threshold=value)`; the direction is the
+    /// metric's: accuracies up, losses down). `Fitted::outcome.stopped_early` says why.
+    pub fn stop_at(mut self, metric: &str, value: f64) -> Trainer<M> {
+        let es = self.early(metric);
+        es.stop_at = Some(value);
+        self
+    }
+    /// Ends training after `evaluations` evaluations in a row without `metric` improving
+    /// by more than `min_delta` (Lightning's `patience`).
+    pub fn patience(mut self, metric: &str, evaluations: usize, min_delta: f64) -> Trainer<M> {
+        let es = self.early(metric);
+        es.patience = Some(evaluations.max(1));
+        es.min_delta = min_delta;
+        self
+    }
+    fn early(&mut self, metric: &str) -> &mut super::EarlyStopping {
+        let es = self
+            .spec
+            .early_stopping
+            .get_or_insert(super::EarlyStopping {
+                monitor: metric.to_string(),
+                maximize: false,
+                stop_at: None,
+                patience: None,
+                min_delta: 0.0,
+            });
+        es.monitor = metric.to_string();
+        es.maximize = crate::artifacts::metric::direction(metric)
+            == Some(crate::artifacts::metric::Direction::Max);
+        es
+    }
+    /// Logs each chosen parameter's change from init and its rows' alignment with the
+    /// data's ground-truth features with every evaluation (`change_<p>`, `align_<p>_<f>`,
+    /// `align_weighted_<p>_<f>`, as `tracker.metrics=true`); names or globs.
+    pub fn weight_metrics<S: Into<String>>(
+        mut self,
+        params: impl IntoIterator<Item = S>,
+    ) -> Trainer<M> {
+        self.spec.weight_metrics = params.into_iter().map(Into::into).collect();
         self
     }
     /// Cosine decay to `min_lr` over the run, after `warmup_steps` of linear warm-up.

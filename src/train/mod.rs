@@ -170,6 +170,60 @@ pub struct TrainSpec {
     /// Parameters (names or globs, as `tracker.layers`) whose change from init and alignment
     /// with the data's ground truth are logged with every evaluation; empty = none.
     pub weight_metrics: Vec<String>,
+    /// Stop before the last epoch on an evaluated metric (Lightning's `EarlyStopping`).
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+/// When to end a run early, checked after every evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EarlyStopping {
+    /// An evaluated metric (`test_acc`, `test_loss`, `align_...`).
+    pub monitor: String,
+    /// Whether larger values are better.
+    pub maximize: bool,
+    /// Stop as soon as the metric reaches this value (`stopping_threshold`).
+    pub stop_at: Option<f64>,
+    /// Stop after this many evaluations without an improvement of more than `min_delta`.
+    pub patience: Option<usize>,
+    pub min_delta: f64,
+}
+
+impl EarlyStopping {
+    /// The reason to stop after this evaluation, if any; `best` and `waited` carry the
+    /// patience count between evaluations.
+    pub fn check(&self, value: f64, best: &mut Option<f64>, waited: &mut usize) -> Option<String> {
+        let m = &self.monitor;
+        if let Some(t) = self.stop_at {
+            let reached = if self.maximize {
+                value >= t
+            } else {
+                value <= t
+            };
+            if reached {
+                return Some(format!(
+                    "{m} = {value} reached early_stopping.stop_at = {t}"
+                ));
+            }
+        }
+        let improved = match *best {
+            None => true,
+            Some(b) if self.maximize => value > b + self.min_delta,
+            Some(b) => value < b - self.min_delta,
+        };
+        if improved {
+            *best = Some(value);
+            *waited = 0;
+        } else {
+            *waited += 1;
+        }
+        match self.patience {
+            Some(p) if *waited >= p => Some(format!(
+                "{m} has not improved on {} for {p} evaluation(s) (early_stopping.patience)",
+                best.unwrap_or(value)
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// When a run saves checkpoints, besides at the end and when stopped at an epoch boundary.

@@ -298,6 +298,8 @@ pub struct Outcome {
     pub last_eval: Vec<(String, f64)>,
     /// Wall time of each step, in milliseconds (forward, backward, update, synced).
     pub step_ms: Vec<f64>,
+    /// Why training ended before its last epoch (`early_stopping`), if it did.
+    pub stopped_early: Option<String>,
 }
 
 /// Hooks the trainer calls; every one defaults to doing nothing, and an error stops training.
@@ -679,9 +681,29 @@ impl<'a> Trainer<'a> {
             init_from: spec.weights.init_from.as_deref().filter(|_| step == 0),
             params,
         };
+        if let Some(es) = &spec.early_stopping {
+            if !info.eval_names.contains(&es.monitor) {
+                let hint = crate::config::suggest::did_you_mean(
+                    &es.monitor,
+                    info.eval_names.iter().map(|s| s.as_str()),
+                )
+                .map(|s| format!(" Did you mean '{s}'?"))
+                .unwrap_or_default();
+                anyhow::bail!(
+                    "early_stopping.monitor: this run does not evaluate '{}'.{hint} It evaluates {}",
+                    es.monitor,
+                    if info.eval_names.is_empty() {
+                        "nothing (the data has no test split)".to_string()
+                    } else {
+                        info.eval_names.join(", ")
+                    }
+                );
+            }
+        }
         for cb in self.callbacks.iter_mut() {
             cb.on_train_start(&info)?;
         }
+        let (mut es_best, mut es_waited, mut stopped_early) = (None, 0usize, None);
 
         let mut status = Status::Completed;
         let mut step_ms = Vec::with_capacity(total.saturating_sub(step));
@@ -822,7 +844,14 @@ impl<'a> Trainer<'a> {
                     eval.extend(m.measure(&NetView(&model))?);
                 }
                 last_eval = eval.clone();
+                if let Some(es) = &spec.early_stopping {
+                    if let Some((_, v)) = eval.iter().find(|(n, _)| *n == es.monitor) {
+                        stopped_early = es.check(*v, &mut es_best, &mut es_waited);
+                    }
+                }
             }
+            // An early stop makes this epoch the last: checkpoints and logs end here.
+            let last = last || stopped_early.is_some();
             let e = EpochInfo {
                 epoch,
                 step,
@@ -837,6 +866,13 @@ impl<'a> Trainer<'a> {
             for cb in self.callbacks.iter_mut() {
                 cb.on_epoch_end(&e)?;
             }
+            if stopped_early.is_some() {
+                if epoch >= epochs || step >= total {
+                    // It ended anyway: not early.
+                    stopped_early = None;
+                }
+                break;
+            }
         }
         let outcome = Outcome {
             status,
@@ -845,6 +881,7 @@ impl<'a> Trainer<'a> {
             last_train,
             last_eval,
             step_ms,
+            stopped_early: stopped_early.map(|why| format!("stopped early at step {step}: {why}")),
         };
         for cb in self.callbacks.iter_mut() {
             cb.on_train_end(&outcome, &NetView(&model))

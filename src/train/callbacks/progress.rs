@@ -142,7 +142,10 @@ impl Callback for Progress {
             b.finish_and_clear();
         }
         let msg = match &o.status {
-            Status::Completed => format!("finished: {} steps", o.steps),
+            Status::Completed => match &o.stopped_early {
+                Some(why) => why.clone(),
+                None => format!("finished: {} steps", o.steps),
+            },
             Status::Diverged { step, loss } => {
                 format!("stopped: the loss became {loss} at step {step}")
             }
