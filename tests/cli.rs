@@ -207,7 +207,7 @@ fn help_version_completions() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "model: cnn, conv_autoencoder, mlp, sequential, two_layer_cnn",
+            "model: cnn, conv_autoencoder, mean_field, mlp, sequential, two_layer_cnn",
         ))
         .stdout(predicate::str::contains("== Overrides =="));
     ezflt(tmp.path())

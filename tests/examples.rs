@@ -152,7 +152,9 @@ fn a_registered_model_is_listed_suggested_and_checked_like_a_built_in_one() {
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
-        help.contains("model: cnn, conv_autoencoder, mlp, my_net, sequential, two_layer_cnn"),
+        help.contains(
+            "model: cnn, conv_autoencoder, mean_field, mlp, my_net, sequential, two_layer_cnn"
+        ),
         "{help}"
     );
     assert!(help.contains("noisy_parity"), "{help}");
@@ -302,6 +304,7 @@ fn registered_names_complete_in_bash() {
         [
             "cnn",
             "conv_autoencoder",
+            "mean_field",
             "mlp",
             "sequential",
             "two_layer_cnn"

@@ -182,18 +182,23 @@ fn the_tracker_says_what_is_wrong_when_misused() {
     assert!(e.contains("5 values for 2 x 3"), "{e}");
 }
 
-#[test]
-fn the_trainer_fits_a_user_net_with_the_built_in_callbacks() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("fit");
-    let (dim, classes) = (6, 3);
-    let data = Dataset::new(
+/// 300 training and 150 test samples labelled by their largest coordinate.
+fn argmax(dim: usize, classes: usize) -> Dataset {
+    Dataset::new(
         "argmax",
         &[dim],
         Task::Classify { classes },
         split(300, dim, classes, 0),
         split(150, dim, classes, 7),
-    );
+    )
+}
+
+#[test]
+fn the_trainer_fits_a_user_net_with_the_built_in_callbacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fit");
+    let (dim, classes) = (6, 3);
+    let data = argmax(dim, classes);
     let device = Device::flex();
     device.seed(1);
     let model = two(dim, 16, classes, &device.clone().autodiff());
@@ -254,13 +259,7 @@ fn the_trainer_fits_a_user_net_with_the_built_in_callbacks() {
 #[test]
 fn the_trainer_stops_at_a_target_and_measures_weight_change() {
     let (dim, classes) = (6, 3);
-    let data = Dataset::new(
-        "argmax",
-        &[dim],
-        Task::Classify { classes },
-        split(300, dim, classes, 0),
-        split(150, dim, classes, 7),
-    );
+    let data = argmax(dim, classes);
     let device = Device::flex();
     device.seed(1);
     let fitted = Trainer::new(
