@@ -13,19 +13,20 @@ p.add_argument("--optim", choices=["sgd", "adam"], default="sgd")
 p.add_argument("--steps", type=int, default=500)
 p.add_argument("--warmup", type=int, default=50)
 p.add_argument("--batch", type=int, default=64)
+p.add_argument("--width", type=int, default=128)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--device", default="cpu")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 dev = torch.device(a.device)
-n = 6400
+n = max(6400, 4 * a.batch)
 
 if a.model == "mlp":
-    # MLP 784-128-10, cross-entropy (ezflt: data.dim=784 data.classes=10 model.widths=[128]).
+    # MLP 784-W-10, cross-entropy (ezflt: data.dim=784 data.classes=10 model.widths=[W]).
     x = torch.randn(n, 784, device=dev)
     y = torch.randint(0, 10, (n,), device=dev)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)).to(dev)
+    model = torch.nn.Sequential(torch.nn.Linear(784, a.width), torch.nn.ReLU(), torch.nn.Linear(a.width, 10)).to(dev)
     def loss_fn(xb, yb):
         return F.cross_entropy(model(xb), yb)
     params = model.parameters()

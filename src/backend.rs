@@ -46,9 +46,15 @@ pub fn flex_auto_threads(work: u64) -> usize {
 }
 
 /// Flex (pure Rust) is the default backend and runs on the CPU only. `work`: batch size x
-/// parameters, for the automatic thread count.
+/// parameters, for the automatic thread count. A given `threads` is the most Flex uses: a
+/// small step stays on one thread however many are allowed (as PyTorch runs an op below its
+/// grain size on one), so more threads never make a step slower.
 fn flex(threads: Option<usize>, work: u64) -> Chosen {
-    let n = threads.unwrap_or_else(|| flex_auto_threads(work));
+    let n = match threads {
+        None => flex_auto_threads(work),
+        Some(t) if work < FLEX_PARALLEL_WORK => t.min(1),
+        Some(t) => t,
+    };
     // Only the first call sizes rayon's global pool; later ones are no-ops.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)

@@ -640,9 +640,23 @@ fn default_threads_follow_the_work_per_step() {
         "plot=none",
     ]);
     assert_eq!(summary(&big)["threads"].as_u64(), Some(cores));
-    // An explicit count wins.
+    // An explicit count is the most used: a small step stays on one thread (a second made
+    // it slower), a big one takes them.
     let (_t, two) = train(&["threads=2", "epochs=1", "plot=none"]);
-    assert_eq!(summary(&two)["threads"], 2);
+    assert_eq!(summary(&two)["threads"], 1);
+    let (_t, two_big) = train(&[
+        "threads=2",
+        "data.dim=784",
+        "data.classes=10",
+        "data.n_train=1024",
+        "data.n_test=64",
+        "model.widths=[2048]",
+        "batch_size=1024",
+        "max_steps=1",
+        "tracker=none",
+        "plot=none",
+    ]);
+    assert_eq!(summary(&two_big)["threads"], 2);
 }
 
 #[cfg(feature = "tch")]
