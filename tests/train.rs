@@ -627,8 +627,8 @@ fn default_threads_follow_the_work_per_step() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let (_t, small) = train(&["threads=null", "epochs=1", "plot=none"]);
     assert_eq!(summary(&small)["threads"], 1);
-    let (_t, big) = train(&[
-        "threads=null",
+    // One step of batch 1024 on a 784-2048-10 MLP: work above the threshold.
+    let big = [
         "data.dim=784",
         "data.classes=10",
         "data.n_train=1024",
@@ -638,24 +638,14 @@ fn default_threads_follow_the_work_per_step() {
         "max_steps=1",
         "tracker=none",
         "plot=none",
-    ]);
-    assert_eq!(summary(&big)["threads"].as_u64(), Some(cores));
+    ];
+    let (_t, big_auto) = train(&[&["threads=null"][..], &big].concat());
+    assert_eq!(summary(&big_auto)["threads"].as_u64(), Some(cores));
     // An explicit count is the most used: a small step stays on one thread (a second made
     // it slower), a big one takes them.
     let (_t, two) = train(&["threads=2", "epochs=1", "plot=none"]);
     assert_eq!(summary(&two)["threads"], 1);
-    let (_t, two_big) = train(&[
-        "threads=2",
-        "data.dim=784",
-        "data.classes=10",
-        "data.n_train=1024",
-        "data.n_test=64",
-        "model.widths=[2048]",
-        "batch_size=1024",
-        "max_steps=1",
-        "tracker=none",
-        "plot=none",
-    ]);
+    let (_t, two_big) = train(&[&["threads=2"][..], &big].concat());
     assert_eq!(summary(&two_big)["threads"], 2);
 }
 

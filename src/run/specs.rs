@@ -229,6 +229,15 @@ pub fn read(root: &Node) -> Result<RunSpec> {
         .map_or(seed, |s| s.0);
     #[cfg(not(feature = "wandb"))]
     no_logger(child("logger")?)?;
+    let mut train = train_spec(root, &top, &child)?;
+    let track = track_spec(root, child("tracker")?)?;
+    if let Some(tr) = track.as_ref().filter(|tr| tr.metrics) {
+        train.weight_metrics = if tr.layers.is_empty() {
+            vec!["*".into()]
+        } else {
+            tr.layers.clone()
+        };
+    }
     Ok(RunSpec {
         seed,
         backend: top.backend.as_str().to_string(),
@@ -260,19 +269,8 @@ pub fn read(root: &Node) -> Result<RunSpec> {
             LossChoice::Mse => Some(LossKind::Mse),
             LossChoice::Hinge => Some(LossKind::Hinge),
         },
-        train: {
-            let mut t = train_spec(root, &top, &child)?;
-            let track = track_spec(root, child("tracker")?)?;
-            if let Some(tr) = track.as_ref().filter(|tr| tr.metrics) {
-                t.weight_metrics = if tr.layers.is_empty() {
-                    vec!["*".into()]
-                } else {
-                    tr.layers.clone()
-                };
-            }
-            t
-        },
-        track: track_spec(root, child("tracker")?)?,
+        train,
+        track,
         plot: plot_spec(root, child("plot")?)?,
         #[cfg(feature = "wandb")]
         wandb: logger_spec(root, child("logger")?)?,

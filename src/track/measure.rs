@@ -3,7 +3,6 @@
 
 use crate::data::GroundTruth;
 use crate::train::trainer::ModelView;
-use anyhow::Result;
 
 /// What one tracked tensor reports.
 struct Item {
@@ -83,7 +82,7 @@ impl WeightMetrics {
                 .next
                 .and_then(|j| order.iter().position(|n| *n == read[j]));
         }
-        let init = read_f64(init, &order);
+        let init = init.read_f64(&order);
         WeightMetrics {
             read: order,
             items,
@@ -109,8 +108,8 @@ impl WeightMetrics {
     /// `change_<t>` = ‖W − W₀‖/‖W₀‖; `align_<t>_<f>` = mean over rows of ‖P w_r‖/‖w_r‖, P the
     /// projection on span(f); `align_weighted_<t>_<f>` weights rows by ‖w_r‖ times the norm of
     /// the next layer's column r (|a_r| for one output): the neurons that carry the function.
-    pub fn measure(&self, model: &dyn ModelView) -> Result<Vec<(String, f64)>> {
-        let now = read_f64(model, &self.read);
+    pub fn measure(&self, model: &dyn ModelView) -> Vec<(String, f64)> {
+        let now = model.read_f64(&self.read);
         let mut out = vec![];
         for it in &self.items {
             let (w, w0) = (&now[it.at], &self.init[it.at]);
@@ -165,12 +164,8 @@ impl WeightMetrics {
                 }
             }
         }
-        Ok(out)
+        out
     }
-}
-
-fn read_f64(model: &dyn ModelView, names: &[String]) -> Vec<Vec<f64>> {
-    model.read_f64(names)
 }
 
 /// An orthonormal basis (rows) of the span of `rows` vectors of length `dim` (Gram-Schmidt,
@@ -205,7 +200,7 @@ mod tests {
     /// Fixed weights standing in for a model.
     struct Fixed(Vec<(String, Vec<f64>)>);
     impl ModelView for Fixed {
-        fn save(&self, _: &std::path::Path) -> Result<()> {
+        fn save(&self, _: &std::path::Path) -> anyhow::Result<()> {
             Ok(())
         }
         fn read(&self, names: &[String]) -> Vec<HostTensor> {
@@ -246,7 +241,7 @@ mod tests {
             ("w".into(), vec![3.0, 0.0, 0.0, 1.0, 1.0, 0.0]),
             ("a".into(), vec![1.0, 3.0]),
         ]);
-        let got = m.measure(&now).unwrap();
+        let got = m.measure(&now);
         let want = [
             ((4.0f64 + 1.0).sqrt() / 2f64.sqrt()),
             (1.0 + 0.5f64.sqrt()) / 2.0,

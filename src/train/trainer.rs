@@ -615,35 +615,34 @@ impl<'a> Trainer<'a> {
         }
         let mut opt = optim::build(&spec.optim);
         let (mut epoch, mut step, mut skip) = (0, 0, 0);
+        let resume = self.resume.take();
+        // The initial weights: the seed's, or `init_from`'s. A resume replaces them with the
+        // checkpoint's below, so it reads `init_from` only for the weight metrics.
+        if let Some(p) = spec
+            .weights
+            .init_from
+            .as_ref()
+            .filter(|_| resume.is_none() || !spec.weight_metrics.is_empty())
+        {
+            let dict = crate::model::weights::read_state_dict(p)?;
+            model = crate::model::weights::load(model, &spec.weights.model, &dict, p)?;
+        }
         // Measured from the initial weights, also on a resume: the seed rebuilds them.
         let metrics = if spec.weight_metrics.is_empty() {
             None
         } else {
-            let mut init = model.clone();
-            if let Some(p) = &spec.weights.init_from {
-                let dict = crate::model::weights::read_state_dict(p)?;
-                init = crate::model::weights::load(init, &spec.weights.model, &dict, p)?;
-            }
-            let params = param_names(&init);
+            let params = param_names(&model);
             let selected = crate::track::Tracker::select(&spec.weight_metrics, &params)?;
             Some(crate::track::measure::WeightMetrics::new(
                 &selected,
                 &params,
                 &self.data.features,
-                &NetView(&init),
+                &NetView(&model),
             ))
         };
-        match self.resume.take() {
-            Some(r) => {
-                (model, opt) = r.load(model, opt)?;
-                (epoch, step, skip) = (r.epoch, r.step, r.batch);
-            }
-            None => {
-                if let Some(p) = &spec.weights.init_from {
-                    let dict = crate::model::weights::read_state_dict(p)?;
-                    model = crate::model::weights::load(model, &spec.weights.model, &dict, p)?;
-                }
-            }
+        if let Some(r) = resume {
+            (model, opt) = r.load(model, opt)?;
+            (epoch, step, skip) = (r.epoch, r.step, r.batch);
         }
         // After a resume's load too: frozen parameters get no gradient, so no optimizer state.
         model = crate::model::weights::freeze(model, &spec.weights.freeze)?;
@@ -841,7 +840,7 @@ impl<'a> Trainer<'a> {
             if last || epoch.is_multiple_of(spec.eval_every.max(1)) {
                 eval = self.evaluate_all(&model, &test, &extra);
                 if let Some(m) = &metrics {
-                    eval.extend(m.measure(&NetView(&model))?);
+                    eval.extend(m.measure(&NetView(&model)));
                 }
                 last_eval = eval.clone();
                 if let Some(es) = &spec.early_stopping {
