@@ -66,43 +66,63 @@ pub fn loss(
     y: Tensor<1, Int>,
     target: Tensor<2>,
 ) -> Tensor<1> {
+    per_sample(kind, task, out, y, target).mean()
+}
+
+/// Each sample's loss `[batch]`, whose mean is [`loss`]: a batched sweep averages it per
+/// member.
+pub fn per_sample(
+    kind: LossKind,
+    task: Task,
+    out: Tensor<2>,
+    y: Tensor<1, Int>,
+    target: Tensor<2>,
+) -> Tensor<1> {
+    let rows = |t: Tensor<2>| -> Tensor<1> {
+        let [b, _] = t.dims();
+        t.reshape([b])
+    };
     match (kind, task) {
-        (_, Task::Reconstruct | Task::Regress { .. }) => (out - target).powf_scalar(2.0).mean(),
-        (LossKind::Logistic, _) => softplus(-(out * signed(y))).mean(),
-        (LossKind::Hinge, Task::Binary) => relu(-(out * signed(y)) + 1.0).mean(),
-        (LossKind::Mse, Task::Binary) => (out - signed(y)).powf_scalar(2.0).mean(),
-        (LossKind::Mse, Task::Classify { classes }) => (out - y.one_hot::<2>(classes).float())
-            .powf_scalar(2.0)
-            .mean(),
+        (_, Task::Reconstruct | Task::Regress { .. }) => {
+            rows((out - target).powf_scalar(2.0).mean_dim(1))
+        }
+        (LossKind::Logistic, _) => rows(softplus(-(out * signed(y)))),
+        (LossKind::Hinge, Task::Binary) => rows(relu(-(out * signed(y)) + 1.0)),
+        (LossKind::Mse, Task::Binary) => rows((out - signed(y)).powf_scalar(2.0)),
+        (LossKind::Mse, Task::Classify { classes }) => rows(
+            (out - y.one_hot::<2>(classes).float())
+                .powf_scalar(2.0)
+                .mean_dim(1),
+        ),
         (LossKind::Hinge, Task::Classify { classes }) => {
             // PyTorch's MultiMarginLoss: sum_{j != y} max(0, 1 - f_y + f_j) / C.
             let onehot = y.one_hot::<2>(classes).float();
             let fy = (out.clone() * onehot.clone()).sum_dim(1);
             let m = relu(out - fy + 1.0) * (onehot.neg() + 1.0);
-            m.sum_dim(1).mean() / classes as f32
+            rows(m.sum_dim(1) / classes as f32)
         }
         (_, Task::Classify { .. }) => {
-            let [b, c] = out.dims();
+            let [_, c] = out.dims();
             let onehot = y.one_hot::<2>(c).float();
-            (log_softmax(out, 1) * onehot).sum().neg() / b as f32
+            rows((log_softmax(out, 1) * onehot).sum_dim(1).neg())
         }
-        (_, Task::Binary) => softplus(-(out * signed(y))).mean(),
+        (_, Task::Binary) => rows(softplus(-(out * signed(y)))),
     }
 }
 
 /// Number of correct predictions in the batch (None for reconstruction and regression).
 pub fn correct(task: Task, out: Tensor<2>, y: Tensor<1, Int>) -> Option<Tensor<1>> {
-    match task {
-        Task::Reconstruct | Task::Regress { .. } => None,
-        Task::Binary => {
-            let [b] = y.dims();
-            let pred = out.greater_elem(0.0).int().reshape([b]);
-            Some(pred.equal(y).float().sum())
-        }
-        Task::Classify { .. } => {
-            let [b] = y.dims();
-            let pred = out.argmax(1).reshape([b]);
-            Some(pred.equal(y).float().sum())
-        }
-    }
+    hits(task, out, y).map(|h| h.sum())
+}
+
+/// 1 for each correctly predicted sample, 0 otherwise, `[batch]` (None for reconstruction
+/// and regression).
+pub fn hits(task: Task, out: Tensor<2>, y: Tensor<1, Int>) -> Option<Tensor<1>> {
+    let [b] = y.dims();
+    let pred = match task {
+        Task::Reconstruct | Task::Regress { .. } => return None,
+        Task::Binary => out.greater_elem(0.0).int().reshape([b]),
+        Task::Classify { .. } => out.argmax(1).reshape([b]),
+    };
+    Some(pred.equal(y).float())
 }
