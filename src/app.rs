@@ -38,6 +38,10 @@ pub(crate) trait PreparedModel: Send + Sync {
     fn check_data(&self, _ds: &Dataset) -> Result<()> {
         Ok(())
     }
+    /// The built-in model's settings (a batched sweep stacks only built-in models).
+    fn builtin(&self) -> Option<&ModelSpec> {
+        None
+    }
 }
 
 /// A dataset name the config can pick (`data=<name>`).
@@ -167,6 +171,9 @@ impl PreparedModel for ModelSpec {
     }
     fn check_data(&self, ds: &Dataset) -> Result<()> {
         crate::model::check_ids(self, ds)
+    }
+    fn builtin(&self) -> Option<&ModelSpec> {
+        Some(self)
     }
 }
 

@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use burn::prelude::Device;
 
 /// The chosen device, and how to describe it in summaries and logs.
+#[derive(Clone)]
 pub struct Chosen {
     pub device: Device,
     pub backend: &'static str,

@@ -65,6 +65,15 @@ impl std::fmt::Display for RunStatus {
     }
 }
 
+/// A batched run's place in its batch: the jobs (sweep numbers) trained as one model.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Batched {
+    /// The first member's job number: one name for the batch.
+    pub group: usize,
+    /// Every member's job number, in stacking order.
+    pub members: Vec<usize>,
+}
+
 /// `summary.json`. Fields a failed run never reached stay at their defaults, and an older or
 /// partial file still reads (every field has a default).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -92,6 +101,9 @@ pub struct Summary {
     /// Why a completed run ended before its last epoch (`early_stopping`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
+    /// Set when the run trained as a member of a batched sweep (`hydra.launcher.batch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batched: Option<Batched>,
     /// Last value of every metric (`null` when not finite).
     #[serde(rename = "final")]
     pub last: Map<String, serde_json::Value>,
@@ -156,6 +168,9 @@ pub struct Marker {
     pub exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended: Option<String>,
+    /// Why a job launched in a batch trained alone (`hydra.launcher.batch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unbatched: Option<String>,
 }
 
 impl Marker {

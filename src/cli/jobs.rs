@@ -59,8 +59,11 @@ pub fn resume_exec(m: &ArgMatches) -> Result<i32> {
 pub fn run_job_cli() -> Command {
     Command::new("run-job")
         .hide(true)
-        .about("Run one prepared sweep job from its directory (what launcher workers execute)")
-        .arg(Arg::new("dir").required(true))
+        .about(
+            "Run prepared sweep jobs from their directories (what launcher workers execute); \
+             several run as one batch when they can",
+        )
+        .arg(Arg::new("dir").required(true).num_args(1..))
         .arg(
             Arg::new("threads")
                 .long("threads")
@@ -69,6 +72,12 @@ pub fn run_job_cli() -> Command {
 }
 
 pub fn run_job_exec(m: &ArgMatches) -> Result<i32> {
-    let dir = Path::new(m.get_one::<String>("dir").expect("required"));
-    launch::run_job(dir, m.get_one::<usize>("threads").copied(), true)
+    let dirs: Vec<std::path::PathBuf> = m
+        .get_many::<String>("dir")
+        .expect("required")
+        .map(std::path::PathBuf::from)
+        .collect();
+    let codes = launch::run_jobs(&dirs, m.get_one::<usize>("threads").copied(), true)?;
+    // The worst: a failure (or a stop) of any member is the worker's.
+    Ok(codes.into_iter().max_by_key(|c| *c != 0).unwrap_or(1))
 }

@@ -35,12 +35,13 @@ pub struct Job {
 #[derive(Clone, Debug)]
 pub enum Launcher {
     /// In this process, one after another.
-    Basic { fail_fast: bool },
+    Basic { fail_fast: bool, batch: Batch },
     /// `n_jobs` worker processes with `threads` CPU threads each.
     Local {
         n_jobs: usize,
         threads: usize,
         fail_fast: bool,
+        batch: Batch,
     },
     /// One SLURM job array (tasks fail independently; fail-fast does not apply).
     Slurm(slurm::SlurmSpec),
@@ -53,6 +54,8 @@ struct BasicNode {
     #[serde(rename = "_target_")]
     _target: String,
     fail_fast: bool,
+    #[serde(default, deserialize_with = "batch_setting")]
+    batch: Batch,
 }
 
 /// `hydra/launcher=local`.
@@ -64,6 +67,8 @@ struct LocalNode {
     n_jobs: Option<usize>,
     threads_per_job: Option<usize>,
     fail_fast: bool,
+    #[serde(default, deserialize_with = "batch_setting")]
+    batch: Batch,
 }
 
 /// `hydra/launcher=slurm`.
@@ -84,6 +89,184 @@ struct SlurmNode {
     extra_args: Vec<String>,
     poll_seconds: f64,
     no_wait: bool,
+}
+
+/// `hydra.launcher.batch`: whether the jobs of a sweep that share a shape train as one
+/// stacked model (`run::batch`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Batch {
+    /// Each job alone.
+    Off,
+    /// Batches of the jobs that can train together, split evenly over the workers.
+    #[default]
+    Auto,
+    /// Batches of at most this many members.
+    Max(usize),
+}
+
+/// `--fail-fast` launches nothing after the first failure, so it trains each job alone: the
+/// members of a batch all start together.
+fn unbatched_if(fail_fast: bool, batch: Batch) -> Batch {
+    if fail_fast {
+        Batch::Off
+    } else {
+        batch
+    }
+}
+
+/// Members in one batch at most under `auto`: past this, a batch's step is long enough that
+/// stacking more saves little, and a crash or Ctrl-C touches fewer runs.
+const AUTO_MAX_MEMBERS: usize = 64;
+
+/// `auto`, `off` (YAML 1.1 also reads it as false) or a whole number >= 1.
+fn batch_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Batch, D::Error> {
+    struct V;
+    const WANT: &str = "auto, off or a whole number of members >= 1";
+    impl serde::de::Visitor<'_> for V {
+        type Value = Batch;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(WANT)
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Batch, E> {
+            match s {
+                "auto" => Ok(Batch::Auto),
+                "off" => Ok(Batch::Off),
+                other => Err(E::custom(format!("expected {WANT}, got '{other}'"))),
+            }
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<Batch, E> {
+            Ok(if b { Batch::Auto } else { Batch::Off })
+        }
+        fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Batch, E> {
+            match usize::try_from(i) {
+                Ok(n) if n >= 1 => Ok(Batch::Max(n)),
+                _ => Err(E::custom(format!("expected {WANT}, got {i}"))),
+            }
+        }
+        fn visit_u64<E: serde::de::Error>(self, i: u64) -> Result<Batch, E> {
+            self.visit_i64(i64::try_from(i).unwrap_or(i64::MAX))
+        }
+        fn visit_unit<E>(self) -> Result<Batch, E> {
+            Ok(Batch::Auto)
+        }
+        fn visit_none<E>(self) -> Result<Batch, E> {
+            Ok(Batch::Auto)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// The config keys whose values never set a shape or the loop's course: jobs that differ
+/// only in these may train as one batch (seeds, learning rates, weight decay, and float
+/// settings of the data, model and schedule: noise levels, SNR, init scales, gammas).
+fn value_only(path: &str, v: &crate::config::Value) -> bool {
+    matches!(
+        path,
+        "seed" | "data.seed" | "lr" | "optimizer.lr" | "optimizer.weight_decay"
+    ) || (matches!(v, crate::config::Value::Float(_))
+        && ["data.", "model.", "schedule."]
+            .iter()
+            .any(|p| path.starts_with(p)))
+}
+
+/// The job's config with every value-only key left out: jobs with equal keys may batch.
+fn batch_key(dir: &Path) -> Option<String> {
+    fn strip(node: &Node, path: &str, out: &mut String) {
+        match &node.v {
+            crate::config::Value::Map(m) => {
+                for (k, child) in m {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    strip(child, &p, out);
+                }
+            }
+            v if value_only(path, v) => {}
+            _ => {
+                out.push_str(path);
+                out.push('=');
+                out.push_str(&yaml::dump(node));
+                out.push('\n');
+            }
+        }
+    }
+    let path = dir.join(".hydra").join(RESOLVED);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let node = yaml::load(&text, &path.display().to_string()).ok()?;
+    let mut key = String::new();
+    strip(&node, "", &mut key);
+    Some(key)
+}
+
+/// The sweep's jobs in the units a worker runs: batches of jobs that may train together
+/// (split so that every worker gets a share, each of at most the batch limit), and single
+/// jobs; in the order of each unit's first job.
+fn units(jobs: &[Job], batch: Batch, workers: usize) -> Vec<Vec<&Job>> {
+    if batch == Batch::Off {
+        return jobs.iter().map(|j| vec![j]).collect();
+    }
+    let mut groups: Vec<(Option<String>, Vec<&Job>)> = vec![];
+    for j in jobs {
+        let key = batch_key(&j.dir);
+        match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
+            Some((_, g)) => g.push(j),
+            None => groups.push((key, vec![j])),
+        }
+    }
+    let mut out = vec![];
+    for (_, g) in groups {
+        let limit = match batch {
+            Batch::Max(n) => n,
+            _ => g.len().div_ceil(workers.max(1)).clamp(1, AUTO_MAX_MEMBERS),
+        };
+        // Even chunks: 10 jobs on 4 slots are 3+3+2+2, not 3+3+3+1.
+        let chunks = g.len().div_ceil(limit);
+        let (base, extra) = (g.len() / chunks, g.len() % chunks);
+        let mut rest = g.as_slice();
+        for c in 0..chunks {
+            let take = base + usize::from(c < extra);
+            out.push(rest[..take].to_vec());
+            rest = &rest[take..];
+        }
+    }
+    out
+}
+
+/// What a finished unit's members tell the sweep: each job's exit code (from its marker;
+/// `code`, the worker's, when it wrote none) and why a batch trained its jobs alone.
+fn unit_results(unit: &[&Job], code: i32) -> (Vec<(usize, i32)>, Option<String>) {
+    let mut why = None;
+    let codes = unit
+        .iter()
+        .map(|j| {
+            let m = Marker::read(&j.dir);
+            if why.is_none() {
+                why = m.as_ref().and_then(|m| m.unbatched.clone());
+            }
+            let c = m
+                .and_then(|m| m.exit_code)
+                .filter(|_| unit.len() > 1)
+                .unwrap_or(code);
+            (j.num, c)
+        })
+        .collect();
+    (codes, why.filter(|_| unit.len() > 1))
+}
+
+/// `#3`, or `#3-#10` for a batch of consecutive jobs, `#3,#5,#9` otherwise.
+fn unit_name(unit: &[&Job]) -> String {
+    let nums: Vec<usize> = unit.iter().map(|j| j.num).collect();
+    match nums.as_slice() {
+        [one] => format!("#{one}"),
+        [a, .., b] if nums.windows(2).all(|w| w[1] == w[0] + 1) => format!("#{a}-#{b}"),
+        _ => nums
+            .iter()
+            .map(|n| format!("#{n}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 /// `4G` or `4096`, `a100:1` or `1`: SLURM takes both as text.
@@ -143,8 +326,10 @@ impl Launcher {
         Ok(match target {
             "ezflt.launcher.basic" => {
                 let b: BasicNode = crate::config::de::from_node(l, path)?;
+                let fail_fast = fail_fast_flag || b.fail_fast;
                 Launcher::Basic {
-                    fail_fast: fail_fast_flag || b.fail_fast,
+                    fail_fast,
+                    batch: unbatched_if(fail_fast, b.batch),
                 }
             }
             "ezflt.launcher.local" => {
@@ -154,10 +339,12 @@ impl Launcher {
                 // Split the cores between workers so the pool does not oversubscribe the CPU.
                 let threads = positive(c.threads_per_job, "threads_per_job")?
                     .unwrap_or((cores / n_jobs).max(1));
+                let fail_fast = fail_fast_flag || c.fail_fast;
                 Launcher::Local {
                     n_jobs,
                     threads,
-                    fail_fast: fail_fast_flag || c.fail_fast,
+                    fail_fast,
+                    batch: unbatched_if(fail_fast, c.batch),
                 }
             }
             "ezflt.launcher.slurm" => {
@@ -192,41 +379,79 @@ pub fn write_resolved(dir: &Path, resolved: &Node) -> Result<()> {
     crate::plan::rundir::write_atomic(&d.join(RESOLVED), &yaml::dump(resolved))
 }
 
-/// Runs one job from its directory (what a worker process does): the resolved config,
-/// a marker while it runs, `summary.json` when it ends. A job that left a checkpoint
-/// continues from it (sweep resume).
-pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
-    let path = dir.join(".hydra").join(RESOLVED);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{}: not a prepared sweep job (no {})",
-            dir.display(),
-            path.display()
-        )
-    })?;
-    let mut job = yaml::load(&text, &path.display().to_string())?;
-    if let (Some(t), Some(crate::config::Value::Null) | None) =
-        (threads, job.get_path("threads").map(|n| &n.v))
-    {
-        job.set_path_create("threads", Node::bare(crate::config::Value::Int(t as i64)));
+/// The job's number in its sweep (`hydra.job.num` in its `.hydra/hydra.yaml`).
+fn job_num(dir: &Path) -> Option<usize> {
+    let path = dir.join(".hydra").join("hydra.yaml");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let node = yaml::load(&text, &path.display().to_string()).ok()?;
+    match node.get_path("hydra.job.num")?.v {
+        crate::config::Value::Int(n) => usize::try_from(n).ok(),
+        _ => None,
     }
+}
+
+/// A prepared job a worker holds: its config, lock and number.
+struct Held {
+    dir: PathBuf,
+    job: Node,
+    num: usize,
+    _lock: std::fs::File,
+}
+
+/// Runs prepared jobs in this process (what a worker process does) and returns each one's
+/// exit code, each job with a marker while it runs and `summary.json` when it ends: those that
+/// continue from a checkpoint one by one, the others as one batch when they can train as one
+/// (`run::batch`), else one by one. Each job gets its marker and `summary.json` as alone.
+pub fn run_jobs(dirs: &[PathBuf], threads: Option<usize>, quiet: bool) -> Result<Vec<i32>> {
     // A worker stops at a safe point on SIGINT/SIGTERM, like a single run.
     run::stop_flag();
-    let Some(_lock) = crate::plan::rundir::try_lock(dir)? else {
-        bail!(
-            "{} is already running in another process; not starting it twice",
-            dir.display()
-        );
-    };
-    Marker {
-        status: RunStatus::Running,
-        pid: Some(std::process::id()),
-        started: Some(Local::now().to_rfc3339()),
-        ..Marker::default()
+    let mut held = vec![];
+    for dir in dirs {
+        let path = dir.join(".hydra").join(RESOLVED);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: not a prepared sweep job (no {})",
+                dir.display(),
+                path.display()
+            )
+        })?;
+        let mut job = yaml::load(&text, &path.display().to_string())?;
+        if let (Some(t), Some(crate::config::Value::Null) | None) =
+            (threads, job.get_path("threads").map(|n| &n.v))
+        {
+            job.set_path_create("threads", Node::bare(crate::config::Value::Int(t as i64)));
+        }
+        let Some(lock) = crate::plan::rundir::try_lock(dir)? else {
+            bail!(
+                "{} is already running in another process; not starting it twice",
+                dir.display()
+            );
+        };
+        Marker {
+            status: RunStatus::Running,
+            pid: Some(std::process::id()),
+            started: Some(Local::now().to_rfc3339()),
+            ..Marker::default()
+        }
+        .write(dir)?;
+        let num = job_num(dir).unwrap_or(0);
+        held.push(Held {
+            dir: dir.clone(),
+            job,
+            num,
+            _lock: lock,
+        });
     }
-    .write(dir)?;
-    let resume = run::resume_point(dir).ok();
-    if resume.is_none() {
+    let mut results: Vec<(usize, Result<run::RunResult>, Option<String>)> = vec![];
+    let mut fresh = vec![];
+    for (i, h) in held.iter().enumerate() {
+        if let Ok(resume) = run::resume_point(&h.dir) {
+            let log = Some(h.dir.join("train.log"));
+            let r = run::run(&h.job, &h.dir, log, quiet, Some(resume), None);
+            let why = (dirs.len() > 1).then(|| "it continues from its checkpoint".to_string());
+            results.push((i, r, why));
+            continue;
+        }
         // A fresh start: nothing from an earlier failed attempt may mix into this one.
         for f in [
             "metrics.jsonl",
@@ -234,23 +459,48 @@ pub fn run_job(dir: &Path, threads: Option<usize>, quiet: bool) -> Result<i32> {
             "summary.json",
             "features.npz",
         ] {
-            let _ = std::fs::remove_file(dir.join(f));
+            let _ = std::fs::remove_file(h.dir.join(f));
         }
-        let _ = std::fs::remove_dir_all(dir.join("features.spill"));
+        let _ = std::fs::remove_dir_all(h.dir.join("features.spill"));
+        fresh.push(i);
     }
-    let result = run::run(&job, dir, Some(dir.join("train.log")), quiet, resume, None);
-    let (status, code) = match &result {
-        Ok(r) => (r.status(), r.exit_code()),
-        Err(_) => (RunStatus::Failed, 1),
-    };
-    Marker {
-        status,
-        exit_code: Some(code),
-        ended: Some(Local::now().to_rfc3339()),
-        ..Marker::default()
+    if !fresh.is_empty() {
+        let jobs: Vec<run::batch::BatchJob> = fresh
+            .iter()
+            .map(|&i| run::batch::BatchJob {
+                job: &held[i].job,
+                dir: &held[i].dir,
+                num: held[i].num,
+                log: Some(held[i].dir.join("train.log")),
+            })
+            .collect();
+        let (rs, why) = run::batch::run_batch(&jobs, quiet);
+        for (&i, r) in fresh.iter().zip(rs) {
+            results.push((i, r, why.clone()));
+        }
     }
-    .write(dir)?;
-    result.map(|r| r.exit_code())
+    results.sort_by_key(|r| r.0);
+    let mut codes = vec![1; held.len()];
+    for (i, result, why) in results {
+        let (status, code) = match &result {
+            Ok(r) => (r.status(), r.exit_code()),
+            Err(_) => (RunStatus::Failed, 1),
+        };
+        Marker {
+            status,
+            exit_code: Some(code),
+            ended: Some(Local::now().to_rfc3339()),
+            unbatched: why,
+            ..Marker::default()
+        }
+        .write(&held[i].dir)?;
+        if let (Err(e), 1) = (result, held.len()) {
+            // A job alone reports its error as the worker's own.
+            return Err(e);
+        }
+        codes[i] = code;
+    }
+    Ok(codes)
 }
 
 /// Last `n` lines of a job's logs, for the failure table.
@@ -310,65 +560,78 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
             }
             finished.extend(done.into_iter().map(|(num, code)| Finished { num, code }));
         }
-        Launcher::Basic { fail_fast } => {
-            for j in jobs {
+        Launcher::Basic { fail_fast, batch } => {
+            for unit in units(jobs, *batch, 1) {
                 if stopped {
                     break;
                 }
-                rec.set_running(j.num);
+                for j in &unit {
+                    rec.set_running(j.num);
+                }
                 rec.write()?;
                 let t0 = Instant::now();
-                let code = run_job(&j.dir, None, false).unwrap_or_else(|e| {
-                    errln!("Error in job #{}: {e:#}", j.num);
-                    1
-                });
-                rec.finish(j.num, code, t0.elapsed().as_secs_f64());
-                rec.write()?;
-                say(format!(
-                    "#{} {} ({:.1} s)",
-                    j.num,
-                    rec.status(j.num),
-                    t0.elapsed().as_secs_f64()
-                ));
-                finished.push(Finished { num: j.num, code });
-                if code == 130 || (*fail_fast && code != 0) {
-                    stopped = true;
+                let dirs: Vec<PathBuf> = unit.iter().map(|j| j.dir.clone()).collect();
+                let code = match run_jobs(&dirs, None, false) {
+                    Ok(codes) => codes.into_iter().max_by_key(|c| *c != 0).unwrap_or(1),
+                    Err(e) => {
+                        errln!("Error in job {}: {e:#}", unit_name(&unit));
+                        1
+                    }
+                };
+                let secs = t0.elapsed().as_secs_f64();
+                let (codes, why) = unit_results(&unit, code);
+                if let Some(why) = why {
+                    say(format!("{} trained one by one: {why}", unit_name(&unit)));
                 }
+                for (num, code) in codes {
+                    rec.finish(num, code, secs);
+                    say(format!("#{num} {} ({secs:.1} s)", rec.status(num)));
+                    finished.push(Finished { num, code });
+                    if code == 130 || (*fail_fast && code != 0) {
+                        stopped = true;
+                    }
+                }
+                rec.write()?;
             }
         }
         Launcher::Local {
             n_jobs,
             threads,
             fail_fast,
+            batch,
         } => {
             let exe =
                 std::env::current_exe().context("locating the ezflt binary for the workers")?;
-            let mut queue = jobs.iter();
-            let mut running: Vec<(usize, Child, Instant)> = vec![];
+            let all_units = units(jobs, *batch, *n_jobs);
+            let mut queue = all_units.iter();
+            let mut running: Vec<(&Vec<&Job>, Child, Instant)> = vec![];
             // The records are rewritten when a job starts or ends, not on every poll.
             let mut changed = true;
             loop {
                 while !stopped && running.len() < *n_jobs {
-                    let Some(j) = queue.next() else { break };
+                    let Some(unit) = queue.next() else { break };
+                    // A batch's worker writes its messages into the first job's stdout.log.
                     let out = std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
-                        .open(j.dir.join("stdout.log"))
-                        .with_context(|| format!("opening {}/stdout.log", j.dir.display()))?;
+                        .open(unit[0].dir.join("stdout.log"))
+                        .with_context(|| format!("opening {}/stdout.log", unit[0].dir.display()))?;
+                    let mut args = vec!["run-job".to_string()];
+                    args.extend(unit.iter().map(|j| j.dir.display().to_string()));
+                    args.extend(["--threads".to_string(), threads.to_string()]);
                     let child = Command::new(&exe)
-                        .args([
-                            "run-job",
-                            &j.dir.display().to_string(),
-                            "--threads",
-                            &threads.to_string(),
-                        ])
+                        .args(&args)
                         .stdin(Stdio::null())
                         .stdout(out.try_clone()?)
                         .stderr(out)
                         .spawn()
-                        .with_context(|| format!("starting a worker for job #{}", j.num))?;
-                    rec.set_running(j.num);
-                    running.push((j.num, child, Instant::now()));
+                        .with_context(|| {
+                            format!("starting a worker for job {}", unit_name(unit))
+                        })?;
+                    for j in unit {
+                        rec.set_running(j.num);
+                    }
+                    running.push((unit, child, Instant::now()));
                     changed = true;
                 }
                 if std::mem::take(&mut changed) {
@@ -379,26 +642,32 @@ pub fn launch(root: &Path, all: &[Job], jobs: &[Job], launcher: &Launcher) -> Re
                 }
                 if let Some(b) = &bar {
                     let failed = finished.iter().filter(|f| f.code != 0).count();
-                    b.set_message(format!("{} running, {failed} failed", running.len()));
+                    let jobs_running: usize = running.iter().map(|r| r.0.len()).sum();
+                    b.set_message(format!("{jobs_running} running, {failed} failed"));
                 }
                 std::thread::sleep(Duration::from_millis(10));
                 let mut i = 0;
                 while i < running.len() {
                     match running[i].1.try_wait()? {
                         Some(st) => {
-                            let (num, _, t0) = running.remove(i);
-                            let code = st.code().unwrap_or(1);
+                            let (unit, _, t0) = running.remove(i);
                             let secs = t0.elapsed().as_secs_f64();
-                            rec.finish(num, code, secs);
+                            let (codes, why) = unit_results(unit, st.code().unwrap_or(1));
+                            if let Some(why) = why {
+                                say(format!("{} trained one by one: {why}", unit_name(unit)));
+                            }
+                            for (num, code) in codes {
+                                rec.finish(num, code, secs);
+                                say(format!("#{num} {} ({secs:.1} s)", rec.status(num)));
+                                if let Some(b) = &bar {
+                                    b.inc(1);
+                                }
+                                if code == 130 || (*fail_fast && code != 0) {
+                                    stopped = true;
+                                }
+                                finished.push(Finished { num, code });
+                            }
                             changed = true;
-                            say(format!("#{num} {} ({secs:.1} s)", rec.status(num)));
-                            if let Some(b) = &bar {
-                                b.inc(1);
-                            }
-                            if code == 130 || (*fail_fast && code != 0) {
-                                stopped = true;
-                            }
-                            finished.push(Finished { num, code });
                         }
                         None => i += 1,
                     }

@@ -8,6 +8,7 @@ pub mod mean_field;
 pub mod mlp;
 pub mod patch_cnn;
 pub mod sequential;
+pub mod stacked;
 pub mod weights;
 
 pub use activation::Activation;

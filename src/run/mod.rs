@@ -1,6 +1,7 @@
 //! One run, start to finish: resolved job config -> specs -> device -> data -> model ->
 //! trainer with callbacks -> `summary.json`. The launcher calls this once per job.
 
+pub mod batch;
 mod logging;
 pub mod preflight;
 pub mod settings;
@@ -117,27 +118,46 @@ pub(crate) struct Job<'a> {
     wandb: Option<logging::Handle>,
 }
 
+/// The callbacks every run gets, in this order: metrics, progress, checkpoints, the summary's
+/// best values, W&B, the library's registered callbacks, then the tracker.
+fn run_callbacks<'a>(
+    dir: &Path,
+    train: &crate::train::TrainSpec,
+    time_offset: f64,
+    progress: Progress,
+    best: &'a mut Best,
+    tracker: Option<crate::track::Tracker>,
+    wandb: Option<&logging::Handle>,
+) -> Vec<Box<dyn Callback + 'a>> {
+    let mut callbacks: Vec<Box<dyn Callback + 'a>> = vec![
+        Box::new(MetricsWriter::new(dir, train.log_every, time_offset)),
+        Box::new(progress),
+        Box::new(Checkpointer::new(dir, train.checkpoints)),
+        Box::new(best),
+    ];
+    let mut tracker = tracker;
+    if let Some(w) = wandb {
+        callbacks.push(logging::callback(w, train.log_every, tracker.as_mut()));
+    }
+    callbacks.extend(crate::app::registry().callbacks(dir));
+    if let Some(t) = tracker {
+        callbacks.push(Box::new(t));
+    }
+    callbacks
+}
+
 impl WithNet for Job<'_> {
     type Out = Result<crate::train::Outcome>;
     fn run<M: Net>(self, model: M) -> Self::Out {
-        let mut callbacks: Vec<Box<dyn Callback + '_>> = vec![
-            Box::new(MetricsWriter::new(
-                self.dir,
-                self.train.log_every,
-                self.time_offset,
-            )),
-            Box::new(Progress::new(self.log.as_deref(), self.quiet)),
-            Box::new(Checkpointer::new(self.dir, self.train.checkpoints)),
-            Box::new(self.best),
-        ];
-        let mut tracker = self.tracker;
-        if let Some(w) = &self.wandb {
-            callbacks.push(logging::callback(w, self.train.log_every, tracker.as_mut()));
-        }
-        callbacks.extend(crate::app::registry().callbacks(self.dir));
-        if let Some(t) = tracker {
-            callbacks.push(Box::new(t));
-        }
+        let callbacks = run_callbacks(
+            self.dir,
+            &self.train,
+            self.time_offset,
+            Progress::new(self.log.as_deref(), self.quiet),
+            self.best,
+            self.tracker,
+            self.wandb.as_ref(),
+        );
         Trainer {
             spec: &self.train,
             data: self.data,
@@ -224,20 +244,25 @@ pub fn run(
 ) -> Result<RunResult> {
     let result = execute(job, dir, log.clone(), quiet, resume, checked);
     if let (Err(e), Some(l)) = (&result, &log) {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(l)
-        {
-            let _ = writeln!(
-                f,
-                "[{}] error: {e:#}",
-                chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
-            );
-        }
+        log_error(l, e);
     }
     result
+}
+
+/// Appends a run's error to its log file, with the time.
+fn log_error(log: &Path, e: &anyhow::Error) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+    {
+        let _ = writeln!(
+            f,
+            "[{}] error: {e:#}",
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+        );
+    }
 }
 
 fn execute(
@@ -248,165 +273,259 @@ fn execute(
     resume: Option<ResumePoint>,
     checked: Option<preflight::Checked>,
 ) -> Result<RunResult> {
-    let preflight::Checked {
-        spec, data, params, ..
-    } = match checked {
+    let checked = match checked {
         Some(c) => c,
         None => preflight::check(job)?,
     };
-    let ds = match data {
-        Some(d) => d,
-        None => spec.data.load(spec.data_seed)?,
-    };
-    // `features.npz.tmp`, `summary.json.tmp`: what a killed process was writing.
-    crate::plan::rundir::clean_temps(dir);
-    let io = ModelIo {
-        sample_shape: ds.sample_shape.clone(),
-        task: ds.task,
-    };
-    let work = (spec.train.batch.rows(ds.train.n) as u64).saturating_mul(params as u64);
+    Prepared::new(job, dir, log, resume.is_some(), checked, None)?.train_alone(quiet, resume)
+}
+
+/// The backend a job (or a batch of `members` such jobs) runs on, configured for its dtype.
+fn choose_backend(
+    spec: &specs::RunSpec,
+    ds: &data::Dataset,
+    params: usize,
+    members: usize,
+) -> Result<backend::Chosen> {
+    let work = (spec.train.batch.rows(ds.train.n) as u64)
+        .saturating_mul(params as u64)
+        .saturating_mul(members as u64);
     let mut chosen = backend::choose(&spec.backend, &spec.device, spec.threads, work)?;
-    if spec.f64 {
-        // Before any tensor exists on the device: parameters, data and every op become f64.
+    // Before any tensor exists on the device: parameters, data and every op become f64 (a
+    // worker that runs several jobs alone configures it once).
+    if spec.f64 && chosen.device.settings().float_dtype != burn::tensor::FloatDType::F64 {
         chosen
             .device
             .configure(burn::tensor::FloatDType::F64)
             .map_err(|e| anyhow::anyhow!("dtype=f64 on {}: {e:?}", chosen.name))?;
     }
-    let mut train = spec.train.clone();
-    train.loss = loss::resolve(spec.loss, ds.task)?;
-    chosen.device.seed(spec.seed);
-    let ad = chosen.device.clone().autodiff();
-    let previous = Summary::read(dir);
-    let time_offset = previous
-        .as_ref()
-        .filter(|_| resume.is_some())
-        .map_or(0.0, |p| p.duration_s);
-    let started = Instant::now();
-    let started_at = chrono::Local::now();
-    let mut best = Best::default();
-    let tracker = spec.track.clone().map(|t| {
-        let probe = (!t.activations.is_empty()).then(|| probe(&ds, t.probe_size, spec.seed));
-        let tracker = crate::track::Tracker::new(
-            t,
-            dir,
-            ds.features.clone(),
-            crate::track::RunFacts {
-                config_hash: crate::track::config_hash(&crate::config::yaml::dump(job)),
-                model: spec.model.name().to_string(),
-                data: ds.name.clone(),
-            },
-        );
-        match probe {
-            Some(p) => tracker.with_probe(p),
-            None => tracker,
-        }
-    });
-    let wandb = logging::start(
-        &spec,
-        job,
-        dir,
-        time_offset,
-        previous
-            .as_ref()
-            .filter(|_| resume.is_some())
-            .and_then(|p| p.wandb.as_ref())
-            .map(|w| w.log.as_path()),
-    )?;
-    let job_run = Job {
-        tracker,
-        train: train.clone(),
-        data: &ds,
-        device: chosen.device.clone(),
-        dir,
-        log,
-        quiet,
-        resume,
-        time_offset,
-        best: &mut best,
-        wandb: wandb.as_ref().cloned(),
-    };
-    let outcome = spec.model.train(&io, &ad, job_run);
-    let mut summary = Summary {
-        backend: chosen.backend.to_string(),
-        device: chosen.name.clone(),
-        dtype: if spec.f64 { "f64" } else { "f32" }.to_string(),
-        threads: chosen.threads,
-        seed: spec.seed,
-        model: spec.model.name().to_string(),
-        data: ds.name.clone(),
-        loss: loss::name(train.loss).to_string(),
-        started_at: started_at.to_rfc3339(),
-        finished_at: chrono::Local::now().to_rfc3339(),
-        duration_s: time_offset + started.elapsed().as_secs_f64(),
-        sample_shape: ds.sample_shape.clone(),
-        ..Summary::default()
-    };
-    let result = match outcome {
-        Err(e) => {
-            summary.status = RunStatus::Failed;
-            summary.error = Some(format!("{e:#}"));
-            if let Some(w) = &wandb {
-                summary.wandb = Some(logging::finish(w, 1, &Default::default(), &[]));
-            }
-            summary.write(dir)?;
-            return Err(e);
-        }
-        Ok(o) => o,
-    };
-    summary.status = match result.status {
-        Status::Completed => RunStatus::Completed,
-        Status::Diverged { .. } => RunStatus::Diverged,
-        Status::Interrupted => RunStatus::Interrupted,
-    };
-    summary.steps = result.steps;
-    summary.epochs = result.epochs;
-    summary.stopped_early = result.stopped_early.clone();
-    for (k, v) in result.last_train.iter().chain(&result.last_eval) {
-        summary.last.insert(k.clone(), serde_json::json!(v));
-    }
-    summary.best = best.values;
-    summary.num_params = best.params_total;
-    summary.params = best.params;
-    summary.ground_truth = ds
-        .features
-        .iter()
-        .map(|f| GroundTruthShape {
-            name: f.name.clone(),
-            shape: vec![f.rows, f.dim],
-        })
-        .collect();
-    if !result.step_ms.is_empty() {
-        let mut ms = result.step_ms.clone();
-        ms.sort_by(|a, b| a.total_cmp(b));
-        summary.step_ms_median = Some(ms[ms.len() / 2]);
-    }
-    if let Status::Diverged { step, loss } = result.status {
-        summary.error = Some(format!(
-            "the training loss became {loss} at step {step}; lower the learning rate (lr=...) or check the data scale"
-        ));
-    }
-    summary.write(dir)?;
-    #[cfg(feature = "plot")]
-    if let Some(p) = &spec.plot {
-        // Figures are a convenience: a failure here never fails the run it describes.
-        if let Err(e) = crate::plot::plot_run(dir, p) {
-            warnln!(
-                "end-of-run plots failed: {e:#} (retry with `ezflt plot {}`)",
-                dir.display()
+    Ok(chosen)
+}
+
+/// A job ready to train: its settings, data, backend, tracker and W&B run; `finish` writes
+/// its summary and figures from the training's outcome.
+pub(crate) struct Prepared {
+    dir: PathBuf,
+    log: Option<PathBuf>,
+    spec: specs::RunSpec,
+    ds: data::Dataset,
+    chosen: backend::Chosen,
+    train: crate::train::TrainSpec,
+    time_offset: f64,
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Local>,
+    best: Best,
+    tracker: Option<crate::track::Tracker>,
+    wandb: Option<logging::Handle>,
+}
+
+impl Prepared {
+    fn new(
+        job: &Node,
+        dir: &Path,
+        log: Option<PathBuf>,
+        resumed: bool,
+        checked: preflight::Checked,
+        shared: Option<&backend::Chosen>,
+    ) -> Result<Prepared> {
+        let preflight::Checked {
+            spec, data, params, ..
+        } = checked;
+        let ds = match data {
+            Some(d) => d,
+            None => spec.data.load(spec.data_seed)?,
+        };
+        // A batch's members share one device, chosen for the whole batch's work.
+        let chosen = match shared {
+            Some(c) => c.clone(),
+            None => choose_backend(&spec, &ds, params, 1)?,
+        };
+        // `features.npz.tmp`, `summary.json.tmp`: what a killed process was writing.
+        crate::plan::rundir::clean_temps(dir);
+        let mut train = spec.train.clone();
+        train.loss = loss::resolve(spec.loss, ds.task)?;
+        chosen.device.seed(spec.seed);
+        let previous = Summary::read(dir).filter(|_| resumed);
+        let time_offset = previous.as_ref().map_or(0.0, |p| p.duration_s);
+        let started = Instant::now();
+        let started_at = chrono::Local::now();
+        let tracker = spec.track.clone().map(|t| {
+            let probe = (!t.activations.is_empty()).then(|| probe(&ds, t.probe_size, spec.seed));
+            let tracker = crate::track::Tracker::new(
+                t,
+                dir,
+                ds.features.clone(),
+                crate::track::RunFacts {
+                    config_hash: crate::track::config_hash(&crate::config::yaml::dump(job)),
+                    model: spec.model.name().to_string(),
+                    data: ds.name.clone(),
+                },
             );
+            match probe {
+                Some(p) => tracker.with_probe(p),
+                None => tracker,
+            }
+        });
+        let wandb = logging::start(
+            &spec,
+            job,
+            dir,
+            time_offset,
+            previous
+                .as_ref()
+                .and_then(|p| p.wandb.as_ref())
+                .map(|w| w.log.as_path()),
+        )?;
+        Ok(Prepared {
+            dir: dir.to_path_buf(),
+            log,
+            spec,
+            ds,
+            chosen,
+            train,
+            time_offset,
+            started,
+            started_at,
+            best: Best::default(),
+            tracker,
+            wandb,
+        })
+    }
+
+    /// Trains this job on its own (from `resume` when given) and finishes it.
+    fn train_alone(mut self, quiet: bool, resume: Option<ResumePoint>) -> Result<RunResult> {
+        let io = self.io();
+        let ad = self.chosen.device.clone().autodiff();
+        let job_run = Job {
+            tracker: self.tracker.take(),
+            train: self.train.clone(),
+            data: &self.ds,
+            device: self.chosen.device.clone(),
+            dir: &self.dir,
+            log: self.log.clone(),
+            quiet,
+            resume,
+            time_offset: self.time_offset,
+            best: &mut self.best,
+            wandb: self.wandb.as_ref().cloned(),
+        };
+        let outcome = self.spec.model.train(&io, &ad, job_run);
+        self.finish(outcome)
+    }
+
+    fn io(&self) -> ModelIo {
+        ModelIo {
+            sample_shape: self.ds.sample_shape.clone(),
+            task: self.ds.task,
         }
     }
-    #[cfg(feature = "plot")]
-    let plots = crate::plot::list_pngs(&dir.join("plots"));
-    #[cfg(not(feature = "plot"))]
-    let plots: Vec<PathBuf> = vec![];
-    if let Some(w) = &wandb {
-        let code = summary.status.exit_code();
-        summary.wandb = Some(logging::finish(w, code, &summary.best, &plots));
-        summary.write(dir)?;
+
+    /// Writes `summary.json` (and the figures, and ends the W&B run) from how training ended.
+    fn finish(self, outcome: Result<crate::train::Outcome>) -> Result<RunResult> {
+        self.finish_with(outcome, None)
     }
-    Ok(RunResult { summary })
+
+    fn finish_with(
+        self,
+        outcome: Result<crate::train::Outcome>,
+        batched: Option<crate::artifacts::run::Batched>,
+    ) -> Result<RunResult> {
+        let Prepared {
+            dir,
+            spec,
+            ds,
+            chosen,
+            train,
+            time_offset,
+            started,
+            started_at,
+            best,
+            wandb,
+            ..
+        } = self;
+        let dir = dir.as_path();
+        let mut summary = Summary {
+            backend: chosen.backend.to_string(),
+            device: chosen.name.clone(),
+            dtype: if spec.f64 { "f64" } else { "f32" }.to_string(),
+            threads: chosen.threads,
+            seed: spec.seed,
+            model: spec.model.name().to_string(),
+            data: ds.name.clone(),
+            loss: loss::name(train.loss).to_string(),
+            started_at: started_at.to_rfc3339(),
+            finished_at: chrono::Local::now().to_rfc3339(),
+            duration_s: time_offset + started.elapsed().as_secs_f64(),
+            sample_shape: ds.sample_shape.clone(),
+            batched,
+            ..Summary::default()
+        };
+        let result = match outcome {
+            Err(e) => {
+                summary.status = RunStatus::Failed;
+                summary.error = Some(format!("{e:#}"));
+                if let Some(w) = &wandb {
+                    summary.wandb = Some(logging::finish(w, 1, &Default::default(), &[]));
+                }
+                summary.write(dir)?;
+                return Err(e);
+            }
+            Ok(o) => o,
+        };
+        summary.status = match result.status {
+            Status::Completed => RunStatus::Completed,
+            Status::Diverged { .. } => RunStatus::Diverged,
+            Status::Interrupted => RunStatus::Interrupted,
+        };
+        summary.steps = result.steps;
+        summary.epochs = result.epochs;
+        summary.stopped_early = result.stopped_early.clone();
+        for (k, v) in result.last_train.iter().chain(&result.last_eval) {
+            summary.last.insert(k.clone(), serde_json::json!(v));
+        }
+        summary.best = best.values;
+        summary.num_params = best.params_total;
+        summary.params = best.params;
+        summary.ground_truth = ds
+            .features
+            .iter()
+            .map(|f| GroundTruthShape {
+                name: f.name.clone(),
+                shape: vec![f.rows, f.dim],
+            })
+            .collect();
+        if !result.step_ms.is_empty() {
+            let mut ms = result.step_ms.clone();
+            ms.sort_by(|a, b| a.total_cmp(b));
+            summary.step_ms_median = Some(ms[ms.len() / 2]);
+        }
+        if let Status::Diverged { step, loss } = result.status {
+            summary.error = Some(format!(
+                "the training loss became {loss} at step {step}; lower the learning rate (lr=...) or check the data scale"
+            ));
+        }
+        summary.write(dir)?;
+        #[cfg(feature = "plot")]
+        if let Some(p) = &spec.plot {
+            // Figures are a convenience: a failure here never fails the run it describes.
+            if let Err(e) = crate::plot::plot_run(dir, p) {
+                warnln!(
+                    "end-of-run plots failed: {e:#} (retry with `ezflt plot {}`)",
+                    dir.display()
+                );
+            }
+        }
+        #[cfg(feature = "plot")]
+        let plots = crate::plot::list_pngs(&dir.join("plots"));
+        #[cfg(not(feature = "plot"))]
+        let plots: Vec<PathBuf> = vec![];
+        if let Some(w) = &wandb {
+            let code = summary.status.exit_code();
+            summary.wandb = Some(logging::finish(w, code, &summary.best, &plots));
+            summary.write(dir)?;
+        }
+        Ok(RunResult { summary })
+    }
 }
 
 /// `size` samples of the test split (the training split when there is none), drawn once

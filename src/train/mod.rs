@@ -3,6 +3,7 @@
 
 pub mod adversarial;
 pub mod api;
+pub mod batched;
 pub mod callbacks;
 pub mod loss;
 pub mod optim;

@@ -372,7 +372,7 @@ pub struct Trainer<'a> {
 }
 
 /// A split on a device: `[n, features]` floats and `[n]` labels.
-struct OnDevice {
+pub(super) struct OnDevice {
     x: Tensor<2>,
     y: Tensor<1, Int>,
     /// Regression targets `[n, outputs]`.
@@ -396,7 +396,7 @@ impl OnDevice {
     }
 }
 
-fn upload(s: &Split, features: usize, device: &Device) -> OnDevice {
+pub(super) fn upload(s: &Split, features: usize, device: &Device) -> OnDevice {
     let x = Tensor::<2>::from_data(TensorData::new(s.x.clone(), [s.n, features]), device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(s.y.clone(), [s.n]), device);
     let w = s.targets.len() / s.n.max(1);
@@ -425,14 +425,14 @@ fn upload(s: &Split, features: usize, device: &Device) -> OnDevice {
 }
 
 impl<'a> Trainer<'a> {
-    fn steps_per_epoch(&self) -> usize {
+    pub(super) fn steps_per_epoch(&self) -> usize {
         match self.spec.batch {
             BatchSize::Full => 1,
             BatchSize::N(b) => self.data.train.n.div_ceil(b.max(1)),
         }
     }
 
-    fn eval_names(&self) -> Vec<String> {
+    pub(super) fn eval_names(&self) -> Vec<String> {
         let labelled = self.data.task != Task::Reconstruct;
         let acc = self.acc_name();
         let mut v = vec![];
@@ -552,7 +552,7 @@ impl<'a> Trainer<'a> {
 
     /// Every evaluation metric, in `eval_names` order: the test split (and robust accuracy),
     /// then each extra split (with AUROC against the test split's scores for anomalies).
-    fn evaluate_all<M: Net>(
+    pub(super) fn evaluate_all<M: Net>(
         &self,
         model: &M,
         test: &OnDevice,

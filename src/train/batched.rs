@@ -1,0 +1,569 @@
+//! The training loop for a batched sweep: K jobs of one shape trained as one stacked model,
+//! each member with its own data, batch order, learning rate and callbacks, as if run alone.
+
+use super::trainer::{
+    upload, Boundary, Callback, EpochInfo, ModelView, NetView, OnDevice, Outcome, StartInfo,
+    Status, StepInfo,
+};
+use super::{loss, optim, BatchSize, OptimKind, TrainSpec, Trainer};
+use crate::data::Dataset;
+use crate::model::param_names;
+use crate::model::stacked::Stacked;
+use anyhow::{bail, Result};
+use burn::module::{ModuleMapper, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::cell::OnceCell;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One job of the batch: its own settings, data and callbacks.
+pub struct Member<'a> {
+    pub spec: &'a TrainSpec,
+    pub data: &'a Dataset,
+    pub callbacks: Vec<Box<dyn Callback + 'a>>,
+}
+
+/// Why jobs with these settings cannot train as members of one batch, or None when they can.
+/// The group's jobs must agree on everything that sets shapes or the loop's course; they may
+/// differ in seeds, data values, learning rate, weight decay and schedule.
+pub fn unsupported(specs: &[&TrainSpec], data: &[&Dataset]) -> Option<String> {
+    let first = specs.first()?;
+    for s in specs {
+        if !matches!(
+            s.optim.kind,
+            OptimKind::Sgd { momentum, .. } if momentum == 0.0
+        ) {
+            return Some(
+                "only plain SGD (optimizer=sgd, momentum 0) trains batched yet: a stateful \
+                 optimizer's per-member state is not split into each run's checkpoint"
+                    .into(),
+            );
+        }
+        if s.adv.is_some() {
+            return Some("adversarial training (adv) is not batched yet".into());
+        }
+        if s.early_stopping.is_some() {
+            return Some("early_stopping is not batched yet".into());
+        }
+        if !s.weight_metrics.is_empty() {
+            return Some("tracker.metrics is not batched yet".into());
+        }
+        if s.weights.init_from.is_some() || !s.weights.freeze.is_empty() {
+            return Some("init_from and freeze are not batched yet".into());
+        }
+        let same = s.epochs == first.epochs
+            && s.max_steps == first.max_steps
+            && s.batch == first.batch
+            && s.loss == first.loss
+            && s.eval_every == first.eval_every
+            && s.log_every == first.log_every;
+        if !same {
+            return Some(
+                "the jobs differ in epochs, max_steps, batch_size, loss, eval_every or log_every"
+                    .into(),
+            );
+        }
+    }
+    let d0 = data.first()?;
+    for d in data {
+        if d.online.is_some() {
+            return Some("online data (fresh samples each epoch) is not batched yet".into());
+        }
+        let shape = |d: &Dataset| {
+            (
+                d.sample_shape.clone(),
+                d.task,
+                d.train.n,
+                d.test.n,
+                d.train.targets.len(),
+                d.extra
+                    .iter()
+                    .map(|(n, s)| (n.clone(), s.n))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        if shape(d) != shape(d0) {
+            return Some("the jobs' data differ in shape (sample shape, task, split sizes)".into());
+        }
+    }
+    None
+}
+
+/// A member of the stacked model seen by its own callbacks: its parameters are copied out
+/// only when a callback reads them.
+struct MemberView<'a, S: Stacked> {
+    model: &'a S,
+    k: usize,
+    one: OnceCell<S::One>,
+}
+
+impl<'a, S: Stacked> MemberView<'a, S> {
+    fn new(model: &'a S, k: usize) -> Self {
+        MemberView {
+            model,
+            k,
+            one: OnceCell::new(),
+        }
+    }
+    fn one(&self) -> NetView<'_, S::One> {
+        NetView(self.one.get_or_init(|| self.model.member(self.k)))
+    }
+}
+
+impl<S: Stacked> ModelView for MemberView<'_, S> {
+    fn save(&self, path: &Path) -> Result<()> {
+        self.one().save(path)
+    }
+    fn read(&self, names: &[String]) -> Vec<super::trainer::HostTensor> {
+        self.one().read(names)
+    }
+    fn read_grads(
+        &self,
+        names: &[String],
+        grads: &GradientsParams,
+    ) -> Vec<super::trainer::HostTensor> {
+        self.one().read_grads(names, grads)
+    }
+    fn read_f64(&self, names: &[String]) -> Vec<Vec<f64>> {
+        self.one().read_f64(names)
+    }
+    fn hidden(&self, x: &[f32], rows: usize) -> Vec<(String, usize, Vec<f32>)> {
+        self.one().hidden(x, rows)
+    }
+}
+
+/// Plain SGD with a learning rate and weight decay per member: `p - lr_k (g + wd_k p)`,
+/// burn's `Sgd` step applied to each member's slice.
+struct MemberSgd<'a> {
+    grads: &'a mut GradientsParams,
+    lr: Vec<f64>,
+    wd: Vec<f64>,
+}
+
+impl MemberSgd<'_> {
+    /// `values` as `[K, 1, ..., 1]`, to scale each member's slice of a `D`-dim parameter.
+    fn per_member<const D: usize>(values: &[f64], like: &Tensor<D>) -> Tensor<D> {
+        let mut shape = [1; D];
+        shape[0] = values.len();
+        Tensor::<1>::from_data(
+            TensorData::new(values.to_vec(), [values.len()]),
+            &like.device(),
+        )
+        .cast(like.dtype())
+        .reshape(shape)
+    }
+}
+
+impl ModuleMapper for MemberSgd<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let train = tensor.is_require_grad();
+        let p = tensor.inner();
+        let grad = if self.wd.iter().any(|w| *w != 0.0) {
+            grad + p.clone() * Self::per_member(&self.wd, &p)
+        } else {
+            grad
+        };
+        let next = p.clone() - grad * Self::per_member(&self.lr, &p);
+        let mut next = Tensor::from_inner(next);
+        if train {
+            next = next.require_grad();
+        }
+        Param::from_mapped_value(id, next, mapper)
+    }
+}
+
+/// What one member has seen so far.
+#[derive(Default)]
+struct Tally {
+    done: bool,
+    outcome: Option<Outcome>,
+    sum_loss: f64,
+    seen: usize,
+    win_carry: f64,
+    win_seen: usize,
+    win_base: f64,
+    last_train: Vec<(String, f64)>,
+    last_eval: Vec<(String, f64)>,
+    lr: f64,
+}
+
+/// Trains the members of `model` (stacked in the members' order) together; returns each
+/// member's outcome. A member whose loss turns NaN or infinite ends there, diverged, as it
+/// would alone; the others go on.
+pub fn fit<S: Stacked>(
+    mut members: Vec<Member<'_>>,
+    mut model: S,
+    device: Device,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<Outcome>> {
+    {
+        let specs: Vec<&TrainSpec> = members.iter().map(|m| m.spec).collect();
+        let data: Vec<&Dataset> = members.iter().map(|m| m.data).collect();
+        if let Some(why) = unsupported(&specs, &data) {
+            bail!("these jobs cannot train as one batch: {why}");
+        }
+    }
+    let k = members.len();
+    let first = members[0].spec;
+    let d0 = members[0].data;
+    let task = d0.task;
+    let features = d0.features();
+    let n = d0.train.n;
+    let ad = device.clone().autodiff();
+    // Every member's training split, one after the other: member j's sample i is row j n + i.
+    let cat = |f: &dyn Fn(&Dataset) -> &[f32]| -> Vec<f32> {
+        members
+            .iter()
+            .flat_map(|m| f(m.data).iter().copied())
+            .collect()
+    };
+    let x_all = Tensor::<2>::from_data(
+        TensorData::new(cat(&|d| &d.train.x), [k * n, features]),
+        &ad,
+    );
+    let y_all = Tensor::<1, Int>::from_data(
+        TensorData::new(
+            members
+                .iter()
+                .flat_map(|m| m.data.train.y.iter().copied())
+                .collect::<Vec<i64>>(),
+            [k * n],
+        ),
+        &ad,
+    );
+    let outputs_w = d0.train.targets.len() / n.max(1);
+    let t_all = (!d0.train.targets.is_empty()).then(|| {
+        Tensor::<2>::from_data(
+            TensorData::new(cat(&|d| &d.train.targets), [k * n, outputs_w]),
+            &ad,
+        )
+    });
+    // Evaluation runs each member alone, through the single-run code.
+    let evaluators: Vec<Trainer> = members
+        .iter()
+        .map(|m| Trainer {
+            spec: m.spec,
+            data: m.data,
+            device: device.clone(),
+            callbacks: vec![],
+            stop: stop.clone(),
+            resume: None,
+        })
+        .collect();
+    let tests: Vec<OnDevice> = members
+        .iter()
+        .map(|m| upload(&m.data.test, features, &device))
+        .collect();
+    let extras: Vec<Vec<(String, OnDevice)>> = members
+        .iter()
+        .map(|m| {
+            m.data
+                .extra
+                .iter()
+                .map(|(name, s)| (name.clone(), upload(s, features, &device)))
+                .collect()
+        })
+        .collect();
+    // Plain SGD keeps no state: a fresh optimizer is each member's exact optimizer state.
+    let opts: Vec<burn::optim::ModuleOptimizer> = members
+        .iter()
+        .map(|m| optim::build(&m.spec.optim))
+        .collect();
+
+    let spe = evaluators[0].steps_per_epoch();
+    let total = first.max_steps.unwrap_or(first.epochs * spe);
+    let epochs = total.div_ceil(spe);
+    let params = param_names(&model.member(0));
+    for (j, m) in members.iter_mut().enumerate() {
+        let view = MemberView::new(&model, j);
+        let info = StartInfo {
+            epochs,
+            total_steps: total,
+            steps_per_epoch: spe,
+            start_epoch: 0,
+            start_step: 0,
+            eval_names: evaluators[j].eval_names(),
+            num_params: params
+                .iter()
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum(),
+            model: &view,
+            frozen: 0,
+            init_from: None,
+            params: params.clone(),
+        };
+        for cb in m.callbacks.iter_mut() {
+            cb.on_train_start(&info)?;
+        }
+    }
+    let mut tally: Vec<Tally> = (0..k)
+        .map(|j| Tally {
+            lr: members[j].spec.optim.lr,
+            ..Tally::default()
+        })
+        .collect();
+    let mut step_ms = Vec::with_capacity(total);
+    let batch = first.batch.rows(n);
+    let (mut epoch, mut step) = (0, 0);
+    let full_x = (first.batch == BatchSize::Full).then(|| x_all.clone().reshape([k, n, features]));
+    'epochs: while epoch < epochs && step < total {
+        // Each member's order depends only on its seed and the epoch, as in a single run.
+        let orders: Vec<Vec<i64>> = members
+            .iter()
+            .map(|m| {
+                let mut order: Vec<i64> = (0..n as i64).collect();
+                if first.batch != BatchSize::Full {
+                    let mut rng = StdRng::seed_from_u64(
+                        m.spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64 + 1),
+                    );
+                    order.shuffle(&mut rng);
+                }
+                order
+            })
+            .collect();
+        let mut correct_dev: Option<Tensor<1>> = None;
+        for t in tally.iter_mut() {
+            (t.sum_loss, t.seen, t.win_base) = (0.0, 0, 0.0);
+        }
+        for b in 0..spe {
+            if step >= total {
+                break;
+            }
+            if stop.load(Ordering::SeqCst) {
+                for (j, m) in members.iter_mut().enumerate() {
+                    if tally[j].done {
+                        continue;
+                    }
+                    let view = MemberView::new(&model, j);
+                    let at = Boundary {
+                        epoch,
+                        batch: b,
+                        step,
+                        model: &view,
+                        optim: &opts[j],
+                    };
+                    for cb in m.callbacks.iter_mut() {
+                        cb.on_interrupt(&at)?;
+                    }
+                    tally[j].outcome = Some(Outcome {
+                        status: Status::Interrupted,
+                        steps: step,
+                        epochs: epoch,
+                        last_train: tally[j].last_train.clone(),
+                        last_eval: tally[j].last_eval.clone(),
+                        step_ms: step_ms.clone(),
+                        stopped_early: None,
+                    });
+                }
+                break 'epochs;
+            }
+            let t0 = Instant::now();
+            let lo = b * batch;
+            let hi = ((b + 1) * batch).min(n);
+            let rows = hi - lo;
+            let (x, idx) = match &full_x {
+                Some(x) => (x.clone(), None),
+                None => {
+                    let idx: Vec<i64> = orders
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(j, o)| o[lo..hi].iter().map(move |i| i + (j * n) as i64))
+                        .collect();
+                    let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [k * rows]), &ad);
+                    let x = x_all
+                        .clone()
+                        .select(0, idx.clone())
+                        .reshape([k, rows, features]);
+                    (x, Some(idx))
+                }
+            };
+            let y = match &idx {
+                Some(i) => y_all.clone().select(0, i.clone()),
+                None => y_all.clone(),
+            };
+            let target = match (&t_all, &idx) {
+                (Some(t), Some(i)) => t.clone().select(0, i.clone()),
+                (Some(t), None) => t.clone(),
+                (None, _) => x.clone().reshape([k * rows, features]),
+            };
+            for (j, m) in members.iter().enumerate() {
+                tally[j].lr = m.spec.schedule.lr(m.spec.optim.lr, step, epoch, total);
+            }
+            let out = model.forward(x);
+            let outs = out.dims()[2];
+            let out = out.reshape([k * rows, outs]);
+            let each = loss::per_sample(first.loss, task, out.clone(), y.clone(), target);
+            let per_member: Tensor<1> = each.reshape([k, rows]).mean_dim(1).reshape([k]);
+            if let Some(h) = loss::hits(task, out.detach(), y) {
+                let c: Tensor<1> = h.reshape([k, rows]).sum_dim(1).reshape([k]);
+                correct_dev = Some(match correct_dev.take() {
+                    Some(a) => a + c,
+                    None => c,
+                });
+            }
+            let losses: Vec<f64> = per_member
+                .clone()
+                .detach()
+                .into_data()
+                .convert::<f64>()
+                .try_to_vec::<f64>()
+                .unwrap_or_default();
+            // A member whose loss is not finite ends here, before this step's update.
+            for (j, m) in members.iter_mut().enumerate() {
+                let l = losses.get(j).copied().unwrap_or(f64::NAN);
+                if tally[j].done || l.is_finite() {
+                    continue;
+                }
+                tally[j].done = true;
+                let o = Outcome {
+                    status: Status::Diverged { step, loss: l },
+                    steps: step,
+                    epochs: epoch,
+                    last_train: tally[j].last_train.clone(),
+                    last_eval: tally[j].last_eval.clone(),
+                    step_ms: step_ms.clone(),
+                    stopped_early: None,
+                };
+                let view = MemberView::new(&model, j);
+                for cb in m.callbacks.iter_mut() {
+                    cb.on_train_end(&o, &view)?;
+                }
+                tally[j].outcome = Some(o);
+            }
+            if tally.iter().all(|t| t.done) {
+                break 'epochs;
+            }
+            // Members are independent, so the gradient of the sum is each member's own.
+            let grads = GradientsParams::from_grads(per_member.sum().backward(), &model);
+            let mut grads = grads;
+            model = model.map(&mut MemberSgd {
+                grads: &mut grads,
+                lr: tally.iter().map(|t| t.lr).collect(),
+                wd: members.iter().map(|m| m.spec.optim.weight_decay).collect(),
+            });
+            let _ = ad.sync();
+            step_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            step += 1;
+            let report = step.is_multiple_of(first.log_every.max(1));
+            let correct: Option<Vec<f64>> = match (&correct_dev, report) {
+                (Some(c), true) => c
+                    .clone()
+                    .into_data()
+                    .convert::<f64>()
+                    .try_to_vec::<f64>()
+                    .ok(),
+                _ => None,
+            };
+            for (j, m) in members.iter_mut().enumerate() {
+                let t = &mut tally[j];
+                if t.done {
+                    continue;
+                }
+                t.sum_loss += losses[j] * rows as f64;
+                t.seen += rows;
+                t.win_seen += rows;
+                let acc = correct.as_ref().map(|c| {
+                    let a = (t.win_carry + c[j] - t.win_base) / t.win_seen.max(1) as f64;
+                    (t.win_base, t.win_carry, t.win_seen) = (c[j], 0.0, 0);
+                    a
+                });
+                let view = MemberView::new(&model, j);
+                let s = StepInfo {
+                    step,
+                    epoch,
+                    loss: losses[j],
+                    acc,
+                    lr: t.lr,
+                    model: &view,
+                };
+                for cb in m.callbacks.iter_mut() {
+                    cb.on_batch_end(&s)?;
+                }
+            }
+        }
+        let sums: Vec<f64> = match correct_dev {
+            Some(c) => c
+                .into_data()
+                .convert::<f64>()
+                .try_to_vec::<f64>()
+                .unwrap_or_default(),
+            None => vec![0.0; k],
+        };
+        epoch += 1;
+        let last = epoch >= epochs || step >= total;
+        let evaluate = last || epoch.is_multiple_of(first.eval_every.max(1));
+        for (j, m) in members.iter_mut().enumerate() {
+            let t = &mut tally[j];
+            if t.done {
+                continue;
+            }
+            let sum_correct = sums.get(j).copied().unwrap_or(0.0);
+            t.win_carry += sum_correct - t.win_base;
+            let train_loss = t.sum_loss / t.seen.max(1) as f64;
+            let train_acc = task
+                .has_labels()
+                .then(|| sum_correct / t.seen.max(1) as f64);
+            t.last_train = vec![("train_loss".to_string(), train_loss)];
+            if let Some(a) = train_acc {
+                t.last_train.push(("train_acc".into(), a));
+            }
+            let view = MemberView::new(&model, j);
+            let mut eval = vec![];
+            if evaluate {
+                let one = model.member(j);
+                eval = evaluators[j].evaluate_all(&one, &tests[j], &extras[j]);
+                t.last_eval = eval.clone();
+            }
+            let e = EpochInfo {
+                epoch,
+                step,
+                lr: t.lr,
+                train_loss,
+                train_acc,
+                eval,
+                last,
+                model: &view,
+                optim: &opts[j],
+            };
+            for cb in m.callbacks.iter_mut() {
+                cb.on_epoch_end(&e)?;
+            }
+        }
+    }
+    let mut outcomes = vec![];
+    for (j, m) in members.iter_mut().enumerate() {
+        let t = &mut tally[j];
+        let o = match t.outcome.take() {
+            Some(o) if t.done => {
+                outcomes.push(o);
+                continue;
+            }
+            Some(o) => o,
+            None => Outcome {
+                status: Status::Completed,
+                steps: step,
+                epochs: epoch,
+                last_train: t.last_train.clone(),
+                last_eval: t.last_eval.clone(),
+                step_ms: step_ms.clone(),
+                stopped_early: None,
+            },
+        };
+        let view = MemberView::new(&model, j);
+        for cb in m.callbacks.iter_mut() {
+            cb.on_train_end(&o, &view)?;
+        }
+        outcomes.push(o);
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,239 @@
+//! Batched sweeps end to end: jobs that share a shape train as one stacked model, and each
+//! member's run directory holds what the job alone writes (`hydra.launcher.batch=off`).
+
+use predicates::prelude::*;
+use serde_json::Value;
+use std::path::Path;
+
+mod common;
+use common::{ezflt, rows, summary};
+
+/// Runs the sweep `args` twice, batched (`batch`) and not, into `b` and `o`.
+fn both(tmp: &Path, args: &[&str], batch: &str) {
+    for (dir, b) in [("b", batch), ("o", "off")] {
+        let mut a = vec![
+            "-m".to_string(),
+            format!("hydra.sweep.dir={dir}"),
+            format!("hydra.launcher.batch={b}"),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        ezflt(tmp).args(&a).assert().success();
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1e-3)
+}
+
+/// Every logged value of job `j` agrees between the batched and the unbatched sweep (wall
+/// times aside), and so do the summaries' final and best values.
+fn same_run(tmp: &Path, j: usize) {
+    let (b, o) = (tmp.join(format!("b/{j}")), tmp.join(format!("o/{j}")));
+    let (rb, ro) = (rows(&b), rows(&o));
+    assert_eq!(rb.len(), ro.len(), "job {j}: metrics rows");
+    for (x, y) in rb.iter().zip(&ro) {
+        for (k, v) in y.as_object().unwrap() {
+            if k == "time_s" {
+                continue;
+            }
+            match (v.as_f64(), x[k].as_f64()) {
+                (Some(v), Some(w)) => assert!(close(v, w), "job {j} {k}: {w} batched, {v} alone"),
+                _ => assert_eq!(&x[k], v, "job {j} {k}"),
+            }
+        }
+    }
+    let (sb, so) = (summary(&b), summary(&o));
+    for part in ["final", "best"] {
+        for (k, v) in so[part].as_object().unwrap() {
+            let w = sb[part][k].as_f64().unwrap_or(f64::NAN);
+            assert!(close(v.as_f64().unwrap(), w), "job {j} {part}.{k}");
+        }
+    }
+    for k in ["status", "steps", "epochs", "seed", "params", "num_params"] {
+        assert_eq!(sb[k], so[k], "job {j} {k}");
+    }
+    assert!(so.get("batched").is_none(), "batch=off never batches");
+    let npz = o.join("features.npz");
+    assert_eq!(b.join("features.npz").is_file(), npz.is_file(), "job {j}");
+    if !npz.is_file() {
+        return;
+    }
+    // The tracked weights, every snapshot, in numpy.
+    common::numpy_check(
+        &b.join("features.npz"),
+        &format!(
+            "import sys, numpy as np\n\
+             a = np.load(sys.argv[1]); o = np.load('{}')\n\
+             assert sorted(a.files) == sorted(o.files), (a.files, o.files)\n\
+             for k in o.files:\n\
+             \x20   if o[k].dtype.kind == 'f':\n\
+             \x20       np.testing.assert_allclose(a[k], o[k], rtol=1e-5, atol=1e-7, err_msg=k)\n\
+             \x20   else:\n\
+             \x20       assert (a[k] == o[k]).all(), k\n",
+            o.join("features.npz").display()
+        ),
+    );
+}
+
+fn batched(run: &Path) -> Option<Vec<u64>> {
+    summary(run).get("batched").map(|b| {
+        b["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn a_sweep_of_seeds_and_learning_rates_trains_batched_and_matches_each_job_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 8 jobs on 2 workers: two batches of 4, each member with its own seed, data, lr and
+    // weight decay.
+    both(
+        tmp.path(),
+        &[
+            "hydra.launcher.n_jobs=2",
+            "seed=0,1,2,3",
+            "lr=0.05,0.2",
+            "optimizer.weight_decay=0.01",
+            "epochs=3",
+            "plot=none",
+        ],
+        "auto",
+    );
+    let t = tmp.path();
+    assert_eq!(batched(&t.join("b/0")), Some(vec![0, 1, 2, 3]));
+    assert_eq!(batched(&t.join("b/7")), Some(vec![4, 5, 6, 7]));
+    for j in 0..8 {
+        same_run(t, j);
+        assert!(t.join(format!("b/{j}/checkpoint")).is_dir(), "job {j}");
+    }
+    // A batched job's checkpoint is its own: it continues alone for more epochs, exactly as
+    // the job that trained alone does.
+    for s in ["b", "o"] {
+        ezflt(t)
+            .args(["train", &format!("resume={s}/5"), "epochs=4"])
+            .assert()
+            .success();
+    }
+    assert_eq!(summary(&t.join("b/5"))["epochs"], 4);
+    same_run(t, 5);
+    // `status` and the sweep records see ordinary jobs.
+    ezflt(t)
+        .args(["status", "b"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("8 job(s): 8 completed"));
+}
+
+#[test]
+fn two_layer_cnns_with_different_snrs_batch_and_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    both(
+        tmp.path(),
+        &[
+            "experiment=benign_overfitting",
+            "data.n_test=200",
+            "epochs=40",
+            "data.snr=0.3,0.8",
+            "seed=0,1",
+            "hydra.launcher.n_jobs=1",
+        ],
+        "auto",
+    );
+    assert_eq!(batched(&tmp.path().join("b/2")), Some(vec![0, 1, 2, 3]));
+    for j in 0..4 {
+        same_run(tmp.path(), j);
+    }
+    // End-of-run figures are drawn for every member.
+    assert!(tmp.path().join("b/3/plots/curves.png").is_file());
+}
+
+#[test]
+fn jobs_of_different_shapes_batch_apart_and_a_limit_splits_a_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Widths set a shape: {0, 2, 4} have width 8 and {1, 3, 5} width 16; at most 2 a batch.
+    both(
+        tmp.path(),
+        &[
+            "seed=0,1,2",
+            "model.widths=[8],[16]",
+            "epochs=2",
+            "plot=none",
+            "tracker=none",
+        ],
+        "2",
+    );
+    let t = tmp.path();
+    assert_eq!(batched(&t.join("b/0")), Some(vec![0, 2]));
+    assert_eq!(batched(&t.join("b/2")), Some(vec![0, 2]));
+    assert_eq!(
+        batched(&t.join("b/4")),
+        None,
+        "a batch of one is a job alone"
+    );
+    assert_eq!(batched(&t.join("b/3")), Some(vec![1, 3]));
+    for j in 0..6 {
+        same_run(t, j);
+    }
+}
+
+#[test]
+fn jobs_that_cannot_batch_train_alone_and_the_sweep_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    ezflt(tmp.path())
+        .args([
+            "-m",
+            "hydra.sweep.dir=sw",
+            "hydra.launcher.n_jobs=1",
+            "optimizer=adam",
+            "lr=0.01",
+            "seed=0,1",
+            "epochs=2",
+            "plot=none",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "#0-#1 trained one by one: only plain SGD",
+        ));
+    for j in 0..2 {
+        let s = summary(&tmp.path().join(format!("sw/{j}")));
+        assert_eq!(s["status"], "completed");
+        assert!(s.get("batched").is_none());
+    }
+}
+
+#[test]
+fn a_diverging_member_ends_where_it_would_alone_and_the_others_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // lr=1e6 sends job 1's loss to infinity within a few steps.
+    for (dir, b) in [("b", "auto"), ("o", "off")] {
+        ezflt(t)
+            .args([
+                "-m",
+                &format!("hydra.sweep.dir={dir}"),
+                &format!("hydra.launcher.batch={b}"),
+                "hydra.launcher.n_jobs=1",
+                "lr=0.1,1e6,0.3",
+                "loss=mse",
+                "epochs=3",
+                "plot=none",
+            ])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("#1 diverged"));
+    }
+    let (b, o) = (summary(&t.join("b/1")), summary(&t.join("o/1")));
+    assert_eq!(b["status"], "diverged");
+    assert_eq!(b["steps"], o["steps"], "it stops at the same step");
+    assert_eq!(b["error"], o["error"]);
+    for j in [0, 2] {
+        assert_eq!(summary(&t.join(format!("b/{j}")))["status"], "completed");
+        same_run(t, j);
+    }
+    let _: Value = b;
+}
