@@ -33,8 +33,14 @@ fn cuda_index(device: &str) -> Result<Option<usize>> {
 }
 
 /// Below this much work per step (batch size x parameters), Flex runs faster on one thread
-/// than on two: measured on 2 cores with MLP 784-W-10 (README, "Threads").
-const FLEX_PARALLEL_WORK: u64 = 200_000_000;
+/// than on two: measured on 2 cores with MLP 784-W-10 (README, "Threads"): 2.6e7 (512 x 64)
+/// was slower on two, 1.0e8 (512 x 256, 2048 x 64) faster.
+const FLEX_PARALLEL_WORK: u64 = 50_000_000;
+
+/// From this much work per step, with two or more threads, LibTorch's CPU path beats Flex
+/// (README, "Threads": from 512 x 256 and 2048 x 64 up); `backend=auto` then picks it when
+/// the binary has it.
+const TCH_CPU_WORK: u64 = 100_000_000;
 
 /// Threads Flex uses when `threads` is not set: one for small steps, where splitting the
 /// work across rayon threads costs more than it saves, else every core.
@@ -56,9 +62,13 @@ fn flex(threads: Option<usize>, work: u64) -> Chosen {
         Some(t) if work < FLEX_PARALLEL_WORK => t.min(1),
         Some(t) => t,
     };
-    // Only the first call sizes rayon's global pool; later ones are no-ops.
+    // Only the first call sizes rayon's global pool; later ones are no-ops. The calling
+    // thread is one of its workers: a parallel op then runs on it (inline on one thread)
+    // instead of being handed to a pool thread and waited for, a handoff that cost a batched
+    // sweep's step more than its matmuls.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
+        .use_current_thread()
         .build_global();
     Chosen {
         device: Device::flex(),
@@ -130,8 +140,9 @@ pub fn check(backend: &str, device: &str) -> Result<()> {
 }
 
 /// `backend`: flex | tch | auto; `device`: cpu | cuda | cuda:N | auto.
-/// auto = LibTorch on CUDA when built with tch and a GPU is visible, else Flex on the CPU
-/// (measured faster than LibTorch's CPU path at every size in the README's table).
+/// auto = LibTorch on CUDA when built with tch and a GPU is visible; on the CPU, LibTorch
+/// for big steps on two or more threads when built with tch (`TCH_CPU_WORK`), else Flex
+/// (faster on one thread at every size in the README's table, and for small steps).
 /// `threads`: None = automatic (Flex: by `work`, batch size x parameters; LibTorch: all cores).
 pub fn choose(backend: &str, device: &str, threads: Option<usize>, work: u64) -> Result<Chosen> {
     check(backend, device)?;
@@ -150,6 +161,10 @@ pub fn choose(backend: &str, device: &str, threads: Option<usize>, work: u64) ->
             }
             if device == "auto" && cuda_visible() {
                 return libtorch(Some(0), threads);
+            }
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if cfg!(feature = "tch") && work >= TCH_CPU_WORK && threads.unwrap_or(cores) >= 2 {
+                return libtorch(None, threads);
             }
             Ok(flex(threads, work))
         }
