@@ -237,3 +237,83 @@ fn a_diverging_member_ends_where_it_would_alone_and_the_others_go_on() {
     }
     let _: Value = b;
 }
+
+#[cfg(unix)]
+#[test]
+fn a_stopped_batch_checkpoints_every_member_and_resume_ends_where_an_unbroken_sweep_does() {
+    // The basic launcher trains the batch in the sweep's own process, so SIGTERM reaches it.
+    let args = [
+        "-m",
+        "hydra/launcher=basic",
+        "seed=0,1,2",
+        "lr=0.05,0.1",
+        "data=xor",
+        "data.n_train=256",
+        "batch_size=16",
+        "max_steps=8000",
+        "epochs=100000",
+        "eval_every=100000",
+        "log_every=1",
+        "plot=none",
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    ezflt(t)
+        .args(args)
+        .arg("hydra.sweep.dir=whole")
+        .assert()
+        .success();
+    assert_eq!(batched(&t.join("whole/5")).map(|m| m.len()), Some(6));
+    let mut child = common::ezflt_cmd(t)
+        .args(args)
+        .arg("hydra.sweep.dir=cut")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let m = t.join("cut/0/metrics.jsonl");
+    common::wait_until("some training", 120, &mut child, || {
+        std::fs::read_to_string(&m).map_or(0, |t| t.lines().count()) >= 100
+    });
+    common::signal(child.id(), "TERM");
+    // A sweep with jobs that did not complete exits 1.
+    assert_eq!(common::wait_exit(&mut child, 60).code(), Some(1));
+    // Every member stopped at the same batch, with its own checkpoint there.
+    let steps = summary(&t.join("cut/0"))["steps"].clone();
+    for j in 0..6 {
+        let run = t.join(format!("cut/{j}"));
+        let s = summary(&run);
+        assert_eq!(s["status"], "interrupted", "job {j}");
+        assert_eq!(s["steps"], steps, "job {j}");
+        let state: Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(state["step"], steps, "job {j}");
+    }
+    // Each continues alone from its checkpoint and ends where the unbroken sweep's member did.
+    ezflt(t).args(["resume", "cut"]).assert().success();
+    for j in 0..6 {
+        let (c, w) = (t.join(format!("cut/{j}")), t.join(format!("whole/{j}")));
+        let (sc, sw) = (summary(&c), summary(&w));
+        assert_eq!(sc["status"], "completed", "job {j}");
+        assert_eq!(sc["steps"], sw["steps"], "job {j}");
+        for (k, v) in sw["final"].as_object().unwrap() {
+            let got = sc["final"][k].as_f64().unwrap_or(f64::NAN);
+            // The resumed epoch's mean train loss covers only its own batches (README).
+            if k.starts_with("train_") {
+                continue;
+            }
+            assert!(close(v.as_f64().unwrap(), got), "job {j} {k}: {got} vs {v}");
+        }
+        let (rc, rw) = (rows(&c), rows(&w));
+        let (lc, lw) = (rc.last().unwrap(), rw.last().unwrap());
+        assert_eq!(lc["step"], lw["step"]);
+        assert!(
+            close(
+                lc["train_loss"].as_f64().unwrap(),
+                lw["train_loss"].as_f64().unwrap()
+            ),
+            "job {j}: last step's loss"
+        );
+    }
+}
