@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Batched sweeps (issue 18): the same sweeps batched (hydra.launcher.batch=auto, the default)
-# and not (batch=off), interleaved in one run on the local launcher (one worker per core);
-# the 75-run benign-overfitting phase diagram also against a sequential PyTorch 2.9 script
-# (bench/phase_diagram.py in one process); then the time per member-step of the default MLP
+# Batched sweeps (issue 18): the same sweeps batched and not (batch=off), interleaved in one
+# run on the local launcher (one worker per core). The MLP sweep runs with the default
+# batch=auto; the two-layer CNN and mean-field sweeps, which auto leaves unbatched, with
+# batches forced (batch=8 / 14), to show what stacking them costs. The 75-run
+# benign-overfitting phase diagram is also timed against a sequential PyTorch 2.9 script
+# (bench/phase_diagram.py in one process). Then the time per member-step of the default MLP
 # as a batch grows (one worker, batch=K). Wall times include start-up, tracking and figures.
 #   bash bench/batched.sh            # 3 rounds
 #   ROUNDS=5 bash bench/batched.sh
@@ -24,18 +26,19 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2fx", b/a}'; }
 seeds16=seed=$(seq -s, 0 15)
 
-# name | overrides
+# name | batch setting | overrides
 cases=(
-  "16 seeds, default MLP|$seeds16"
-  "16 seeds, benign-overfitting cell (n=40, SNR 0.3)|experiment=benign_overfitting data.n_train=40 data.snr=0.3 $seeds16"
-  "75-run phase diagram|experiment=benign_overfitting data.n_train=10,20,40,80,160 data.snr=0.1,0.2,0.3,0.5,0.8 seed=0,1,2"
+  "16 seeds, default MLP|auto|$seeds16"
+  "16 seeds, benign-overfitting cell (n=40, SNR 0.3)|8|experiment=benign_overfitting data.n_train=40 data.snr=0.3 $seeds16"
+  "75-run phase diagram|8|experiment=benign_overfitting data.n_train=10,20,40,80,160 data.snr=0.1,0.2,0.3,0.5,0.8 seed=0,1,2"
+  "27-run lazy vs rich (9 scales x 3 seeds)|14|experiment=lazy_rich model.scale=0.01,0.03,0.1,0.3,1,3,10,30,100 seed=0,1,2"
 )
 for c in "${cases[@]}"; do
-  name=${c%%|*}; read -ra args <<<"${c#*|}"
+  name=${c%%|*}; rest=${c#*|}; batch=${rest%%|*}; read -ra args <<<"${rest#*|}"
   on=(); off=(); torch=()
   for r in $(seq "$ROUNDS"); do
     t0=$(now)
-    "$BIN" -m "${args[@]}" hydra.sweep.dir="$work/on$r" >/dev/null
+    "$BIN" -m "${args[@]}" hydra.launcher.batch="$batch" hydra.sweep.dir="$work/on$r" >/dev/null
     t1=$(now)
     "$BIN" -m "${args[@]}" hydra.launcher.batch=off hydra.sweep.dir="$work/off$r" >/dev/null
     t2=$(now)
@@ -47,7 +50,7 @@ for c in "${cases[@]}"; do
     rm -rf "$work/on$r" "$work/off$r"
   done
   b=$(median "${on[@]}"); u=$(median "${off[@]}")
-  line="$name: batched $b s, unbatched $u s: batched is $(ratio "$b" "$u") as fast"
+  line="$name: batched (batch=$batch) $b s, unbatched $u s: batched is $(ratio "$b" "$u") as fast"
   if [ ${#torch[@]} -gt 0 ]; then
     p=$(median "${torch[@]}")
     line+="; sequential PyTorch $p s: $(ratio "$b" "$p")"

@@ -141,7 +141,8 @@ fn two_layer_cnns_with_different_snrs_batch_and_match() {
             "seed=0,1",
             "hydra.launcher.n_jobs=1",
         ],
-        "auto",
+        // `auto` stacks only the MLP (where it measured faster): ask for batches of 4.
+        "4",
     );
     assert_eq!(batched(&tmp.path().join("b/2")), Some(vec![0, 1, 2, 3]));
     for j in 0..4 {
@@ -204,6 +205,21 @@ fn jobs_that_cannot_batch_train_alone_and_the_sweep_says_why() {
         assert_eq!(s["status"], "completed");
         assert!(s.get("batched").is_none());
     }
+    // `auto` leaves models it does not stack faster to run alone, without a word.
+    ezflt(tmp.path())
+        .args([
+            "-m",
+            "hydra.sweep.dir=cnn",
+            "hydra.launcher.n_jobs=1",
+            "experiment=benign_overfitting",
+            "epochs=5",
+            "seed=0,1",
+            "plot=none",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("one by one").not());
+    assert!(summary(&tmp.path().join("cnn/1")).get("batched").is_none());
 }
 
 #[test]
@@ -315,5 +331,67 @@ fn a_stopped_batch_checkpoints_every_member_and_resume_ends_where_an_unbroken_sw
             ),
             "job {j}: last step's loss"
         );
+    }
+}
+
+#[test]
+fn mean_field_members_in_float64_log_their_own_weight_metrics_and_stop_early_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Lazy vs rich in miniature: scale and lr differ per member (lr follows the scale through
+    // the eval resolver), weight metrics from each member's own init, float64.
+    both(
+        tmp.path(),
+        &[
+            "experiment=lazy_rich",
+            "model.width=20",
+            "data.n_train=100",
+            "data.n_test=100",
+            "epochs=300",
+            "model.scale=0.1,1,10",
+            "seed=0,1",
+            "hydra.launcher.n_jobs=1",
+            "plot=none",
+        ],
+        "6",
+    );
+    let t = tmp.path();
+    assert_eq!(batched(&t.join("b/4")), Some(vec![0, 1, 2, 3, 4, 5]));
+    for j in 0..6 {
+        same_run(t, j);
+    }
+    assert!(
+        summary(&t.join("b/0"))["final"]["change_w"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(summary(&t.join("b/0"))["dtype"], "f64");
+    // Early stopping: each member ends at its own evaluation, as it would alone.
+    let tmp = tempfile::tempdir().unwrap();
+    both(
+        tmp.path(),
+        &[
+            "seed=0,1,2,3",
+            "lr=0.02",
+            "epochs=30",
+            "early_stopping.monitor=test_acc",
+            "early_stopping.stop_at=0.97",
+            "hydra.launcher.n_jobs=1",
+            "plot=none",
+        ],
+        "auto",
+    );
+    let t = tmp.path();
+    let steps: Vec<Value> = (0..4)
+        .map(|j| summary(&t.join(format!("b/{j}")))["steps"].clone())
+        .collect();
+    assert!(steps.iter().any(|s| s != &steps[0]), "{steps:?}");
+    for j in 0..4 {
+        same_run(t, j);
+        let (b, o) = (
+            summary(&t.join(format!("b/{j}"))),
+            summary(&t.join(format!("o/{j}"))),
+        );
+        assert_eq!(b["stopped_early"], o["stopped_early"], "job {j}");
     }
 }

@@ -156,22 +156,21 @@ fn batch_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Batch, D::Err
     d.deserialize_any(V)
 }
 
-/// The config keys whose values never set a shape or the loop's course: jobs that differ
-/// only in these may train as one batch (seeds, learning rates, weight decay, and float
-/// settings of the data, model and schedule: noise levels, SNR, init scales, gammas).
-fn value_only(path: &str, v: &crate::config::Value) -> bool {
+/// Whether the config key at `path` never sets a shape or the loop's course, so jobs that
+/// differ in it may train as one batch: the seeds, learning rates and weight decay, and the
+/// numbers of `data`, `model` and `schedule` that some job of the sweep writes as a float
+/// (`floats`: noise levels, SNR, init scales, gammas; `model.scale=0.1,1,10` too, where 1 and
+/// 10 read as integers). Integers alone there (widths, sizes, counts) set shapes.
+fn value_only(path: &str, floats: &std::collections::HashSet<String>) -> bool {
     matches!(
         path,
         "seed" | "data.seed" | "lr" | "optimizer.lr" | "optimizer.weight_decay"
-    ) || (matches!(v, crate::config::Value::Float(_))
-        && ["data.", "model.", "schedule."]
-            .iter()
-            .any(|p| path.starts_with(p)))
+    ) || floats.contains(path)
 }
 
-/// The job's config with every value-only key left out: jobs with equal keys may batch.
-fn batch_key(dir: &Path) -> Option<String> {
-    fn strip(node: &Node, path: &str, out: &mut String) {
+/// A job's config as `(dotted path, YAML value)` leaves, maps flattened.
+fn leaves(dir: &Path) -> Option<Vec<(String, crate::config::Value)>> {
+    fn walk(node: &Node, path: &str, out: &mut Vec<(String, crate::config::Value)>) {
         match &node.v {
             crate::config::Value::Map(m) => {
                 for (k, child) in m {
@@ -180,24 +179,61 @@ fn batch_key(dir: &Path) -> Option<String> {
                     } else {
                         format!("{path}.{k}")
                     };
-                    strip(child, &p, out);
+                    walk(child, &p, out);
                 }
             }
-            v if value_only(path, v) => {}
-            _ => {
-                out.push_str(path);
-                out.push('=');
-                out.push_str(&yaml::dump(node));
-                out.push('\n');
-            }
+            v => out.push((path.to_string(), v.clone())),
         }
     }
     let path = dir.join(".hydra").join(RESOLVED);
     let text = std::fs::read_to_string(&path).ok()?;
     let node = yaml::load(&text, &path.display().to_string()).ok()?;
-    let mut key = String::new();
-    strip(&node, "", &mut key);
-    Some(key)
+    let mut out = vec![];
+    walk(&node, "", &mut out);
+    Some(out)
+}
+
+/// The models `batch: auto` stacks: those whose batched step measured faster than their
+/// steps alone (`bench/batched.sh`). The two-layer CNN's and the mean-field net's steps are
+/// compute-bound, and stacked they measured 0.99x and 0.72x as fast, so they batch only when
+/// asked (`batch: N`).
+const AUTO_MODELS: [&str; 1] = ["mlp"];
+
+/// Each job's batch key: its config without the value-only keys; jobs with equal keys may
+/// train as one batch (None: the job runs alone: its config could not be read, or `auto`
+/// does not stack its model).
+fn batch_keys(jobs: &[Job], batch: Batch) -> Vec<Option<String>> {
+    let all: Vec<_> = jobs.iter().map(|j| leaves(&j.dir)).collect();
+    let floats: std::collections::HashSet<String> = all
+        .iter()
+        .flatten()
+        .flatten()
+        .filter(|(p, v)| {
+            matches!(v, crate::config::Value::Float(_))
+                && ["data.", "model.", "schedule."]
+                    .iter()
+                    .any(|s| p.starts_with(s))
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    all.into_iter()
+        .map(|l| {
+            let l = l?;
+            let model = l.iter().find(|(p, _)| p == "model.name").map(|(_, v)| v);
+            if batch == Batch::Auto
+                && !matches!(model, Some(crate::config::Value::Str(m)) if AUTO_MODELS.contains(&m.as_str()))
+            {
+                return None;
+            }
+            let mut key = String::new();
+            for (p, v) in l {
+                if !value_only(&p, &floats) {
+                    key.push_str(&format!("{p}={}\n", yaml::dump(&Node::bare(v))));
+                }
+            }
+            Some(key)
+        })
+        .collect()
 }
 
 /// The sweep's jobs in the units a worker runs: batches of jobs that may train together
@@ -208,8 +244,7 @@ fn units(jobs: &[Job], batch: Batch, workers: usize) -> Vec<Vec<&Job>> {
         return jobs.iter().map(|j| vec![j]).collect();
     }
     let mut groups: Vec<(Option<String>, Vec<&Job>)> = vec![];
-    for j in jobs {
-        let key = batch_key(&j.dir);
+    for (j, key) in jobs.iter().zip(batch_keys(jobs, batch)) {
         match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
             Some((_, g)) => g.push(j),
             None => groups.push((key, vec![j])),

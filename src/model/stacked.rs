@@ -1,6 +1,7 @@
 //! K copies of one architecture trained as one model (batched sweeps): every parameter gains
 //! a leading member axis, inputs are `[K, batch, features]`, and one batched matmul serves all.
 
+use super::mean_field::MeanField;
 use super::mlp::{Dense, Mlp};
 use super::patch_cnn::PatchCnn;
 use super::{Activation, ModelIo, ModelSpec, Net, WithNet};
@@ -27,9 +28,9 @@ pub trait WithStacked {
 /// Why `spec` cannot be stacked, or None when it can.
 pub fn unsupported(spec: &ModelSpec) -> Option<String> {
     match spec {
-        ModelSpec::Mlp { .. } | ModelSpec::TwoLayerCnn { .. } => None,
+        ModelSpec::Mlp { .. } | ModelSpec::TwoLayerCnn { .. } | ModelSpec::MeanField { .. } => None,
         other => Some(format!(
-            "model={} has no batched form yet (mlp and two_layer_cnn have)",
+            "model={} has no batched form yet (mlp, two_layer_cnn and mean_field have)",
             other.name()
         )),
     }
@@ -70,6 +71,9 @@ pub fn build<W: WithStacked>(
         Some(ModelSpec::Mlp { .. }) => Ok(w.run(StackedMlp::stack(&all::<Mlp>(built)?))),
         Some(ModelSpec::TwoLayerCnn { .. }) => {
             Ok(w.run(StackedPatchCnn::stack(&all::<PatchCnn>(built)?)))
+        }
+        Some(ModelSpec::MeanField { .. }) => {
+            Ok(w.run(StackedMeanField::stack(&all::<MeanField>(built)?)))
         }
         Some(other) => bail!("{}", unsupported(other).unwrap_or_default()),
         None => bail!("a batch needs at least one member"),
@@ -213,6 +217,47 @@ impl Stacked for StackedPatchCnn {
             head: self.head.clone(),
             act: self.act,
             patches: self.patches,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct StackedMeanField {
+    /// `[K, m, d]`.
+    pub w: Param<Tensor<3>>,
+    /// `[K, outputs, m]`.
+    pub a: Param<Tensor<3>>,
+    #[module(skip)]
+    pub act: Activation,
+}
+
+impl StackedMeanField {
+    fn stack(members: &[MeanField]) -> StackedMeanField {
+        StackedMeanField {
+            w: stack_param(members.iter().map(|m| &m.w).collect()),
+            a: stack_param(members.iter().map(|m| &m.a).collect()),
+            act: members[0].act,
+        }
+    }
+}
+
+impl Stacked for StackedMeanField {
+    type One = MeanField;
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [_, _, d] = x.dims();
+        let [_, _, m] = self.a.dims();
+        let h = self
+            .act
+            .apply(x.matmul(self.w.val().swap_dims(1, 2)) / (d as f64).sqrt());
+        h.matmul(self.a.val().swap_dims(1, 2)) / m as f64
+    }
+
+    fn member(&self, k: usize) -> MeanField {
+        MeanField {
+            w: member_param(&self.w, k),
+            a: member_param(&self.a, k),
+            act: self.act,
         }
     }
 }

@@ -153,8 +153,8 @@ pub fn render(
 /// row where that one tries all five on each row. `ezflt plot` of the default run: 32 -> 25 ms
 /// for its 8 figures, files 4% larger.
 fn write_png(path: &Path, size: (u32, u32), rgb: &[u8]) -> Result<()> {
-    let file = std::fs::File::create(path)
-        .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+    let file =
+        std::fs::File::create(path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), size.0, size.1);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);

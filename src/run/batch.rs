@@ -90,6 +90,21 @@ pub fn run_batch(jobs: &[BatchJob], quiet: bool) -> (Vec<Result<RunResult>>, Opt
             }
         }
     }
+    // The launcher's grouping reads configs; the models' parameter shapes decide.
+    let shapes: Vec<_> = checked
+        .iter()
+        .map(|c| {
+            let ds = c.data.as_ref().expect("loaded above");
+            let io = crate::model::ModelIo {
+                sample_shape: ds.sample_shape.clone(),
+                task: ds.task,
+            };
+            c.spec.model.shapes(&io).ok()
+        })
+        .collect();
+    if shapes.iter().any(|s| s.is_none() || *s != shapes[0]) {
+        return alone(Some("the jobs' models differ in parameter shapes".into()));
+    }
     let chosen = {
         let c = &checked[0];
         let ds = c.data.as_ref().expect("loaded above");

@@ -48,12 +48,6 @@ pub fn unsupported(specs: &[&TrainSpec], data: &[&Dataset]) -> Option<String> {
         if s.adv.is_some() {
             return Some("adversarial training (adv) is not batched yet".into());
         }
-        if s.early_stopping.is_some() {
-            return Some("early_stopping is not batched yet".into());
-        }
-        if !s.weight_metrics.is_empty() {
-            return Some("tracker.metrics is not batched yet".into());
-        }
         if s.weights.init_from.is_some() || !s.weights.freeze.is_empty() {
             return Some("init_from and freeze are not batched yet".into());
         }
@@ -195,6 +189,24 @@ struct Tally {
     last_train: Vec<(String, f64)>,
     last_eval: Vec<(String, f64)>,
     lr: f64,
+    /// `early_stopping`'s best value and evaluations without improvement.
+    es_best: Option<f64>,
+    es_waited: usize,
+}
+
+impl Tally {
+    /// How this member's training ended, at `step` of `epoch`.
+    fn ended(&self, status: Status, step: usize, epoch: usize, step_ms: &[f64]) -> Outcome {
+        Outcome {
+            status,
+            steps: step,
+            epochs: epoch,
+            last_train: self.last_train.clone(),
+            last_eval: self.last_eval.clone(),
+            step_ms: step_ms.to_vec(),
+            stopped_early: None,
+        }
+    }
 }
 
 /// Trains the members of `model` (stacked in the members' order) together; returns each
@@ -280,19 +292,51 @@ pub fn fit<S: Stacked>(
         .map(|m| optim::build(&m.spec.optim))
         .collect();
 
+    // Each member's weight metrics, measured from its own initial weights.
+    let mut metrics = vec![];
+    for m in &members {
+        metrics.push(if m.spec.weight_metrics.is_empty() {
+            None
+        } else {
+            let j = metrics.len();
+            let init = model.member(j);
+            let params = param_names(&init);
+            let selected = crate::track::Tracker::select(&m.spec.weight_metrics, &params)?;
+            Some(crate::track::measure::WeightMetrics::new(
+                &selected,
+                &params,
+                &m.data.features,
+                &NetView(&init),
+            ))
+        });
+    }
     let spe = evaluators[0].steps_per_epoch();
     let total = first.max_steps.unwrap_or(first.epochs * spe);
     let epochs = total.div_ceil(spe);
     let params = param_names(&model.member(0));
     for (j, m) in members.iter_mut().enumerate() {
         let view = MemberView::new(&model, j);
+        let eval_names: Vec<String> = evaluators[j]
+            .eval_names()
+            .into_iter()
+            .chain(metrics[j].iter().flat_map(|w| w.names()))
+            .collect();
+        if let Some(es) = &m.spec.early_stopping {
+            if !eval_names.contains(&es.monitor) {
+                bail!(
+                    "early_stopping.monitor: this run does not evaluate '{}'; it evaluates {}",
+                    es.monitor,
+                    eval_names.join(", ")
+                );
+            }
+        }
         let info = StartInfo {
             epochs,
             total_steps: total,
             steps_per_epoch: spe,
             start_epoch: 0,
             start_step: 0,
-            eval_names: evaluators[j].eval_names(),
+            eval_names,
             num_params: params
                 .iter()
                 .map(|(_, s)| s.iter().product::<usize>())
@@ -355,15 +399,8 @@ pub fn fit<S: Stacked>(
                     for cb in m.callbacks.iter_mut() {
                         cb.on_interrupt(&at)?;
                     }
-                    tally[j].outcome = Some(Outcome {
-                        status: Status::Interrupted,
-                        steps: step,
-                        epochs: epoch,
-                        last_train: tally[j].last_train.clone(),
-                        last_eval: tally[j].last_eval.clone(),
-                        step_ms: step_ms.clone(),
-                        stopped_early: None,
-                    });
+                    tally[j].outcome =
+                        Some(tally[j].ended(Status::Interrupted, step, epoch, &step_ms));
                 }
                 break 'epochs;
             }
@@ -425,15 +462,7 @@ pub fn fit<S: Stacked>(
                     continue;
                 }
                 tally[j].done = true;
-                let o = Outcome {
-                    status: Status::Diverged { step, loss: l },
-                    steps: step,
-                    epochs: epoch,
-                    last_train: tally[j].last_train.clone(),
-                    last_eval: tally[j].last_eval.clone(),
-                    step_ms: step_ms.clone(),
-                    stopped_early: None,
-                };
+                let o = tally[j].ended(Status::Diverged { step, loss: l }, step, epoch, &step_ms);
                 let view = MemberView::new(&model, j);
                 for cb in m.callbacks.iter_mut() {
                     cb.on_train_end(&o, &view)?;
@@ -519,11 +548,22 @@ pub fn fit<S: Stacked>(
             }
             let view = MemberView::new(&model, j);
             let mut eval = vec![];
+            let mut stopped_early = None;
             if evaluate {
                 let one = model.member(j);
                 eval = evaluators[j].evaluate_all(&one, &tests[j], &extras[j]);
+                if let Some(w) = &metrics[j] {
+                    eval.extend(w.measure(&NetView(&one)));
+                }
                 t.last_eval = eval.clone();
+                if let Some(es) = &m.spec.early_stopping {
+                    if let Some((_, v)) = eval.iter().find(|(n, _)| *n == es.monitor) {
+                        stopped_early = es.check(*v, &mut t.es_best, &mut t.es_waited);
+                    }
+                }
             }
+            // It ended anyway: not early.
+            let stopped_early = stopped_early.filter(|_| !last);
             let e = EpochInfo {
                 epoch,
                 step,
@@ -531,13 +571,28 @@ pub fn fit<S: Stacked>(
                 train_loss,
                 train_acc,
                 eval,
-                last,
+                last: last || stopped_early.is_some(),
                 model: &view,
                 optim: &opts[j],
             };
             for cb in m.callbacks.iter_mut() {
                 cb.on_epoch_end(&e)?;
             }
+            // A member that stops early ends here, as alone; the others go on.
+            if let Some(why) = stopped_early {
+                t.done = true;
+                let o = Outcome {
+                    stopped_early: Some(format!("stopped early at step {step}: {why}")),
+                    ..t.ended(Status::Completed, step, epoch, &step_ms)
+                };
+                for cb in m.callbacks.iter_mut() {
+                    cb.on_train_end(&o, &view)?;
+                }
+                t.outcome = Some(o);
+            }
+        }
+        if tally.iter().all(|t| t.done) {
+            break;
         }
     }
     let mut outcomes = vec![];
@@ -549,15 +604,7 @@ pub fn fit<S: Stacked>(
                 continue;
             }
             Some(o) => o,
-            None => Outcome {
-                status: Status::Completed,
-                steps: step,
-                epochs: epoch,
-                last_train: t.last_train.clone(),
-                last_eval: t.last_eval.clone(),
-                step_ms: step_ms.clone(),
-                stopped_early: None,
-            },
+            None => t.ended(Status::Completed, step, epoch, &step_ms),
         };
         let view = MemberView::new(&model, j);
         for cb in m.callbacks.iter_mut() {
