@@ -48,6 +48,17 @@ impl PlotSpec {
     fn wants(&self, kind: &str) -> bool {
         self.what.is_empty() || self.what.iter().any(|w| w == kind)
     }
+
+    /// `--metric a,b,c` as its names (empty when not given).
+    #[cfg(feature = "plot")]
+    fn metrics(&self) -> Vec<String> {
+        self.metric
+            .iter()
+            .flat_map(|m| m.split(','))
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect()
+    }
 }
 
 /// Most snapshots a time axis shows; longer runs are subsampled evenly (and the plot says so).

@@ -181,13 +181,7 @@ pub fn overlay(dirs: &[PathBuf], spec: &PlotSpec, o: &Overlay, out: &Path) -> Re
         }
     }
     // `--metric a,b`: those only (the sweep figures take the same list).
-    let wanted: Vec<String> = spec
-        .metric
-        .iter()
-        .flat_map(|m| m.split(','))
-        .map(|m| m.trim().to_string())
-        .filter(|m| !m.is_empty())
-        .collect();
+    let wanted = spec.metrics();
     let wants_summaries =
         wanted.is_empty() || wanted.iter().any(|m| !metrics.iter().any(|(n, ..)| n == m));
     // Each run's summaries, by name, in the groups' order.

@@ -54,18 +54,14 @@ pub(super) fn plot_sweep(dir: &Path, spec: &PlotSpec) -> Result<Vec<PathBuf>> {
     }
     let available: Vec<String> = jobs[0].summary.last.keys().cloned().collect();
     // `--metric a,b,c`: each gets its figures, and one figure shows them side by side.
-    let metrics: Vec<String> = match &spec.metric {
-        Some(m) => m
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        None => vec![if available.iter().any(|k| k == "test_acc") {
+    let mut metrics = spec.metrics();
+    if spec.metric.is_none() {
+        metrics.push(if available.iter().any(|k| k == "test_acc") {
             "test_acc".into()
         } else {
             "test_loss".into()
-        }],
-    };
+        });
+    }
     for metric in &metrics {
         if !available.contains(metric) {
             bail!(

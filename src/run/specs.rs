@@ -1058,10 +1058,7 @@ fn train_spec<'a>(
             let maximize = match e.mode {
                 StopMode::Max => true,
                 StopMode::Min => false,
-                StopMode::Auto => {
-                    crate::artifacts::metric::direction(&monitor)
-                        == Some(crate::artifacts::metric::Direction::Max)
-                }
+                StopMode::Auto => crate::train::EarlyStopping::auto_maximize(&monitor),
             };
             Some(crate::train::EarlyStopping {
                 monitor,

@@ -216,8 +216,7 @@ impl<M: Net> Trainer<M> {
                 min_delta: 0.0,
             });
         es.monitor = metric.to_string();
-        es.maximize = crate::artifacts::metric::direction(metric)
-            == Some(crate::artifacts::metric::Direction::Max);
+        es.maximize = super::EarlyStopping::auto_maximize(metric);
         es
     }
     /// Logs each chosen parameter's change from init and its rows' alignment with the

@@ -190,6 +190,13 @@ pub struct EarlyStopping {
 }
 
 impl EarlyStopping {
+    /// Whether `mode: auto` maximizes `monitor`: accuracies, AUROC, R² and alignments up,
+    /// losses and errors down (`artifacts::metric::direction`).
+    pub fn auto_maximize(monitor: &str) -> bool {
+        crate::artifacts::metric::direction(monitor)
+            == Some(crate::artifacts::metric::Direction::Max)
+    }
+
     /// The reason to stop after this evaluation, if any; `best` and `waited` carry the
     /// patience count between evaluations.
     pub fn check(&self, value: f64, best: &mut Option<f64>, waited: &mut usize) -> Option<String> {

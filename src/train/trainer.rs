@@ -101,15 +101,30 @@ impl<M: Net> ModelView for NetView<'_, M> {
     }
 }
 
-/// Walks the float parameters with their dotted paths; `want` picks the ones to copy.
+/// Walks the float parameters with their dotted paths and copies those named (or their
+/// gradients) to the host, in module order.
 struct Reader<'a> {
     path: crate::model::ParamPath,
     names: &'a [String],
     grads: Option<&'a GradientsParams>,
-    out: Vec<HostTensor>,
-    /// Read as float64 into `wide` instead of `out`.
-    f64: bool,
-    wide: Vec<Vec<f64>>,
+    out: Vec<TensorData>,
+}
+
+impl<'a> Reader<'a> {
+    fn collect<M: Module>(
+        model: &M,
+        names: &'a [String],
+        grads: Option<&'a GradientsParams>,
+    ) -> Vec<TensorData> {
+        let mut r = Reader {
+            path: Default::default(),
+            names,
+            grads,
+            out: vec![],
+        };
+        model.visit(&mut r);
+        r.out
+    }
 }
 
 impl burn::module::ModuleVisitor for Reader<'_> {
@@ -120,33 +135,26 @@ impl burn::module::ModuleVisitor for Reader<'_> {
         self.path.exit();
     }
     fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
-        let name = self.path.dotted();
-        if !self.names.contains(&name) {
+        if !self.names.contains(&self.path.dotted()) {
             return;
         }
         let t = match self.grads {
             None => Some(p.val()),
             Some(g) => g.get::<D>(p.id),
         };
-        if let (Some(t), true) = (&t, self.f64) {
-            let values = t
-                .clone()
-                .into_data()
-                .convert::<f64>()
-                .try_into_vec::<f64>()
-                .unwrap_or_default();
-            self.wide.push(values);
-            return;
-        }
         if let Some(t) = t {
-            let values = t
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap_or_default();
-            self.out.push(HostTensor { values });
+            self.out.push(t.into_data());
         }
     }
+}
+
+/// Host copies as float32 values.
+fn host_f32(data: Vec<TensorData>) -> Vec<HostTensor> {
+    data.into_iter()
+        .map(|d| HostTensor {
+            values: d.convert::<f32>().try_into_vec::<f32>().unwrap_or_default(),
+        })
+        .collect()
 }
 
 impl<M: Module + Clone> ModelView for M {
@@ -156,40 +164,16 @@ impl<M: Module + Clone> ModelView for M {
             .map_err(|e| anyhow::anyhow!("saving the model to {}: {e:?}", path.display()))
     }
     fn read(&self, names: &[String]) -> Vec<HostTensor> {
-        let mut r = Reader {
-            path: Default::default(),
-            names,
-            grads: None,
-            out: vec![],
-            f64: false,
-            wide: vec![],
-        };
-        self.visit(&mut r);
-        r.out
+        host_f32(Reader::collect(self, names, None))
     }
     fn read_f64(&self, names: &[String]) -> Vec<Vec<f64>> {
-        let mut r = Reader {
-            path: Default::default(),
-            names,
-            grads: None,
-            out: vec![],
-            f64: true,
-            wide: vec![],
-        };
-        self.visit(&mut r);
-        r.wide
+        Reader::collect(self, names, None)
+            .into_iter()
+            .map(|d| d.convert::<f64>().try_into_vec::<f64>().unwrap_or_default())
+            .collect()
     }
     fn read_grads(&self, names: &[String], grads: &GradientsParams) -> Vec<HostTensor> {
-        let mut r = Reader {
-            path: Default::default(),
-            names,
-            grads: Some(grads),
-            out: vec![],
-            f64: false,
-            wide: vec![],
-        };
-        self.visit(&mut r);
-        r.out
+        host_f32(Reader::collect(self, names, Some(grads)))
     }
 }
 
