@@ -60,33 +60,36 @@ fn unbatchable(checked: &[preflight::Checked]) -> Option<String> {
 /// Trains `jobs` as one batch when they can, else one after another; returns each job's
 /// result in order, and the one line that says why they did not batch, if they did not.
 pub fn run_batch(jobs: &[BatchJob], quiet: bool) -> (Vec<Result<RunResult>>, Option<String>) {
-    let alone = |why: Option<String>| {
+    // Alone, each job reuses the preflight (and data) already done for it, in job order.
+    let alone = |why: Option<String>, checked: Vec<preflight::Checked>| {
+        let mut checked = checked.into_iter();
         let results = jobs
             .iter()
-            .map(|j| super::run(j.job, j.dir, j.log.clone(), quiet, None, None))
+            .map(|j| super::run(j.job, j.dir, j.log.clone(), quiet, None, checked.next()))
             .collect();
         (results, why)
     };
     if jobs.len() < 2 {
-        return alone(None);
+        return alone(None, vec![]);
     }
     let mut checked = vec![];
     for j in jobs {
         match preflight::check(j.job) {
             Ok(c) => checked.push(c),
             // The job's own run reports its error.
-            Err(_) => return alone(Some("a job's settings do not check".into())),
+            Err(_) => return alone(Some("a job's settings do not check".into()), checked),
         }
     }
     if let Some(why) = unbatchable(&checked) {
-        return alone(Some(why));
+        return alone(Some(why), checked);
     }
     // Every member's data, loaded with its own seed, before the shared device is chosen.
-    for c in checked.iter_mut() {
+    for i in 0..checked.len() {
+        let c = &mut checked[i];
         if c.data.is_none() {
             match c.spec.data.load(c.spec.data_seed) {
                 Ok(d) => c.data = Some(d),
-                Err(_) => return alone(Some("a job's data does not load".into())),
+                Err(_) => return alone(Some("a job's data does not load".into()), checked),
             }
         }
     }
@@ -103,21 +106,25 @@ pub fn run_batch(jobs: &[BatchJob], quiet: bool) -> (Vec<Result<RunResult>>, Opt
         })
         .collect();
     if shapes.iter().any(|s| s.is_none() || *s != shapes[0]) {
-        return alone(Some("the jobs' models differ in parameter shapes".into()));
+        return alone(
+            Some("the jobs' models differ in parameter shapes".into()),
+            checked,
+        );
     }
     let chosen = {
         let c = &checked[0];
         let ds = c.data.as_ref().expect("loaded above");
-        match super::choose_backend(&c.spec, ds, c.params, jobs.len()) {
-            Ok(ch) => ch,
-            Err(_) => return alone(None),
-        }
+        super::choose_backend(&c.spec, ds, c.params, jobs.len())
+    };
+    let chosen = match chosen {
+        Ok(ch) => ch,
+        Err(_) => return alone(None, checked),
     };
     let mut prepared = vec![];
     for (j, c) in jobs.iter().zip(checked) {
         match Prepared::new(j.job, j.dir, j.log.clone(), false, c, Some(&chosen)) {
             Ok(p) => prepared.push(p),
-            Err(_) => return alone(Some("a job could not be prepared".into())),
+            Err(_) => return alone(Some("a job could not be prepared".into()), vec![]),
         }
     }
     {
