@@ -105,8 +105,12 @@ impl<'a, S: Stacked> MemberView<'a, S> {
             one: OnceCell::new(),
         }
     }
+    /// The member as its own model, copied out on first use.
+    fn member(&self) -> &S::One {
+        self.one.get_or_init(|| self.model.member(self.k))
+    }
     fn one(&self) -> NetView<'_, S::One> {
-        NetView(self.one.get_or_init(|| self.model.member(self.k)))
+        NetView(self.member())
     }
 }
 
@@ -550,10 +554,11 @@ pub fn fit<S: Stacked>(
             let mut eval = vec![];
             let mut stopped_early = None;
             if evaluate {
-                let one = model.member(j);
-                eval = evaluators[j].evaluate_all(&one, &tests[j], &extras[j]);
+                // The copy the epoch's callbacks read too.
+                let one = view.member();
+                eval = evaluators[j].evaluate_all(one, &tests[j], &extras[j]);
                 if let Some(w) = &metrics[j] {
-                    eval.extend(w.measure(&NetView(&one)));
+                    eval.extend(w.measure(&NetView(one)));
                 }
                 t.last_eval = eval.clone();
                 if let Some(es) = &m.spec.early_stopping {
