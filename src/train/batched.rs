@@ -1,16 +1,16 @@
 //! The training loop for a batched sweep: K jobs of one shape trained as one stacked model,
 //! each member with its own data, batch order, learning rate and callbacks, as if run alone.
 
+use super::member_optim::{self, MemberOptim};
 use super::trainer::{
-    upload, Boundary, Callback, EpochInfo, ModelView, NetView, OnDevice, Outcome, StartInfo,
-    Status, StepInfo,
+    upload, Boundary, Callback, EpochInfo, ModelView, NetView, OnDevice, OptimState, Outcome,
+    StartInfo, Status, StepInfo,
 };
-use super::{loss, optim, BatchSize, OptimKind, TrainSpec, Trainer};
+use super::{loss, BatchSize, OptimSpec, TrainSpec, Trainer};
 use crate::data::Dataset;
 use crate::model::param_names;
 use crate::model::stacked::Stacked;
 use anyhow::{bail, Result};
-use burn::module::{ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::rngs::StdRng;
@@ -34,17 +34,11 @@ pub struct Member<'a> {
 /// differ in seeds, data values, learning rate, weight decay and schedule.
 pub fn unsupported(specs: &[&TrainSpec], data: &[&Dataset]) -> Option<String> {
     let first = specs.first()?;
+    let optims: Vec<&OptimSpec> = specs.iter().map(|s| &s.optim).collect();
+    if let Some(why) = member_optim::unsupported(&optims) {
+        return Some(why);
+    }
     for s in specs {
-        if !matches!(
-            s.optim.kind,
-            OptimKind::Sgd { momentum, .. } if momentum == 0.0
-        ) {
-            return Some(
-                "only plain SGD (optimizer=sgd, momentum 0) trains batched yet: a stateful \
-                 optimizer's per-member state is not split into each run's checkpoint"
-                    .into(),
-            );
-        }
         if s.adv.is_some() {
             return Some("adversarial training (adv) is not batched yet".into());
         }
@@ -136,47 +130,17 @@ impl<S: Stacked> ModelView for MemberView<'_, S> {
     }
 }
 
-/// Plain SGD with a learning rate and weight decay per member: `p - lr_k (g + wd_k p)`,
-/// burn's `Sgd` step applied to each member's slice.
-struct MemberSgd<'a> {
-    grads: &'a mut GradientsParams,
-    lr: Vec<f64>,
-    wd: Vec<f64>,
+/// Member `k`'s share of the batch's optimizer state, keyed by the parameters of the copy
+/// its checkpoint saves.
+struct MemberOptimView<'a, S: Stacked> {
+    optim: &'a MemberOptim,
+    view: &'a MemberView<'a, S>,
 }
 
-impl MemberSgd<'_> {
-    /// `values` as `[K, 1, ..., 1]`, to scale each member's slice of a `D`-dim parameter.
-    fn per_member<const D: usize>(values: &[f64], like: &Tensor<D>) -> Tensor<D> {
-        let mut shape = [1; D];
-        shape[0] = values.len();
-        Tensor::<1>::from_data(
-            TensorData::new(values.to_vec(), [values.len()]),
-            &like.device(),
-        )
-        .cast(like.dtype())
-        .reshape(shape)
-    }
-}
-
-impl ModuleMapper for MemberSgd<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.grads.remove::<D>(id) else {
-            return Param::from_mapped_value(id, tensor, mapper);
-        };
-        let train = tensor.is_require_grad();
-        let p = tensor.inner();
-        let grad = if self.wd.iter().any(|w| *w != 0.0) {
-            grad + p.clone() * Self::per_member(&self.wd, &p)
-        } else {
-            grad
-        };
-        let next = p.clone() - grad * Self::per_member(&self.lr, &p);
-        let mut next = Tensor::from_inner(next);
-        if train {
-            next = next.require_grad();
-        }
-        Param::from_mapped_value(id, next, mapper)
+impl<S: Stacked> OptimState for MemberOptimView<'_, S> {
+    fn save(&self, path: &Path) -> Result<()> {
+        let v = self.view;
+        self.optim.save_member(v.model, v.member(), v.k, path)
     }
 }
 
@@ -290,11 +254,12 @@ pub fn fit<S: Stacked>(
                 .collect()
         })
         .collect();
-    // Plain SGD keeps no state: a fresh optimizer is each member's exact optimizer state.
-    let opts: Vec<burn::optim::ModuleOptimizer> = members
-        .iter()
-        .map(|m| optim::build(&m.spec.optim))
-        .collect();
+    let mut optim = MemberOptim::new(
+        &members
+            .iter()
+            .map(|m| &m.spec.optim)
+            .collect::<Vec<&OptimSpec>>(),
+    );
 
     // Each member's weight metrics, measured from its own initial weights.
     let mut metrics = vec![];
@@ -398,7 +363,10 @@ pub fn fit<S: Stacked>(
                         batch: b,
                         step,
                         model: &view,
-                        optim: &opts[j],
+                        optim: &MemberOptimView {
+                            optim: &optim,
+                            view: &view,
+                        },
                     };
                     for cb in m.callbacks.iter_mut() {
                         cb.on_interrupt(&at)?;
@@ -479,11 +447,8 @@ pub fn fit<S: Stacked>(
             // Members are independent, so the gradient of the sum is each member's own.
             let grads = GradientsParams::from_grads(per_member.sum().backward(), &model);
             let mut grads = grads;
-            model = model.map(&mut MemberSgd {
-                grads: &mut grads,
-                lr: tally.iter().map(|t| t.lr).collect(),
-                wd: members.iter().map(|m| m.spec.optim.weight_decay).collect(),
-            });
+            let lrs: Vec<f64> = tally.iter().map(|t| t.lr).collect();
+            model = optim.step(model, &mut grads, &lrs);
             let _ = ad.sync();
             step_ms.push(t0.elapsed().as_secs_f64() * 1e3);
             step += 1;
@@ -578,7 +543,10 @@ pub fn fit<S: Stacked>(
                 eval,
                 last: last || stopped_early.is_some(),
                 model: &view,
-                optim: &opts[j],
+                optim: &MemberOptimView {
+                    optim: &optim,
+                    view: &view,
+                },
             };
             for cb in m.callbacks.iter_mut() {
                 cb.on_epoch_end(&e)?;

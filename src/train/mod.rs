@@ -6,6 +6,7 @@ pub mod api;
 pub mod batched;
 pub mod callbacks;
 pub mod loss;
+pub mod member_optim;
 pub mod optim;
 pub mod trainer;
 

@@ -197,7 +197,21 @@ pub struct EpochInfo<'a> {
     /// The weights after the epoch.
     pub model: &'a dyn ModelView,
     /// The optimizer's state (for checkpoints).
-    pub optim: &'a ModuleOptimizer,
+    pub optim: &'a dyn OptimState,
+}
+
+/// An optimizer's state as a checkpoint saves it: burn's optimizer, or one member's share of
+/// a batched sweep's optimizer.
+pub trait OptimState {
+    /// Writes the state as burn's optimizer record (burnpack) at `path`.
+    fn save(&self, path: &Path) -> Result<()>;
+}
+
+impl OptimState for ModuleOptimizer {
+    fn save(&self, path: &Path) -> Result<()> {
+        ModuleOptimizer::save(self, path)
+            .map_err(|err| anyhow::anyhow!("saving optimizer state: {err:?}"))
+    }
 }
 
 /// Where an interrupted run stopped, between two batches: a consistent point to checkpoint,
@@ -212,7 +226,7 @@ pub struct Boundary<'a> {
     /// The weights at the stop.
     pub model: &'a dyn ModelView,
     /// The optimizer's state at the stop.
-    pub optim: &'a ModuleOptimizer,
+    pub optim: &'a dyn OptimState,
 }
 
 /// Before the first step.

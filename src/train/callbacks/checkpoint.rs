@@ -2,10 +2,9 @@
 //! counters, by time or every N epochs, and at the end; saved to temp names, renamed as a set.
 
 use crate::plan::rundir::{clean_temps, fsync, write_atomic};
-use crate::train::trainer::{Boundary, Callback, EpochInfo, ModelView};
+use crate::train::trainer::{Boundary, Callback, EpochInfo, ModelView, OptimState};
 use crate::train::CheckpointPolicy;
 use anyhow::{Context, Result};
-use burn::optim::ModuleOptimizer;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -87,16 +86,14 @@ impl Checkpointer {
         &mut self,
         (epoch, batch, step): (usize, usize, usize),
         model: &dyn ModelView,
-        optim: &ModuleOptimizer,
+        optim: &dyn OptimState,
     ) -> Result<()> {
         let started = Instant::now();
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let path = |i: usize| self.dir.join(SET[i].0);
         model.save(&path(0))?;
-        optim
-            .save(path(1))
-            .map_err(|err| anyhow::anyhow!("saving optimizer state: {err:?}"))?;
+        optim.save(&path(1))?;
         let state = serde_json::json!({ "epoch": epoch, "batch": batch, "step": step });
         std::fs::write(path(2), format!("{state}\n"))
             .with_context(|| format!("writing {}", path(2).display()))?;

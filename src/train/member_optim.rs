@@ -1,0 +1,467 @@
+//! Each member's optimizer in a batched sweep: burn's SGD (momentum, Nesterov), Adam and AdamW
+//! steps applied op for op to the stacked parameters, with a learning rate and weight decay per
+//! member; each member's state is saved as the burn record its single run would have written.
+
+use super::{OptimKind, OptimSpec};
+use crate::model::stacked::Stacked;
+use anyhow::{bail, Context, Result};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::momentum::MomentumState;
+use burn::optim::{
+    AdamState, AdamWState, AdaptiveMomentumState, GradientsParams, RecordState, SgdState, StateSink,
+};
+use burn::prelude::*;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The update rule, shared by all members (the launcher groups only jobs that agree on it).
+/// Scalars keep burn's types so each operation rounds as burn's does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rule {
+    Sgd {
+        /// momentum (burn keeps it as f32), dampening, Nesterov.
+        momentum: Option<(f32, f64, bool)>,
+    },
+    Adam {
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+    },
+    AdamW {
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+    },
+}
+
+impl Rule {
+    fn of(kind: &OptimKind) -> Rule {
+        match *kind {
+            OptimKind::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+            } => Rule::Sgd {
+                momentum: (momentum > 0.0).then_some((momentum as f32, dampening, nesterov)),
+            },
+            OptimKind::Adam { betas, eps } => Rule::Adam {
+                beta_1: betas.0 as f32,
+                beta_2: betas.1 as f32,
+                epsilon: eps as f32,
+            },
+            OptimKind::AdamW { betas, eps } => Rule::AdamW {
+                beta_1: betas.0 as f32,
+                beta_2: betas.1 as f32,
+                epsilon: eps as f32,
+            },
+        }
+    }
+}
+
+/// One parameter's state for all members, flattened: SGD's velocity, or Adam's two moments.
+struct Slot {
+    time: usize,
+    first: Tensor<1>,
+    second: Option<Tensor<1>>,
+}
+
+/// The members' optimizer state, keyed by the stacked parameters' ids.
+pub struct MemberOptim {
+    rule: Rule,
+    /// Each member's weight decay, rounded to f32 as burn stores it.
+    wd: Vec<f64>,
+    slots: HashMap<ParamId, Slot>,
+}
+
+/// Why these members' optimizers cannot step as one, or None when they can.
+pub fn unsupported(specs: &[&OptimSpec]) -> Option<String> {
+    let first = specs.first()?;
+    specs
+        .iter()
+        .any(|s| Rule::of(&s.kind) != Rule::of(&first.kind))
+        .then(|| {
+            "the jobs differ in optimizer kind, momentum, dampening, nesterov, betas or eps".into()
+        })
+}
+
+impl MemberOptim {
+    /// The optimizer of members with these settings (`unsupported` says None for them).
+    pub fn new(specs: &[&OptimSpec]) -> MemberOptim {
+        MemberOptim {
+            rule: Rule::of(&specs[0].kind),
+            wd: specs.iter().map(|s| s.weight_decay as f32 as f64).collect(),
+            slots: HashMap::new(),
+        }
+    }
+
+    /// One step of every member, member k at learning rate `lr[k]`.
+    pub fn step<S: Stacked>(&mut self, model: S, grads: &mut GradientsParams, lr: &[f64]) -> S {
+        model.map(&mut Step {
+            optim: self,
+            grads,
+            lr,
+        })
+    }
+
+    /// Member `k`'s state as burn's optimizer record, keyed by the parameter ids of `one` (the
+    /// member's copy whose weights go into the same checkpoint), so that the member's run
+    /// resumes alone exactly as if it had trained alone.
+    pub fn save_member<S: Stacked>(
+        &self,
+        model: &S,
+        one: &S::One,
+        k: usize,
+        path: &Path,
+    ) -> Result<()> {
+        let mut ids = Ids::default();
+        one.visit(&mut ids);
+        let mut writer = Record::default();
+        if !self.slots.is_empty() {
+            let state = |second: bool| {
+                let mut fill = Fill {
+                    slots: &self.slots,
+                    second,
+                    missing: 0,
+                };
+                let member = model.clone().map(&mut fill).member(k);
+                (member, fill.missing)
+            };
+            let (firsts, missing) = state(false);
+            let mut seconds = Collect::default();
+            if matches!(self.rule, Rule::Adam { .. } | Rule::AdamW { .. }) {
+                state(true).0.visit(&mut seconds);
+            }
+            let time = self.slots.values().map(|s| s.time).max().unwrap_or(0);
+            let mut flatten = Flatten {
+                rule: self.rule,
+                time,
+                ids: &ids.0,
+                seconds: seconds.0,
+                at: 0,
+                sink: StateSink::default(),
+                ranks: vec![],
+            };
+            firsts.visit(&mut flatten);
+            if missing > 0 || flatten.at != ids.0.len() {
+                bail!(
+                    "member {k}'s optimizer state does not match its parameters ({} of {} \
+                     trainable parameters have state)",
+                    flatten.at,
+                    ids.0.len()
+                );
+            }
+            writer = Record {
+                sink: flatten.sink,
+                ranks: flatten.ranks,
+            };
+        }
+        writer.save(path)
+    }
+}
+
+/// A member's flattened state, and each parameter's rank, as `ModuleOptimizer::to_record` lays
+/// them out: tensors `{param_id}.{field}` carrying the id, scalars, and `{param_id}.__rank`.
+#[derive(Default)]
+struct Record {
+    sink: StateSink,
+    ranks: Vec<(u64, usize)>,
+}
+
+impl Record {
+    fn save(self, path: &Path) -> Result<()> {
+        let tensors = self
+            .sink
+            .tensors
+            .into_iter()
+            .map(|(name, data)| {
+                let id = name.split('.').next().and_then(|s| s.parse::<u64>().ok());
+                let (bytes, shape, dtype) = data.into_parts();
+                burn_pack::Tensor::new(name, dtype, shape, id, bytes)
+            })
+            .collect();
+        let mut writer = burn_pack::Writer::new(tensors);
+        for (name, value) in &self.sink.scalars {
+            writer = writer.with_scalar(name, *value);
+        }
+        for (id, rank) in self.ranks {
+            writer = writer.with_scalar(&format!("{id}.__rank"), burn_pack::Scalar::from(rank));
+        }
+        writer
+            .write_to_file(path)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+            .with_context(|| format!("saving optimizer state {}", path.display()))
+    }
+}
+
+/// `values` as `[K, 1, ..., 1]` in `like`'s dtype, to scale each member's slice.
+pub fn per_member<const D: usize>(values: &[f64], like: &Tensor<D>) -> Tensor<D> {
+    let mut shape = [1; D];
+    shape[0] = values.len();
+    Tensor::<1>::from_data(
+        TensorData::new(values.to_vec(), [values.len()]),
+        &like.device(),
+    )
+    .cast(like.dtype())
+    .reshape(shape)
+}
+
+struct Step<'a> {
+    optim: &'a mut MemberOptim,
+    grads: &'a mut GradientsParams,
+    lr: &'a [f64],
+}
+
+impl Step<'_> {
+    /// burn's optimizers, each operation in burn's order and precision.
+    fn update<const D: usize>(&mut self, id: ParamId, p: Tensor<D>, grad: Tensor<D>) -> Tensor<D> {
+        let dims = p.dims();
+        let flat = |t: Tensor<D>| -> Tensor<1> { t.reshape([dims.iter().product::<usize>()]) };
+        let lr = per_member(self.lr, &p);
+        let slot = self.optim.slots.remove(&id);
+        let decays = self.optim.wd.iter().any(|w| *w != 0.0);
+        let (next, slot) = match self.optim.rule {
+            Rule::Sgd { momentum } => {
+                let mut grad = grad;
+                if decays {
+                    grad = p.clone() * per_member(&self.optim.wd, &p) + grad;
+                }
+                let mut slot = slot;
+                if let Some((momentum, dampening, nesterov)) = momentum {
+                    let velocity = match slot.take() {
+                        Some(s) => grad
+                            .clone()
+                            .mul_scalar(1.0 - dampening)
+                            .add(s.first.reshape(dims).mul_scalar(momentum)),
+                        None => grad.clone(),
+                    };
+                    grad = if nesterov {
+                        velocity.clone().mul_scalar(momentum).add(grad)
+                    } else {
+                        velocity.clone()
+                    };
+                    slot = Some(Slot {
+                        time: 0,
+                        first: flat(velocity),
+                        second: None,
+                    });
+                }
+                let slot = slot.unwrap_or_else(|| Slot {
+                    time: 0,
+                    first: Tensor::<1>::empty([0], &p.device()),
+                    second: None,
+                });
+                (p - grad * lr, slot)
+            }
+            Rule::Adam {
+                beta_1,
+                beta_2,
+                epsilon,
+            } => {
+                let mut grad = grad;
+                if decays {
+                    grad = p.clone() * per_member(&self.optim.wd, &p) + grad;
+                }
+                let (m1, m2, time) = moments(grad, slot, dims, beta_1, beta_2);
+                let time_i = time as i32;
+                let bias_correction2_sqrt = (1.0 - beta_2.powi(time_i)).sqrt();
+                let combined_factor = bias_correction2_sqrt / (1.0 - beta_1.powi(time_i));
+                let update = m1.clone().mul_scalar(combined_factor).div(
+                    m2.clone()
+                        .sqrt()
+                        .add_scalar(epsilon * bias_correction2_sqrt),
+                );
+                let slot = Slot {
+                    time,
+                    first: flat(m1),
+                    second: Some(flat(m2)),
+                };
+                (p - update * lr, slot)
+            }
+            Rule::AdamW {
+                beta_1,
+                beta_2,
+                epsilon,
+            } => {
+                let (m1, m2, time) = moments(grad, slot, dims, beta_1, beta_2);
+                let time_i = time as i32;
+                let m1_corrected = m1.clone().div_scalar(1f32 - beta_1.powi(time_i));
+                let m2_corrected = m2.clone().div_scalar(1f32 - beta_2.powi(time_i));
+                let update = m1_corrected.div(m2_corrected.sqrt().add_scalar(epsilon));
+                let decayed = if decays {
+                    let keep: Vec<f64> = self
+                        .lr
+                        .iter()
+                        .zip(&self.optim.wd)
+                        .map(|(lr, wd)| 1.0 - lr * wd)
+                        .collect();
+                    p.clone() * per_member(&keep, &p)
+                } else {
+                    p
+                };
+                let slot = Slot {
+                    time,
+                    first: flat(m1),
+                    second: Some(flat(m2)),
+                };
+                (decayed - update * lr, slot)
+            }
+        };
+        self.optim.slots.insert(id, slot);
+        next
+    }
+}
+
+/// Adam's and AdamW's moment update (the two agree on it), and the step count after it.
+fn moments<const D: usize>(
+    grad: Tensor<D>,
+    slot: Option<Slot>,
+    dims: [usize; D],
+    beta_1: f32,
+    beta_2: f32,
+) -> (Tensor<D>, Tensor<D>, usize) {
+    let factor_1 = 1.0 - beta_1;
+    let factor_2 = 1.0 - beta_2;
+    match slot {
+        Some(Slot {
+            time,
+            first,
+            second: Some(second),
+        }) => (
+            first
+                .reshape(dims)
+                .mul_scalar(beta_1)
+                .add(grad.clone().mul_scalar(factor_1)),
+            second
+                .reshape(dims)
+                .mul_scalar(beta_2)
+                .add(grad.square().mul_scalar(factor_2)),
+            time + 1,
+        ),
+        _ => (
+            grad.clone().mul_scalar(factor_1),
+            grad.square().mul_scalar(factor_2),
+            1,
+        ),
+    }
+}
+
+impl ModuleMapper for Step<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let train = tensor.is_require_grad();
+        let next = self.update(id, tensor.inner(), grad);
+        let mut next = Tensor::from_inner(next);
+        if train {
+            next = next.require_grad();
+        }
+        Param::from_mapped_value(id, next, mapper)
+    }
+}
+
+/// The stacked model with each stepped parameter's value replaced by its state (the first or
+/// second tensor), so that `Stacked::member` slices the state exactly as it slices weights.
+struct Fill<'a> {
+    slots: &'a HashMap<ParamId, Slot>,
+    second: bool,
+    missing: usize,
+}
+
+impl ModuleMapper for Fill<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let train = tensor.is_require_grad();
+        let state = self.slots.get(&id).and_then(|s| {
+            if self.second {
+                s.second.clone()
+            } else {
+                Some(s.first.clone())
+            }
+        });
+        let value = match state {
+            Some(s) if s.dims()[0] > 0 => Tensor::from_inner(s.reshape(tensor.dims())),
+            Some(_) => tensor.detach(),
+            None => {
+                self.missing += usize::from(train);
+                tensor.detach()
+            }
+        };
+        let value = if train { value.require_grad() } else { value };
+        Param::from_mapped_value(id, value, mapper)
+    }
+}
+
+/// The trainable parameters' ids, in visiting order.
+#[derive(Default)]
+struct Ids(Vec<ParamId>);
+
+impl ModuleVisitor for Ids {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if param.is_require_grad() {
+            self.0.push(param.id);
+        }
+    }
+}
+
+/// The trainable parameters' values, in visiting order.
+#[derive(Default)]
+struct Collect(Vec<TensorData>);
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if param.is_require_grad() {
+            self.0.push(param.val().into_data());
+        }
+    }
+}
+
+/// Builds each parameter's burn state struct from the member's slices and flattens it with
+/// burn's own `RecordState`, so the field names are burn's.
+struct Flatten<'a> {
+    rule: Rule,
+    time: usize,
+    ids: &'a [ParamId],
+    seconds: Vec<TensorData>,
+    at: usize,
+    sink: StateSink,
+    ranks: Vec<(u64, usize)>,
+}
+
+impl ModuleVisitor for Flatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if !param.is_require_grad() {
+            return;
+        }
+        let Some(id) = self.ids.get(self.at) else {
+            self.at += 1;
+            return;
+        };
+        let prefix = id.val().to_string();
+        let first = param.val().inner();
+        let second = || {
+            Tensor::<D>::from_data(self.seconds[self.at].clone(), &first.device())
+                .cast(first.dtype())
+        };
+        match self.rule {
+            Rule::Sgd { momentum: None } => {
+                SgdState::<D>::new(None).state_flatten(&prefix, &mut self.sink)
+            }
+            Rule::Sgd { momentum: Some(_) } => SgdState::new(Some(MomentumState::new(first)))
+                .state_flatten(&prefix, &mut self.sink),
+            Rule::Adam { .. } => AdamState::new(AdaptiveMomentumState::new(
+                self.time,
+                first.clone(),
+                second(),
+            ))
+            .state_flatten(&prefix, &mut self.sink),
+            Rule::AdamW { .. } => AdamWState {
+                momentum: AdaptiveMomentumState::new(self.time, first.clone(), second()),
+            }
+            .state_flatten(&prefix, &mut self.sink),
+        }
+        self.ranks.push((id.val(), D));
+        self.at += 1;
+    }
+}
