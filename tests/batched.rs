@@ -201,6 +201,49 @@ fn every_optimizer_trains_batched_matches_each_job_alone_and_resumes_alone() {
 }
 
 #[test]
+fn image_cnns_and_conv_autoencoders_batch_and_match() {
+    // The CNN's members run as one grouped convolution; `auto` leaves both to run alone.
+    for (args, batch) in [
+        (
+            &[
+                "model=cnn",
+                "data=digits",
+                "seed=0,1",
+                "lr=0.05,0.1",
+                "epochs=2",
+                "optimizer.momentum=0.9",
+            ][..],
+            "4",
+        ),
+        (
+            &[
+                "experiment=cae_anomaly",
+                "data.n_train=200",
+                "data.n_test=100",
+                "epochs=60",
+                "seed=0,1,2",
+            ],
+            "3",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let mut a = vec!["hydra.launcher.n_jobs=1", "plot=none"];
+        a.extend(args);
+        both(t, &a, batch);
+        let n: usize = batch.parse().unwrap();
+        assert_eq!(
+            batched(&t.join("b/0")),
+            Some((0..n as u64).collect()),
+            "{args:?}"
+        );
+        for j in 0..n {
+            same_run(t, j);
+        }
+    }
+}
+
+#[test]
 fn jobs_of_different_shapes_batch_apart_and_a_limit_splits_a_batch() {
     let tmp = tempfile::tempdir().unwrap();
     // Widths set a shape: {0, 2, 4} have width 8 and {1, 3, 5} width 16; at most 2 a batch.

@@ -1,13 +1,20 @@
 //! K copies of one architecture trained as one model (batched sweeps): every parameter gains
 //! a leading member axis, inputs are `[K, batch, features]`, and one batched matmul serves all.
 
+use super::autoencoder::ConvAutoencoder;
+use super::cnn::Cnn;
 use super::mean_field::MeanField;
 use super::mlp::{Dense, Mlp};
 use super::patch_cnn::PatchCnn;
 use super::{Activation, ModelIo, ModelSpec, Net, WithNet};
 use anyhow::{bail, Result};
 use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::activation::relu;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 
 /// A model with a member axis; member `k` is exactly the single model it was stacked from.
 pub trait Stacked: Module + Clone + Send + core::fmt::Debug + 'static {
@@ -28,9 +35,13 @@ pub trait WithStacked {
 /// Why `spec` cannot be stacked, or None when it can.
 pub fn unsupported(spec: &ModelSpec) -> Option<String> {
     match spec {
-        ModelSpec::Mlp { .. } | ModelSpec::TwoLayerCnn { .. } | ModelSpec::MeanField { .. } => None,
+        ModelSpec::Mlp { .. }
+        | ModelSpec::TwoLayerCnn { .. }
+        | ModelSpec::MeanField { .. }
+        | ModelSpec::Cnn { .. }
+        | ModelSpec::ConvAutoencoder { .. } => None,
         other => Some(format!(
-            "model={} has no batched form yet (mlp, two_layer_cnn and mean_field have)",
+            "model={} has no batched form yet (the built-in models have)",
             other.name()
         )),
     }
@@ -75,6 +86,10 @@ pub fn build<W: WithStacked>(
         Some(ModelSpec::MeanField { .. }) => {
             Ok(w.run(StackedMeanField::stack(&all::<MeanField>(built)?)))
         }
+        Some(ModelSpec::Cnn { .. }) => Ok(w.run(StackedCnn::stack(&all::<Cnn>(built)?))),
+        Some(ModelSpec::ConvAutoencoder { .. }) => Ok(w.run(StackedConvAutoencoder::stack(
+            &all::<ConvAutoencoder>(built)?,
+        ))),
         Some(other) => bail!("{}", unsupported(other).unwrap_or_default()),
         None => bail!("a batch needs at least one member"),
     }
@@ -258,6 +273,207 @@ impl Stacked for StackedMeanField {
             w: member_param(&self.w, k),
             a: member_param(&self.a, k),
             act: self.act,
+        }
+    }
+}
+
+/// A stacked layer with a weight and an optional bias per member.
+#[derive(Module, Debug)]
+pub struct StackedWeights<const D: usize> {
+    pub weight: Param<Tensor<D>>,
+    /// `[K, out]`.
+    pub bias: Option<Param<Tensor<2>>>,
+}
+
+impl<const D: usize> StackedWeights<D> {
+    fn stack<const E: usize>(
+        ws: Vec<&Param<Tensor<E>>>,
+        bs: Vec<Option<&Param<Tensor<1>>>>,
+    ) -> Self {
+        StackedWeights {
+            weight: stack_param(ws),
+            bias: bs
+                .iter()
+                .all(Option::is_some)
+                .then(|| stack_param(bs.into_iter().flatten().collect())),
+        }
+    }
+}
+
+impl StackedWeights<3> {
+    /// `[K, B, in]` times each member's burn `Linear` weight `[K, in, out]`, plus its bias.
+    fn linear(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = x.matmul(self.weight.val());
+        match &self.bias {
+            Some(b) => h + b.val().unsqueeze_dim::<3>(1),
+            None => h,
+        }
+    }
+
+    fn member_linear(&self, k: usize) -> Linear {
+        Linear {
+            weight: member_param(&self.weight, k),
+            bias: self.bias.as_ref().map(|b| member_param(b, k)),
+        }
+    }
+}
+
+/// burn's `PaddingConfig2d::Same` as (start, end) pairs: PyTorch's rule, any extra row or
+/// column at the end.
+fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = if out > 0 {
+        ((out - 1) * stride + kernel).saturating_sub(size)
+    } else {
+        0
+    };
+    (total / 2, total - total / 2)
+}
+
+/// The image CNN with a member axis. The members' convolutions run as one grouped
+/// convolution (group k = member k's channels); the linear layers as batched matmuls.
+#[derive(Module, Debug)]
+pub struct StackedCnn {
+    /// Each conv layer's `[K, out, in, kh, kw]` kernels and `[K, out]` biases.
+    pub convs: Vec<StackedWeights<5>>,
+    /// `[K, in, hidden]`.
+    pub fc: StackedWeights<3>,
+    /// `[K, hidden, outputs]`.
+    pub head: StackedWeights<3>,
+    /// Member 0 as built: the layers' settings (stride, padding, pooling) for every member.
+    #[module(skip)]
+    pub like: Cnn,
+}
+
+impl StackedCnn {
+    fn stack(members: &[Cnn]) -> StackedCnn {
+        let like = &members[0];
+        let linear = |f: &dyn Fn(&Cnn) -> &Linear| {
+            StackedWeights::stack(
+                members.iter().map(|m| &f(m).weight).collect(),
+                members.iter().map(|m| f(m).bias.as_ref()).collect(),
+            )
+        };
+        StackedCnn {
+            convs: (0..like.convs.len())
+                .map(|i| {
+                    StackedWeights::stack(
+                        members.iter().map(|m| &m.convs[i].weight).collect(),
+                        members.iter().map(|m| m.convs[i].bias.as_ref()).collect(),
+                    )
+                })
+                .collect(),
+            fc: linear(&|m| &m.fc),
+            head: linear(&|m| &m.head),
+            like: like.clone(),
+        }
+    }
+}
+
+impl Stacked for StackedCnn {
+    type One = Cnn;
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [k, b, _] = x.dims();
+        let [c, h, w] = self.like.input;
+        // Member k's channels are k C .. (k+1) C: one grouped convolution serves all.
+        let mut t: Tensor<4> = x.swap_dims(0, 1).reshape([b, k * c, h, w]);
+        for (l, (conv, &pool)) in self
+            .convs
+            .iter()
+            .zip(self.like.convs.iter().zip(&self.like.pooled))
+        {
+            let [_, out, cin, kh, kw] = l.weight.dims();
+            let [_, _, ih, iw] = t.dims();
+            let PaddingConfig2d::Same = &conv.padding else {
+                unreachable!("the CNN's convolutions use same padding")
+            };
+            let options = ConvOptions::new_with_padding(
+                conv.stride,
+                [
+                    same_padding(kh, conv.stride[0], ih),
+                    same_padding(kw, conv.stride[1], iw),
+                ],
+                conv.dilation,
+                k * conv.groups,
+            );
+            t = conv2d(
+                t,
+                l.weight.val().reshape([k * out, cin, kh, kw]),
+                l.bias.as_ref().map(|b| b.val().reshape([k * out])),
+                options,
+            );
+            t = self.like.act.apply(t);
+            if pool {
+                t = self.like.pool.forward(t);
+            }
+        }
+        let [_, ko, fh, fw] = t.dims();
+        let flat: Tensor<3> = t.reshape([b, k, ko / k * fh * fw]).swap_dims(0, 1);
+        self.head.linear(self.like.act.apply(self.fc.linear(flat)))
+    }
+
+    fn member(&self, k: usize) -> Cnn {
+        Cnn {
+            convs: self
+                .convs
+                .iter()
+                .zip(&self.like.convs)
+                .map(|(l, conv)| Conv2d {
+                    weight: member_param(&l.weight, k),
+                    bias: l.bias.as_ref().map(|b| member_param(b, k)),
+                    ..conv.clone()
+                })
+                .collect(),
+            fc: self.fc.member_linear(k),
+            head: self.head.member_linear(k),
+            ..self.like.clone()
+        }
+    }
+}
+
+/// The CAE with a member axis: kernels `[K, C, d]`; each member's winner-take-all decoding
+/// over its own patches.
+#[derive(Module, Debug)]
+pub struct StackedConvAutoencoder {
+    /// `[K, C, d]`.
+    pub kernels: Param<Tensor<3>>,
+    #[module(skip)]
+    pub patches: usize,
+}
+
+impl StackedConvAutoencoder {
+    fn stack(members: &[ConvAutoencoder]) -> StackedConvAutoencoder {
+        StackedConvAutoencoder {
+            kernels: stack_param(members.iter().map(|m| &m.kernels).collect()),
+            patches: members[0].patches,
+        }
+    }
+}
+
+impl Stacked for StackedConvAutoencoder {
+    type One = ConvAutoencoder;
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [k, b, _] = x.dims();
+        let [_, c, d] = self.kernels.dims();
+        let p = self.patches;
+        let w = self.kernels.val();
+        let h =
+            relu(x.reshape([k, b * p, d]).matmul(w.clone().swap_dims(1, 2))).reshape([k * b, p, c]);
+        let winner = h.argmax(1).reshape([k * b * c]);
+        let onehot: Tensor<2> = winner.one_hot::<2>(p).float();
+        let mask = onehot
+            .reshape([k * b, c, p])
+            .swap_dims(1, 2)
+            .reshape([k, b * p, c]);
+        mask.matmul(w).reshape([k, b, p * d])
+    }
+
+    fn member(&self, k: usize) -> ConvAutoencoder {
+        ConvAutoencoder {
+            kernels: member_param(&self.kernels, k),
+            patches: self.patches,
         }
     }
 }
