@@ -298,6 +298,17 @@ fn choose_backend(
             .device
             .configure(burn::tensor::FloatDType::F64)
             .map_err(|e| anyhow::anyhow!("dtype=f64 on {}: {e:?}", chosen.name))?;
+        // burn materializes a resumed optimizer state on the default device (LibTorch's CPU
+        // in a tch build) in that device's float dtype before moving it to the parameters':
+        // it has to be float64 there too.
+        let mut default = burn::tensor::Device::default();
+        if default != chosen.device
+            && default.settings().float_dtype != burn::tensor::FloatDType::F64
+        {
+            default
+                .configure(burn::tensor::FloatDType::F64)
+                .map_err(|e| anyhow::anyhow!("dtype=f64 on the default device: {e:?}"))?;
+        }
     }
     Ok(chosen)
 }
