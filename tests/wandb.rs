@@ -522,26 +522,76 @@ fn a_cut_log_syncs_what_it_holds_and_marks_the_run_failed() {
 fn sweep_jobs_share_a_group_and_carry_their_overrides() {
     let tmp = tempfile::tempdir().unwrap();
     let stub = Stub::start();
-    let mut args = vec![
-        "--multirun",
-        "hydra.sweep.dir=sw",
-        "seed=0,1",
-        "epochs=1",
-        "threads=1",
-        "plot=none",
-    ];
-    args.extend_from_slice(FAST);
-    let o = ezflt(tmp.path(), &stub.url()).args(&args).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // One worker: the two jobs train as one batch, each member with its own W&B run; the
+    // same sweep unbatched logs the same histories.
+    for (dir, batch) in [("sw", "auto"), ("off", "off")] {
+        let sweep_dir = format!("hydra.sweep.dir={dir}");
+        let batch = format!("hydra.launcher.batch={batch}");
+        let mut args = vec![
+            "--multirun",
+            &sweep_dir,
+            &batch,
+            "hydra.launcher.n_jobs=1",
+            "seed=0,1",
+            "epochs=1",
+            "threads=1",
+            "plot=none",
+        ];
+        args.extend_from_slice(FAST);
+        let o = ezflt(tmp.path(), &stub.url()).args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
     let runs = stub.runs();
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 4);
     let mut tags = vec![];
+    let mut history = std::collections::BTreeMap::new();
     for r in runs.values() {
         let v = &r.upserts[0];
-        assert_eq!(v["groupName"], "sw");
-        tags.push(v["tags"].clone());
-        assert!(v["displayName"].as_str().unwrap().contains("seed="));
+        let group = v["groupName"].as_str().unwrap().to_string();
+        let name = v["displayName"].as_str().unwrap();
+        assert!(name.contains("seed="));
         assert_eq!(r.complete, vec![0]);
+        assert_eq!(r.overwrites, 0, "a history line was delivered twice");
+        let j: usize = name.split(':').next().unwrap().parse().unwrap();
+        let summary: Value = serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join(format!("{group}/{j}/summary.json"))).unwrap(),
+        )
+        .unwrap();
+        if group == "sw" {
+            tags.push(v["tags"].clone());
+            assert_eq!(summary["batched"]["members"], serde_json::json!([0, 1]));
+        } else {
+            assert!(summary.get("batched").is_none());
+        }
+        // Every row but its clock.
+        let rows: Vec<Value> = r
+            .history()
+            .into_iter()
+            .map(|mut row| {
+                for k in ["_runtime", "_timestamp", "time_s"] {
+                    row.as_object_mut().unwrap().remove(k);
+                }
+                row
+            })
+            .collect();
+        history.insert((group, j), rows);
+    }
+    for j in 0..2 {
+        let (b, o) = (
+            &history[&("sw".to_string(), j)],
+            &history[&("off".to_string(), j)],
+        );
+        assert_eq!(b.len(), o.len(), "job {j}: history rows");
+        for (x, y) in b.iter().zip(o) {
+            for (k, v) in y.as_object().unwrap() {
+                match (v.as_f64(), x[k].as_f64()) {
+                    (Some(v), Some(w)) => {
+                        assert!((v - w).abs() <= 1e-5 * v.abs().max(1e-3), "job {j} {k}")
+                    }
+                    _ => assert_eq!(&x[k], v, "job {j} {k}"),
+                }
+            }
+        }
     }
     tags.sort_by_key(|t| t.to_string());
     assert_eq!(

@@ -36,10 +36,6 @@ fn unbatchable(checked: &[preflight::Checked]) -> Option<String> {
         if c.spec.model.name() != name {
             return Some("the jobs use different models".into());
         }
-        #[cfg(feature = "wandb")]
-        if c.spec.wandb.is_some() {
-            return Some("logger=wandb is not batched yet".into());
-        }
         if c.spec.track.as_ref().is_some_and(|t| t.gradients) {
             return Some("tracker.track_gradients is not batched yet".into());
         }
