@@ -161,6 +161,8 @@ fn every_optimizer_trains_batched_matches_each_job_alone_and_resumes_alone() {
             "optimizer.momentum=0.9",
             "optimizer.nesterov=true",
             "optimizer.weight_decay=0.001,0.01",
+            // Each member's own gradients, sliced from the stacked ones.
+            "tracker.track_gradients=true",
         ][..],
         &[
             "optimizer=adam",

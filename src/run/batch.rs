@@ -36,9 +36,6 @@ fn unbatchable(checked: &[preflight::Checked]) -> Option<String> {
         if c.spec.model.name() != name {
             return Some("the jobs use different models".into());
         }
-        if c.spec.track.as_ref().is_some_and(|t| t.gradients) {
-            return Some("tracker.track_gradients is not batched yet".into());
-        }
         if (&c.spec.backend, &c.spec.device, c.spec.threads, c.spec.f64)
             != (
                 &first.spec.backend,

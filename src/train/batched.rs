@@ -11,6 +11,7 @@ use crate::data::Dataset;
 use crate::model::param_names;
 use crate::model::stacked::Stacked;
 use anyhow::{bail, Result};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::rngs::StdRng;
@@ -89,6 +90,8 @@ struct MemberView<'a, S: Stacked> {
     model: &'a S,
     k: usize,
     one: OnceCell<S::One>,
+    /// The stacked model's gradients, between backward and the update.
+    grads: Option<&'a GradientsParams>,
 }
 
 impl<'a, S: Stacked> MemberView<'a, S> {
@@ -97,6 +100,13 @@ impl<'a, S: Stacked> MemberView<'a, S> {
             model,
             k,
             one: OnceCell::new(),
+            grads: None,
+        }
+    }
+    fn with_grads(model: &'a S, k: usize, grads: &'a GradientsParams) -> Self {
+        MemberView {
+            grads: Some(grads),
+            ..MemberView::new(model, k)
         }
     }
     /// The member as its own model, copied out on first use.
@@ -115,12 +125,19 @@ impl<S: Stacked> ModelView for MemberView<'_, S> {
     fn read(&self, names: &[String]) -> Vec<super::trainer::HostTensor> {
         self.one().read(names)
     }
+    /// The member's slice of the stacked gradients, keyed by its copy's parameters.
     fn read_grads(
         &self,
         names: &[String],
         grads: &GradientsParams,
     ) -> Vec<super::trainer::HostTensor> {
-        self.one().read_grads(names, grads)
+        match self.grads {
+            Some(stacked) => {
+                let own = member_grads(self.model, self.member(), self.k, stacked);
+                self.one().read_grads(names, &own)
+            }
+            None => self.one().read_grads(names, grads),
+        }
     }
     fn read_f64(&self, names: &[String]) -> Vec<Vec<f64>> {
         self.one().read_f64(names)
@@ -128,6 +145,67 @@ impl<S: Stacked> ModelView for MemberView<'_, S> {
     fn hidden(&self, x: &[f32], rows: usize) -> Vec<(String, usize, Vec<f32>)> {
         self.one().hidden(x, rows)
     }
+}
+
+/// Member `k`'s gradients from the stacked model's, keyed by the parameters of `one` (its
+/// copy): the stacked gradients are sliced as `Stacked::member` slices weights.
+fn member_grads<S: Stacked>(
+    model: &S,
+    one: &S::One,
+    k: usize,
+    stacked: &GradientsParams,
+) -> GradientsParams {
+    struct AsGrads<'a>(&'a GradientsParams);
+    impl ModuleMapper for AsGrads<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, tensor, mapper) = param.consume();
+            let train = tensor.is_require_grad();
+            let value = match self.0.get::<D>(id) {
+                Some(g) => Tensor::from_inner(g),
+                None => tensor.detach(),
+            };
+            let value = if train { value.require_grad() } else { value };
+            Param::from_mapped_value(id, value, mapper)
+        }
+    }
+    #[derive(Default)]
+    struct Ids(Vec<ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.is_require_grad() {
+                self.0.push(param.id);
+            }
+        }
+    }
+    struct Register {
+        ids: Vec<ParamId>,
+        at: usize,
+        out: GradientsParams,
+    }
+    impl ModuleVisitor for Register {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if !param.is_require_grad() {
+                return;
+            }
+            if let Some(id) = self.ids.get(self.at) {
+                self.out.register::<D>(*id, param.val().inner());
+            }
+            self.at += 1;
+        }
+    }
+    let mut ids = Ids::default();
+    one.visit(&mut ids);
+    let mut reg = Register {
+        ids: ids.0,
+        at: 0,
+        out: GradientsParams::new(),
+    };
+    model
+        .clone()
+        .map(&mut AsGrads(stacked))
+        .member(k)
+        .visit(&mut reg);
+    reg.out
 }
 
 /// Member `k`'s share of the batch's optimizer state, keyed by the parameters of the copy
@@ -447,6 +525,15 @@ pub fn fit<S: Stacked>(
             // Members are independent, so the gradient of the sum is each member's own.
             let grads = GradientsParams::from_grads(per_member.sum().backward(), &model);
             let mut grads = grads;
+            for (j, m) in members.iter_mut().enumerate() {
+                if tally[j].done {
+                    continue;
+                }
+                let view = MemberView::with_grads(&model, j, &grads);
+                for cb in m.callbacks.iter_mut() {
+                    cb.on_after_backward(step, &view, &grads)?;
+                }
+            }
             let lrs: Vec<f64> = tally.iter().map(|t| t.lr).collect();
             model = optim.step(model, &mut grads, &lrs);
             let _ = ad.sync();
