@@ -246,6 +246,34 @@ fn image_cnns_and_conv_autoencoders_batch_and_match() {
 }
 
 #[test]
+fn adversarial_training_batches_with_a_radius_per_member() {
+    // Feature purification in miniature (MLP, Adam, l2 PGD with robust evaluation), and FGSM
+    // in l_inf: each member attacked with its own radius and step size.
+    for args in [
+        &[
+            "experiment=purification",
+            "data.n_train=400",
+            "data.n_test=200",
+            "epochs=2",
+            "eval_every=1",
+            "adv.eps=0.1,0.3",
+        ][..],
+        &["adv=fgsm", "adv.norm=linf", "adv.eps=0.05,0.2", "epochs=2"],
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let mut a = vec!["hydra.launcher.n_jobs=1", "plot=none", "seed=0,1"];
+        a.extend(args);
+        both(t, &a, "auto");
+        assert_eq!(batched(&t.join("b/3")), Some(vec![0, 1, 2, 3]), "{args:?}");
+        for j in 0..4 {
+            same_run(t, j);
+        }
+        assert!(summary(&t.join("b/3"))["final"]["robust_acc"].is_number());
+    }
+}
+
+#[test]
 fn jobs_of_different_shapes_batch_apart_and_a_limit_splits_a_batch() {
     let tmp = tempfile::tempdir().unwrap();
     // Widths set a shape: {0, 2, 4} have width 8 and {1, 3, 5} width 16; at most 2 a batch.
@@ -282,7 +310,7 @@ fn jobs_that_cannot_batch_train_alone_and_the_sweep_says_why() {
             "-m",
             "hydra.sweep.dir=sw",
             "hydra.launcher.n_jobs=1",
-            "adv=fgsm",
+            "model.freeze=[layers.0.bias]",
             "seed=0,1",
             "epochs=2",
             "plot=none",
@@ -290,7 +318,7 @@ fn jobs_that_cannot_batch_train_alone_and_the_sweep_says_why() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "#0-#1 trained one by one: adversarial training (adv) is not batched yet",
+            "#0-#1 trained one by one: init_from and freeze are not batched yet",
         ));
     for j in 0..2 {
         let s = summary(&tmp.path().join(format!("sw/{j}")));

@@ -210,7 +210,7 @@ fn batch_keys(jobs: &[Job], batch: Batch) -> Vec<Option<String>> {
         .flatten()
         .filter(|(p, v)| {
             matches!(v, crate::config::Value::Float(_))
-                && ["data.", "model.", "schedule."]
+                && ["data.", "model.", "schedule.", "adv."]
                     .iter()
                     .any(|s| p.starts_with(s))
         })

@@ -6,7 +6,7 @@ use super::trainer::{
     upload, Boundary, Callback, EpochInfo, ModelView, NetView, OnDevice, OptimState, Outcome,
     StartInfo, Status, StepInfo,
 };
-use super::{loss, BatchSize, OptimSpec, TrainSpec, Trainer};
+use super::{adversarial, loss, AdvSpec, BatchSize, OptimSpec, TrainSpec, Trainer};
 use crate::data::Dataset;
 use crate::model::param_names;
 use crate::model::stacked::Stacked;
@@ -39,10 +39,11 @@ pub fn unsupported(specs: &[&TrainSpec], data: &[&Dataset]) -> Option<String> {
     if let Some(why) = member_optim::unsupported(&optims) {
         return Some(why);
     }
+    let advs: Vec<Option<&AdvSpec>> = specs.iter().map(|s| s.adv.as_ref()).collect();
+    if let Some(why) = adversarial::unstackable(&advs) {
+        return Some(why);
+    }
     for s in specs {
-        if s.adv.is_some() {
-            return Some("adversarial training (adv) is not batched yet".into());
-        }
         if s.weights.init_from.is_some() || !s.weights.freeze.is_empty() {
             return Some("init_from and freeze are not batched yet".into());
         }
@@ -403,6 +404,11 @@ pub fn fit<S: Stacked>(
             ..Tally::default()
         })
         .collect();
+    // Each member's training attack (the members agree on whether there is one).
+    let attacks: Option<Vec<&AdvSpec>> = members
+        .iter()
+        .map(|m| m.spec.adv.as_ref().filter(|a| a.train))
+        .collect();
     let mut step_ms = Vec::with_capacity(total);
     let batch = first.batch.rows(n);
     let (mut epoch, mut step) = (0, 0);
@@ -486,6 +492,10 @@ pub fn fit<S: Stacked>(
             for (j, m) in members.iter().enumerate() {
                 tally[j].lr = m.spec.schedule.lr(m.spec.optim.lr, step, epoch, total);
             }
+            let x = match &attacks {
+                Some(a) => adversarial::perturb_stacked(&model, x, y.clone(), a, first.loss, task),
+                None => x,
+            };
             let out = model.forward(x);
             let outs = out.dims()[2];
             let out = out.reshape([k * rows, outs]);
