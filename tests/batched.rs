@@ -337,6 +337,90 @@ fn every_built_in_model_isolates_a_diverging_member_and_resumes_alone() {
 }
 
 #[test]
+fn sequential_models_batch_layer_by_layer_and_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // Token pairs (a, b) -> (a + b) mod 7, for the embedding.
+    let (mut x, mut y) = (vec![], vec![]);
+    for a in 0..7i64 {
+        for b in 0..7 {
+            x.extend([a, b]);
+            y.push((a + b) % 7);
+        }
+    }
+    common::write_npz(
+        &t.join("tokens.npz"),
+        &[
+            ("x", common::npy("<i8", &[49, 2], &common::i64_bytes(&x))),
+            ("y", common::npy("<i8", &[49], &common::i64_bytes(&y))),
+        ],
+    );
+    let tokens = format!("data.path={}", t.join("tokens.npz").display());
+    for (i, (layers, data)) in [
+        (
+            "[{reshape: [1, 8, 8]}, {conv2d: {out: 4, kernel: 3, padding: 1}}, relu, \
+             {maxpool2d: 2}, flatten, {residual: [{linear: 64}, gelu]}, layer_norm, \
+             {linear: out}]",
+            vec!["data=digits"],
+        ),
+        (
+            "[{reshape: [1, 64]}, {conv1d: {out: 3, kernel: 5, stride: 2}}, tanh, \
+             {avgpool1d: 2}, flatten, {linear: {out: out, bias: false}}]",
+            vec!["data=digits"],
+        ),
+        (
+            "[{embedding: {num: 7, dim: 8}}, flatten, {linear: 32}, relu, {linear: out}]",
+            vec!["data=numpy", "data.x_key=x", "data.y_key=y", &tokens],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = t.join(format!("m{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let layers = format!("model.layers={layers}");
+        let mut a = vec![
+            "model=sequential",
+            layers.as_str(),
+            "hydra.launcher.n_jobs=1",
+            "plot=none",
+            "epochs=3",
+            "seed=0,1",
+            "lr=0.05,0.1",
+            "tracker.activations=[0]",
+        ];
+        a.extend(data.iter().map(|s| &**s));
+        both(&dir, &a, "4");
+        assert_eq!(
+            batched(&dir.join("b/3")),
+            Some(vec![0, 1, 2, 3]),
+            "{layers}"
+        );
+        for j in 0..4 {
+            same_run(&dir, j);
+        }
+    }
+    // Dropout's masks would not follow each member's single run: those jobs run alone.
+    ezflt(t)
+        .args([
+            "-m",
+            "hydra.sweep.dir=drop",
+            "hydra.launcher.n_jobs=1",
+            "hydra.launcher.batch=2",
+            "model=sequential",
+            "model.layers=[{linear: 16}, {dropout: 0.1}, {linear: out}]",
+            "seed=0,1",
+            "epochs=1",
+            "plot=none",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "#0-#1 trained one by one: model=sequential with dropout has no batched form yet",
+        ));
+}
+
+#[test]
 fn jobs_of_different_shapes_batch_apart_and_a_limit_splits_a_batch() {
     let tmp = tempfile::tempdir().unwrap();
     // Widths set a shape: {0, 2, 4} have width 8 and {1, 3, 5} width 16; at most 2 a batch.

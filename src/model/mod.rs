@@ -9,6 +9,7 @@ pub mod mlp;
 pub mod patch_cnn;
 pub mod sequential;
 pub mod stacked;
+pub mod stacked_sequential;
 pub mod weights;
 
 pub use activation::Activation;

@@ -40,10 +40,7 @@ pub fn unsupported(spec: &ModelSpec) -> Option<String> {
         | ModelSpec::MeanField { .. }
         | ModelSpec::Cnn { .. }
         | ModelSpec::ConvAutoencoder { .. } => None,
-        other => Some(format!(
-            "model={} has no batched form yet (the built-in models have)",
-            other.name()
-        )),
+        ModelSpec::Sequential { layers, .. } => super::stacked_sequential::unsupported(layers),
     }
 }
 
@@ -90,20 +87,26 @@ pub fn build<W: WithStacked>(
         Some(ModelSpec::ConvAutoencoder { .. }) => Ok(w.run(StackedConvAutoencoder::stack(
             &all::<ConvAutoencoder>(built)?,
         ))),
-        Some(other) => bail!("{}", unsupported(other).unwrap_or_default()),
+        Some(ModelSpec::Sequential { .. }) => {
+            Ok(w.run(super::stacked_sequential::StackedSequential::stack(
+                &all::<super::sequential::Sequential>(built)?,
+            )?))
+        }
         None => bail!("a batch needs at least one member"),
     }
 }
 
 /// Stacks the members' values of one parameter along a new first axis, as a fresh leaf.
-fn stack_param<const D: usize, const E: usize>(ps: Vec<&Param<Tensor<D>>>) -> Param<Tensor<E>> {
+pub(super) fn stack_param<const D: usize, const E: usize>(
+    ps: Vec<&Param<Tensor<D>>>,
+) -> Param<Tensor<E>> {
     let train = ps.first().is_none_or(|p| p.is_require_grad());
     let t: Tensor<E> = Tensor::stack(ps.iter().map(|p| p.val()).collect(), 0);
     Param::from_tensor(t.detach()).set_require_grad(train)
 }
 
 /// Member `k` of a stacked parameter, as a fresh leaf with the single model's shape.
-fn member_param<const E: usize, const D: usize>(
+pub(super) fn member_param<const E: usize, const D: usize>(
     p: &Param<Tensor<E>>,
     k: usize,
 ) -> Param<Tensor<D>> {

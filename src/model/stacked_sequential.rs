@@ -1,0 +1,351 @@
+//! `model=sequential` with a member axis (batched sweeps): every layer of the config-defined
+//! model on `[K, batch, ...]`; convolutions run as one grouped convolution.
+
+use super::mlp::Dense;
+use super::sequential::{Block, Conv, Embed, Layer, LayerSpec, Norm, Op, OpKind, Sequential};
+use super::stacked::{member_param, stack_param, Stacked, StackedDense};
+use anyhow::{bail, Result};
+use burn::module::{Module, Param};
+use burn::prelude::*;
+use burn::tensor::module::{avg_pool1d, avg_pool2d, conv2d, embedding, max_pool1d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+
+/// Why layers like these cannot be stacked, or None: dropout's masks and batch norm's
+/// running statistics would not follow each member's single run.
+pub fn unsupported(layers: &[LayerSpec]) -> Option<String> {
+    layers.iter().find_map(|l| match l {
+        LayerSpec::Dropout(_) => {
+            Some("model=sequential with dropout has no batched form yet".into())
+        }
+        LayerSpec::BatchNorm { .. } => {
+            Some("model=sequential with batch_norm has no batched form yet".into())
+        }
+        LayerSpec::Residual(inner) => unsupported(inner),
+        _ => None,
+    })
+}
+
+/// A convolution's kernels `[K, out, in, k..]` (`E` = the single kernel's rank + 1) and
+/// biases `[K, out]`.
+#[derive(Module, Debug)]
+pub struct StackedConv<const E: usize> {
+    pub weight: Param<Tensor<E>>,
+    pub bias: Option<Param<Tensor<2>>>,
+    #[module(skip)]
+    pub stride: usize,
+    #[module(skip)]
+    pub padding: usize,
+}
+
+/// Layer normalisation's `[K, d]` weights and biases.
+#[derive(Module, Debug)]
+pub struct StackedNorm {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Param<Tensor<2>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct StackedBlock {
+    pub layers: Vec<StackedLayer>,
+    #[module(skip)]
+    pub shapes: Vec<Vec<usize>>,
+}
+
+#[derive(Module, Debug)]
+pub enum StackedLayer {
+    /// `[K, num, dim]`.
+    Embedding(Param<Tensor<3>>),
+    Linear(StackedDense),
+    Conv1d(StackedConv<4>),
+    Conv2d(StackedConv<5>),
+    Norm(StackedNorm),
+    Residual(StackedBlock),
+    Op(Op),
+}
+
+#[derive(Module, Debug)]
+pub struct StackedSequential {
+    pub layers: Vec<StackedLayer>,
+    #[module(skip)]
+    pub shapes: Vec<Vec<usize>>,
+}
+
+impl StackedSequential {
+    pub fn stack(members: &[Sequential]) -> Result<StackedSequential> {
+        let layers: Vec<&[Layer]> = members.iter().map(|m| m.layers.as_slice()).collect();
+        Ok(StackedSequential {
+            layers: stack_layers(&layers)?,
+            shapes: members[0].shapes.clone(),
+        })
+    }
+}
+
+/// Layer `i` of every member, or an error when a member's layer `i` is of another kind.
+fn each<'a, T>(
+    members: &[&'a [Layer]],
+    i: usize,
+    pick: impl Fn(&'a Layer) -> Option<&'a T>,
+) -> Result<Vec<&'a T>> {
+    members
+        .iter()
+        .map(|m| {
+            m.get(i)
+                .and_then(&pick)
+                .ok_or_else(|| anyhow::anyhow!("the members of a batch are different models"))
+        })
+        .collect()
+}
+
+fn stack_layers(members: &[&[Layer]]) -> Result<Vec<StackedLayer>> {
+    let first = members[0];
+    let mut out = vec![];
+    for (i, layer) in first.iter().enumerate() {
+        out.push(match layer {
+            Layer::Embedding(_) => {
+                let e: Vec<&Embed> = each(members, i, |l| match l {
+                    Layer::Embedding(e) => Some(e),
+                    _ => None,
+                })?;
+                StackedLayer::Embedding(stack_param(e.iter().map(|e| &e.weight).collect()))
+            }
+            Layer::Linear(_) => {
+                let d: Vec<&Dense> = each(members, i, |l| match l {
+                    Layer::Linear(d) => Some(d),
+                    _ => None,
+                })?;
+                StackedLayer::Linear(StackedDense {
+                    weight: stack_param(d.iter().map(|d| &d.weight).collect()),
+                    bias: stacked_bias(d.iter().map(|d| d.bias.as_ref()).collect()),
+                })
+            }
+            Layer::Conv1d(c) => {
+                let cs: Vec<&Conv<3>> = each(members, i, |l| match l {
+                    Layer::Conv1d(c) => Some(c),
+                    _ => None,
+                })?;
+                StackedLayer::Conv1d(stack_conv(&cs, c.stride, c.padding))
+            }
+            Layer::Conv2d(c) => {
+                let cs: Vec<&Conv<4>> = each(members, i, |l| match l {
+                    Layer::Conv2d(c) => Some(c),
+                    _ => None,
+                })?;
+                StackedLayer::Conv2d(stack_conv(&cs, c.stride, c.padding))
+            }
+            Layer::Norm(n) => {
+                let ns: Vec<&Norm> = each(members, i, |l| match l {
+                    Layer::Norm(n) => Some(n),
+                    _ => None,
+                })?;
+                StackedLayer::Norm(StackedNorm {
+                    weight: stack_param(ns.iter().map(|n| &n.weight).collect()),
+                    bias: stack_param(ns.iter().map(|n| &n.bias).collect()),
+                    eps: n.eps,
+                })
+            }
+            Layer::Residual(b) => {
+                let bs: Vec<&Block> = each(members, i, |l| match l {
+                    Layer::Residual(b) => Some(b),
+                    _ => None,
+                })?;
+                let inner: Vec<&[Layer]> = bs.iter().map(|b| b.layers.as_slice()).collect();
+                StackedLayer::Residual(StackedBlock {
+                    layers: stack_layers(&inner)?,
+                    shapes: b.shapes.clone(),
+                })
+            }
+            Layer::Op(op) => StackedLayer::Op(op.clone()),
+            Layer::BatchNorm(_) | Layer::Dropout(_) => {
+                bail!("model=sequential with dropout or batch_norm has no batched form yet")
+            }
+        });
+    }
+    Ok(out)
+}
+
+fn stacked_bias(bs: Vec<Option<&Param<Tensor<1>>>>) -> Option<Param<Tensor<2>>> {
+    bs.iter()
+        .all(Option::is_some)
+        .then(|| stack_param(bs.into_iter().flatten().collect()))
+}
+
+fn stack_conv<const D: usize, const E: usize>(
+    cs: &[&Conv<D>],
+    stride: usize,
+    padding: usize,
+) -> StackedConv<E> {
+    StackedConv {
+        weight: stack_param(cs.iter().map(|c| &c.weight).collect()),
+        bias: stacked_bias(cs.iter().map(|c| c.bias.as_ref()).collect()),
+        stride,
+        padding,
+    }
+}
+
+/// `sequential::run` on `[K, batch, prod(shapes[0])]`: each layer views every member's
+/// samples in its own shape, as the single model does.
+fn run(layers: &[StackedLayer], shapes: &[Vec<usize>], x: Tensor<3>) -> Tensor<3> {
+    let mut h = x;
+    for (i, l) in layers.iter().enumerate() {
+        let s = &shapes[i];
+        let [k, b, _] = h.dims();
+        h = match l {
+            StackedLayer::Embedding(w) => {
+                let [_, num, dim] = w.dims();
+                // Member k's ids index rows k num .. (k+1) num of the stacked tables.
+                let ids: Tensor<3, Int> = h.int();
+                let n = ids.dims()[2];
+                let offsets = Tensor::<1, Int>::arange(0..k as i64, &ids.device())
+                    .mul_scalar(num as i64)
+                    .reshape([k, 1, 1]);
+                let ids: Tensor<2, Int> = (ids + offsets).reshape([k * b, n]);
+                let y = embedding(w.val().reshape([k * num, dim]), ids);
+                y.reshape([k, b, n * dim])
+            }
+            StackedLayer::Linear(d) => {
+                let last = *s.last().expect("checked");
+                let rows = b * s.iter().product::<usize>() / last;
+                let x: Tensor<3> = h.reshape([k, rows, last]);
+                let mut y = x.matmul(d.weight.val().swap_dims(1, 2));
+                if let Some(bias) = &d.bias {
+                    y = y + bias.val().unsqueeze_dim::<3>(1);
+                }
+                let o = y.dims()[2];
+                y.reshape([k, b, rows / b * o])
+            }
+            StackedLayer::Conv1d(c) => {
+                // As a grouped conv2d of height 1: burn 0.22's grouped conv1d gets the
+                // weight gradient wrong for stride > 1 (docs/upstream/burn-grouped-conv1d-
+                // weight-grad.md); its grouped conv2d crops it right.
+                let [_, out, cin, kw] = c.weight.dims();
+                let x: Tensor<4> = h.swap_dims(0, 1).reshape([b, k * s[0], 1, s[1]]);
+                let opts = ConvOptions::new([1, c.stride], [0, c.padding], [1, 1], k);
+                let y = conv2d(
+                    x,
+                    c.weight.val().reshape([k * out, cin, 1, kw]),
+                    c.bias.as_ref().map(|p| p.val().reshape([k * out])),
+                    opts,
+                );
+                let l = y.dims()[3];
+                y.reshape([b, k, out * l]).swap_dims(0, 1)
+            }
+            StackedLayer::Conv2d(c) => {
+                let [_, out, cin, kh, kw] = c.weight.dims();
+                let x: Tensor<4> = h.swap_dims(0, 1).reshape([b, k * s[0], s[1], s[2]]);
+                let opts = ConvOptions::new([c.stride; 2], [c.padding; 2], [1; 2], k);
+                let y = conv2d(
+                    x,
+                    c.weight.val().reshape([k * out, cin, kh, kw]),
+                    c.bias.as_ref().map(|p| p.val().reshape([k * out])),
+                    opts,
+                );
+                let [_, _, oh, ow] = y.dims();
+                y.reshape([b, k, out * oh * ow]).swap_dims(0, 1)
+            }
+            StackedLayer::Norm(n) => {
+                let d = *s.last().expect("checked");
+                let rows = b * s.iter().product::<usize>() / d;
+                let x: Tensor<3> = h.reshape([k, rows, d]);
+                let mean = x.clone().mean_dim(2);
+                let centred = x - mean;
+                let var = centred.clone().powf_scalar(2.0).mean_dim(2);
+                let y = centred / (var + n.eps).sqrt();
+                let y =
+                    y * n.weight.val().unsqueeze_dim::<3>(1) + n.bias.val().unsqueeze_dim::<3>(1);
+                y.reshape([k, b, rows / b * d])
+            }
+            StackedLayer::Residual(block) => {
+                let y = run(&block.layers, &block.shapes, h.clone());
+                h + y
+            }
+            StackedLayer::Op(op) => match &op.kind {
+                OpKind::Act(a) => a.apply(h),
+                OpKind::Same => h,
+                OpKind::Pool {
+                    dims,
+                    max,
+                    kernel,
+                    stride,
+                } => {
+                    // Pooling is per sample and channel: members stay apart as extra samples.
+                    let y: Tensor<2> = if *dims == 1 {
+                        let x: Tensor<3> = h.reshape([k * b, s[0], s[1]]);
+                        let y = if *max {
+                            max_pool1d(x, MaxPoolOptions::new([*kernel]).with_stride([*stride]))
+                        } else {
+                            avg_pool1d(x, AvgPoolOptions::new([*kernel]).with_stride([*stride]))
+                        };
+                        y.flatten(1, 2)
+                    } else {
+                        let x: Tensor<4> = h.reshape([k * b, s[0], s[1], s[2]]);
+                        let kk = [*kernel; 2];
+                        let st = [*stride; 2];
+                        let y = if *max {
+                            max_pool2d(x, MaxPoolOptions::new(kk).with_stride(st))
+                        } else {
+                            avg_pool2d(x, AvgPoolOptions::new(kk).with_stride(st))
+                        };
+                        y.flatten(1, 3)
+                    };
+                    let f = y.dims()[1];
+                    y.reshape([k, b, f])
+                }
+            },
+        };
+    }
+    h
+}
+
+fn member_layers(layers: &[StackedLayer], k: usize) -> Vec<Layer> {
+    layers
+        .iter()
+        .map(|l| match l {
+            StackedLayer::Embedding(w) => Layer::Embedding(Embed {
+                weight: member_param(w, k),
+            }),
+            StackedLayer::Linear(d) => Layer::Linear(Dense {
+                weight: member_param(&d.weight, k),
+                bias: d.bias.as_ref().map(|b| member_param(b, k)),
+            }),
+            StackedLayer::Conv1d(c) => Layer::Conv1d(Conv {
+                weight: member_param(&c.weight, k),
+                bias: c.bias.as_ref().map(|b| member_param(b, k)),
+                stride: c.stride,
+                padding: c.padding,
+            }),
+            StackedLayer::Conv2d(c) => Layer::Conv2d(Conv {
+                weight: member_param(&c.weight, k),
+                bias: c.bias.as_ref().map(|b| member_param(b, k)),
+                stride: c.stride,
+                padding: c.padding,
+            }),
+            StackedLayer::Norm(n) => Layer::Norm(Norm {
+                weight: member_param(&n.weight, k),
+                bias: member_param(&n.bias, k),
+                eps: n.eps,
+            }),
+            StackedLayer::Residual(b) => Layer::Residual(Block {
+                layers: member_layers(&b.layers, k),
+                shapes: b.shapes.clone(),
+            }),
+            StackedLayer::Op(op) => Layer::Op(op.clone()),
+        })
+        .collect()
+}
+
+impl Stacked for StackedSequential {
+    type One = Sequential;
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        run(&self.layers, &self.shapes, x)
+    }
+
+    fn member(&self, k: usize) -> Sequential {
+        Sequential {
+            layers: member_layers(&self.layers, k),
+            shapes: self.shapes.clone(),
+        }
+    }
+}
