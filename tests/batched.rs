@@ -452,25 +452,33 @@ fn jobs_of_different_shapes_batch_apart_and_a_limit_splits_a_batch() {
 #[test]
 fn jobs_that_cannot_batch_train_alone_and_the_sweep_says_why() {
     let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "-m",
+        "hydra.launcher.n_jobs=1",
+        "model.freeze=[layers.0.bias]",
+        "seed=0,1",
+        "epochs=2",
+        "plot=none",
+    ];
     ezflt(tmp.path())
-        .args([
-            "-m",
-            "hydra.sweep.dir=sw",
-            "hydra.launcher.n_jobs=1",
-            "model.freeze=[layers.0.bias]",
-            "seed=0,1",
-            "epochs=2",
-            "plot=none",
-        ])
+        .args(args)
+        .arg("hydra.sweep.dir=b")
         .assert()
         .success()
         .stdout(predicate::str::contains(
             "#0-#1 trained one by one: init_from and freeze are not batched yet",
         ));
+    ezflt(tmp.path())
+        .args(args)
+        .args(["hydra.sweep.dir=o", "hydra.launcher.batch=off"])
+        .assert()
+        .success();
+    // Trained one by one in the batch's worker, each job is exactly the job alone.
     for j in 0..2 {
-        let s = summary(&tmp.path().join(format!("sw/{j}")));
+        let s = summary(&tmp.path().join(format!("b/{j}")));
         assert_eq!(s["status"], "completed");
         assert!(s.get("batched").is_none());
+        same_run(tmp.path(), j);
     }
     // `auto` leaves models it does not stack faster to run alone, without a word.
     ezflt(tmp.path())

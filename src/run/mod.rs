@@ -355,7 +355,6 @@ impl Prepared {
         crate::plan::rundir::clean_temps(dir);
         let mut train = spec.train.clone();
         train.loss = loss::resolve(spec.loss, ds.task)?;
-        chosen.device.seed(spec.seed);
         let previous = Summary::read(dir).filter(|_| resumed);
         let time_offset = previous.as_ref().map_or(0.0, |p| p.duration_s);
         let started = Instant::now();
@@ -406,6 +405,9 @@ impl Prepared {
     /// Trains this job on its own (from `resume` when given) and finishes it.
     fn train_alone(mut self, quiet: bool, resume: Option<ResumePoint>) -> Result<RunResult> {
         let io = self.io();
+        // Seeded here, just before the model draws its weights: a batch worker prepares
+        // all its jobs before training any one alone.
+        self.chosen.device.seed(self.spec.seed);
         let ad = self.chosen.device.clone().autodiff();
         let job_run = Job {
             tracker: self.tracker.take(),
