@@ -55,6 +55,8 @@ fn slurm_array_runs_the_sweep_and_isolates_failures() {
             "hydra/launcher=slurm",
             "hydra.launcher.poll_seconds=0.5",
             "hydra.launcher.array_parallelism=2",
+            // A task per job (batching would put the three in two tasks).
+            "hydra.launcher.batch=off",
             "hydra.sweep.dir=sw",
             "lr=0.1,1e30,0.05",
             "model.init_scale=10",
@@ -109,6 +111,51 @@ fn slurm_array_runs_the_sweep_and_isolates_failures() {
     }
     assert!(out.contains("2 job(s): 2 completed"), "{out}");
     assert!(nw.join("0/summary.json").is_file());
+}
+
+#[test]
+fn slurm_batches_a_sweep_into_array_tasks_each_member_its_own_job() {
+    if !have_slurm() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    // 8 jobs of one shape over array_parallelism=2: two tasks of 4 members.
+    ezflt(tmp.path())
+        .args([
+            "-m",
+            "hydra/launcher=slurm",
+            "hydra.launcher.poll_seconds=0.5",
+            "hydra.launcher.array_parallelism=2",
+            "hydra.sweep.dir=sw",
+            "seed=0,1,2,3",
+            "lr=0.05,0.1",
+            "epochs=2",
+            "data=xor",
+            "plot=none",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(2 task(s) for 8 job(s))"))
+        .stdout(predicate::str::contains("8 completed"));
+    let root = tmp.path().join("sw");
+    assert_eq!(statuses(&root), vec!["completed"; 8]);
+    let tasks = std::fs::read_to_string(root.join(".slurm/jobs.txt")).unwrap();
+    assert_eq!(tasks.lines().count(), 2, "{tasks}");
+    assert_eq!(
+        tasks.lines().next().unwrap().split('\t').count(),
+        4,
+        "{tasks}"
+    );
+    for j in 0..8 {
+        let s: Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(format!("{j}/summary.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s["status"], "completed", "job {j}");
+        let members = s["batched"]["members"].as_array().expect("batched").len();
+        assert_eq!(members, 4, "job {j}");
+        assert!(root.join(format!("{j}/features.npz")).is_file(), "job {j}");
+    }
 }
 
 #[test]

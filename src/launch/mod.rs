@@ -89,6 +89,8 @@ struct SlurmNode {
     extra_args: Vec<String>,
     poll_seconds: f64,
     no_wait: bool,
+    #[serde(default, deserialize_with = "batch_setting")]
+    batch: Batch,
 }
 
 /// `hydra.launcher.batch`: whether the jobs of a sweep that share a shape train as one
@@ -401,6 +403,7 @@ impl Launcher {
                     extra_args: c.extra_args,
                     poll_seconds: c.poll_seconds,
                     no_wait: no_wait_flag || c.no_wait,
+                    batch: c.batch,
                 })
             }
             other => bail!("hydra.launcher._target_ '{other}': this ezflt has the launchers basic, local and slurm (hydra/launcher=basic|local|slurm)"),

@@ -1,7 +1,8 @@
 //! The SLURM launcher: a sweep becomes one `sbatch` job array whose tasks run `ezflt
-//! run-job <dir>`; ezflt then follows it with `squeue`/`scontrol` and the jobs' markers.
+//! run-job <dir>...` (one job, or a batch); ezflt then follows it with `squeue`/`scontrol`
+//! and the jobs' markers.
 
-use super::{job_status, records::Records, Job};
+use super::{job_status, records::Records, unit_name, unit_results, units, Batch, Job};
 use crate::artifacts::run::RunStatus;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -22,6 +23,9 @@ pub struct SlurmSpec {
     pub extra_args: Vec<String>,
     pub poll_seconds: f64,
     pub no_wait: bool,
+    /// Jobs of one shape train as one batch in one task; `auto` splits a group over
+    /// `array_parallelism` tasks (one task per group when unset), at most 64 a task.
+    pub batch: Batch,
 }
 
 /// `hydra.launcher.time`: whole minutes (`90`), or any of SLURM's `--time` forms (`30:00`,
@@ -84,7 +88,8 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The array script: task i runs the i-th job directory of `jobs.txt`.
+/// The array script: task i runs the job directories on line i of `jobs.txt` (tab-separated:
+/// one job, or the members of a batch).
 fn script(root: &Path, spec: &SlurmSpec, n: usize, exe: &Path) -> String {
     let dir = root.join(".slurm");
     let name = root
@@ -114,7 +119,7 @@ fn script(root: &Path, spec: &SlurmSpec, n: usize, exe: &Path) -> String {
         s += &format!("#SBATCH {a}\n");
     }
     s += &format!(
-        "dir=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" '{}')\nexec '{}' run-job \"$dir\" --threads {}\n",
+        "IFS=$'\\t' read -r -a dirs < <(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" '{}')\nexec '{}' run-job \"${{dirs[@]}}\" --threads {}\n",
         dir.join("jobs.txt").display(),
         exe.display(),
         spec.cpus_per_task.max(1)
@@ -144,14 +149,24 @@ pub fn launch(
     let dir = root.join(".slurm");
     std::fs::create_dir_all(&dir)?;
     let root_abs = std::fs::canonicalize(root)?;
-    let list: String = jobs
-        .iter()
-        .map(|j| std::fs::canonicalize(&j.dir).map(|d| format!("{}\n", d.display())))
-        .collect::<std::io::Result<_>>()?;
+    let tasks = units(jobs, spec.batch, spec.array_parallelism.unwrap_or(1));
+    let mut list = String::new();
+    for unit in &tasks {
+        let dirs = unit
+            .iter()
+            .map(|j| std::fs::canonicalize(&j.dir).map(|d| d.display().to_string()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        if let Some(d) = dirs.iter().find(|d| d.contains(['\t', '\n'])) {
+            bail!("{d}: a job directory with a tab or a newline in its path cannot go to SLURM");
+        }
+        list += &format!("{}\n", dirs.join("\t"));
+    }
     crate::plan::rundir::write_atomic(&dir.join("jobs.txt"), &list)?;
+    // Each job's array task.
+    let task_of = |num: usize| tasks.iter().position(|u| u.iter().any(|j| j.num == num));
     let exe = std::env::current_exe().context("locating the ezflt binary for the array tasks")?;
     let sh = dir.join("array.sh");
-    crate::plan::rundir::write_atomic(&sh, &script(&root_abs, spec, jobs.len(), &exe))?;
+    crate::plan::rundir::write_atomic(&sh, &script(&root_abs, spec, tasks.len(), &exe))?;
     let id = run(Command::new("sbatch").arg("--parsable").arg(&sh), "sbatch")?
         .trim()
         .split(';')
@@ -163,7 +178,8 @@ pub fn launch(
     }
     std::fs::write(dir.join("array_id"), &id)?;
     outln!(
-        "Submitted SLURM array job {id} ({} task(s)); script {}",
+        "Submitted SLURM array job {id} ({} task(s) for {} job(s)); script {}",
+        tasks.len(),
         jobs.len(),
         sh.display()
     );
@@ -193,10 +209,11 @@ pub fn launch(
             })
             .collect();
         let pending_range = active.contains(&usize::MAX);
-        for (i, j) in jobs.iter().enumerate() {
+        for j in jobs {
             if done.iter().any(|d| d.0 == j.num) {
                 continue;
             }
+            let i = task_of(j.num).unwrap_or(usize::MAX - 1);
             let still =
                 active.contains(&i) || (pending_range && job_status(&j.dir) == RunStatus::Pending);
             if still {
@@ -216,6 +233,13 @@ pub fn launch(
             }
             statusln!("#{} {}", j.num, rec.status(j.num));
             done.push((j.num, code));
+            // A batch's last job done: say once why it trained one by one, if it did.
+            let unit = &tasks[i.min(tasks.len() - 1)];
+            if unit.len() > 1 && unit.iter().all(|u| done.iter().any(|d| d.0 == u.num)) {
+                if let (_, Some(why)) = unit_results(unit, code) {
+                    statusln!("{} trained one by one: {why}", unit_name(unit));
+                }
+            }
         }
         rec.write()?;
         if done.len() == jobs.len() {
