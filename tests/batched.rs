@@ -400,24 +400,72 @@ fn sequential_models_batch_layer_by_layer_and_match() {
             same_run(&dir, j);
         }
     }
-    // Dropout's masks would not follow each member's single run: those jobs run alone.
-    ezflt(t)
-        .args([
-            "-m",
-            "hydra.sweep.dir=drop",
+}
+
+#[test]
+fn members_start_from_a_state_dict_and_keep_frozen_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // The default MLP's weights from a file; the first layer's bias frozen.
+    let shapes = [
+        ("layers.0.weight", vec![64, 20]),
+        ("layers.0.bias", vec![64]),
+        ("layers.1.weight", vec![3, 64]),
+        ("layers.1.bias", vec![3]),
+    ];
+    let bytes: Vec<Vec<u8>> = shapes
+        .iter()
+        .map(|(_, s)| {
+            (0..s.iter().product::<usize>())
+                .flat_map(|i| ((i as f32 * 0.37).sin() * 0.2).to_le_bytes())
+                .collect()
+        })
+        .collect();
+    let views: Vec<_> = shapes
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s), b)| {
+            (
+                *n,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        t.join("w.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    let init = format!("model.init_from={}", t.join("w.safetensors").display());
+    both(
+        t,
+        &[
             "hydra.launcher.n_jobs=1",
-            "hydra.launcher.batch=2",
-            "model=sequential",
-            "model.layers=[{linear: 16}, {dropout: 0.1}, {linear: out}]",
+            &init,
+            "model.freeze=[layers.0.bias]",
             "seed=0,1",
-            "epochs=1",
+            "lr=0.05,0.1",
+            "epochs=2",
             "plot=none",
-        ])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "#0-#1 trained one by one: model=sequential with dropout has no batched form yet",
-        ));
+        ],
+        "auto",
+    );
+    assert_eq!(batched(&t.join("b/3")), Some(vec![0, 1, 2, 3]));
+    for j in 0..4 {
+        same_run(t, j);
+    }
+    // Each member's log says what the job alone says.
+    let said = |d: &str| {
+        std::fs::read_to_string(t.join(d).join("train.log"))
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("training "))
+            .map(|l| l[l.find("training ").unwrap()..].to_string())
+            .unwrap()
+    };
+    assert_eq!(said("b/2"), said("o/2"));
+    assert!(said("b/2").contains("(64 frozen) from "), "{}", said("b/2"));
 }
 
 #[test]
@@ -455,7 +503,8 @@ fn jobs_that_cannot_batch_train_alone_and_the_sweep_says_why() {
     let args = [
         "-m",
         "hydra.launcher.n_jobs=1",
-        "model.freeze=[layers.0.bias]",
+        "model=sequential",
+        "model.layers=[{linear: 16}, {dropout: 0.1}, {linear: out}]",
         "seed=0,1",
         "epochs=2",
         "plot=none",
@@ -466,7 +515,7 @@ fn jobs_that_cannot_batch_train_alone_and_the_sweep_says_why() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "#0-#1 trained one by one: init_from and freeze are not batched yet",
+            "#0-#1 trained one by one: model=sequential with dropout has no batched form yet",
         ));
     ezflt(tmp.path())
         .args(args)

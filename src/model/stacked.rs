@@ -6,6 +6,7 @@ use super::cnn::Cnn;
 use super::mean_field::MeanField;
 use super::mlp::{Dense, Mlp};
 use super::patch_cnn::PatchCnn;
+use super::weights::{StateDict, WeightsSpec};
 use super::{Activation, ModelIo, ModelSpec, Net, WithNet};
 use anyhow::{bail, Result};
 use burn::module::{Module, Param};
@@ -44,26 +45,37 @@ pub fn unsupported(spec: &ModelSpec) -> Option<String> {
     }
 }
 
-/// Builds each member as a single run would (the device seeded with the member's seed, then
-/// the model built on its autodiff twin) and stacks them.
+/// Builds each member as a single run would (the device seeded with the member's seed, the
+/// model built on its autodiff twin, `init_from`'s tensors loaded and `freeze`'s parameters
+/// fixed, as the trainer does; the members share `weights`) and stacks them.
 pub fn build<W: WithStacked>(
     members: &[(&ModelSpec, u64)],
+    weights: &WeightsSpec,
     io: &ModelIo,
     device: &Device,
     w: W,
 ) -> Result<W::Out> {
-    struct Grab;
-    impl WithNet for Grab {
-        type Out = Box<dyn std::any::Any>;
+    struct Grab<'a>(&'a WeightsSpec, Option<&'a StateDict>);
+    impl WithNet for Grab<'_> {
+        type Out = Result<Box<dyn std::any::Any>>;
         fn run<M: Net>(self, model: M) -> Self::Out {
-            Box::new(model)
+            let Grab(w, dict) = self;
+            let model = match (dict, &w.init_from) {
+                (Some(d), Some(p)) => super::weights::load(model, &w.model, d, p)?,
+                _ => model,
+            };
+            Ok(Box::new(super::weights::freeze(model, &w.freeze)?))
         }
     }
+    let dict = match &weights.init_from {
+        Some(p) => Some(super::weights::read_state_dict(p)?),
+        None => None,
+    };
     let ad = device.clone().autodiff();
     let mut built = vec![];
     for (spec, seed) in members {
         device.seed(*seed);
-        built.push(super::build(spec, io, &ad, Grab)?);
+        built.push(super::build(spec, io, &ad, Grab(weights, dict.as_ref()))??);
     }
     fn all<T: 'static>(built: Vec<Box<dyn std::any::Any>>) -> Result<Vec<T>> {
         built

@@ -183,6 +183,8 @@ fn train_together(
             (m, p.spec.seed)
         })
         .collect();
+    // The launcher groups jobs with one `init_from` and `freeze` (batched::unsupported checks).
+    let weights = prepared[0].train.weights.clone();
     let members: Vec<Member> = prepared
         .iter_mut()
         .map(|p| {
@@ -215,6 +217,7 @@ fn train_together(
     let refs: Vec<(&crate::model::ModelSpec, u64)> = specs.iter().map(|(m, s)| (m, *s)).collect();
     stacked::build(
         &refs,
+        &weights,
         &io,
         device,
         Fit {

@@ -44,8 +44,10 @@ pub fn unsupported(specs: &[&TrainSpec], data: &[&Dataset]) -> Option<String> {
         return Some(why);
     }
     for s in specs {
-        if s.weights.init_from.is_some() || !s.weights.freeze.is_empty() {
-            return Some("init_from and freeze are not batched yet".into());
+        if s.weights.init_from != first.weights.init_from
+            || s.weights.freeze != first.weights.freeze
+        {
+            return Some("the jobs differ in init_from or freeze".into());
         }
         let same = s.epochs == first.epochs
             && s.max_steps == first.max_steps
@@ -390,8 +392,18 @@ pub fn fit<S: Stacked>(
                 .map(|(_, s)| s.iter().product::<usize>())
                 .sum(),
             model: &view,
-            frozen: 0,
-            init_from: None,
+            frozen: params
+                .iter()
+                .filter(|(n, _)| {
+                    m.spec
+                        .weights
+                        .freeze
+                        .iter()
+                        .any(|g| crate::plan::sweep::glob_match(g, n))
+                })
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum(),
+            init_from: m.spec.weights.init_from.as_deref(),
             params: params.clone(),
         };
         for cb in m.callbacks.iter_mut() {
