@@ -469,6 +469,28 @@ fn members_start_from_a_state_dict_and_keep_frozen_layers() {
 }
 
 #[test]
+fn online_data_members_draw_their_own_fresh_samples_each_epoch() {
+    // Sparse parity (a sequential MLP, hinge loss, weight decay, early stopping) on fresh
+    // samples every epoch, each member from its own stream.
+    let tmp = tempfile::tempdir().unwrap();
+    both(
+        tmp.path(),
+        &[
+            "experiment=sparse_parity",
+            "epochs=4",
+            "seed=0,1,2",
+            "hydra.launcher.n_jobs=1",
+            "plot=none",
+        ],
+        "auto",
+    );
+    assert_eq!(batched(&tmp.path().join("b/2")), Some(vec![0, 1, 2]));
+    for j in 0..3 {
+        same_run(tmp.path(), j);
+    }
+}
+
+#[test]
 fn jobs_of_different_shapes_batch_apart_and_a_limit_splits_a_batch() {
     let tmp = tempfile::tempdir().unwrap();
     // Widths set a shape: {0, 2, 4} have width 8 and {1, 3, 5} width 16; at most 2 a batch.

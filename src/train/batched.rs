@@ -7,7 +7,7 @@ use super::trainer::{
     StartInfo, Status, StepInfo,
 };
 use super::{adversarial, loss, AdvSpec, BatchSize, OptimSpec, TrainSpec, Trainer};
-use crate::data::Dataset;
+use crate::data::{Dataset, Split};
 use crate::model::param_names;
 use crate::model::stacked::Stacked;
 use anyhow::{bail, Result};
@@ -64,8 +64,8 @@ pub fn unsupported(specs: &[&TrainSpec], data: &[&Dataset]) -> Option<String> {
     }
     let d0 = data.first()?;
     for d in data {
-        if d.online.is_some() {
-            return Some("online data (fresh samples each epoch) is not batched yet".into());
+        if d.online.is_some() != d0.online.is_some() {
+            return Some("the jobs mix online and fixed training data".into());
         }
         let shape = |d: &Dataset| {
             (
@@ -281,34 +281,33 @@ pub fn fit<S: Stacked>(
     let features = d0.features();
     let n = d0.train.n;
     let ad = device.clone().autodiff();
-    // Every member's training split, one after the other: member j's sample i is row j n + i.
-    let cat = |f: &dyn Fn(&Dataset) -> &[f32]| -> Vec<f32> {
-        members
-            .iter()
-            .flat_map(|m| f(m.data).iter().copied())
-            .collect()
-    };
-    let x_all = Tensor::<2>::from_data(
-        TensorData::new(cat(&|d| &d.train.x), [k * n, features]),
-        &ad,
-    );
-    let y_all = Tensor::<1, Int>::from_data(
-        TensorData::new(
-            members
-                .iter()
-                .flat_map(|m| m.data.train.y.iter().copied())
-                .collect::<Vec<i64>>(),
-            [k * n],
-        ),
-        &ad,
-    );
     let outputs_w = d0.train.targets.len() / n.max(1);
-    let t_all = (!d0.train.targets.is_empty()).then(|| {
-        Tensor::<2>::from_data(
-            TensorData::new(cat(&|d| &d.train.targets), [k * n, outputs_w]),
+    // Every member's training split, one after the other: member j's sample i is row j n + i.
+    let stack = |splits: &[&Split]| {
+        let cat = |f: &dyn Fn(&Split) -> &[f32]| -> Vec<f32> {
+            splits.iter().flat_map(|s| f(s).iter().copied()).collect()
+        };
+        let x = Tensor::<2>::from_data(TensorData::new(cat(&|s| &s.x), [k * n, features]), &ad);
+        let y = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                splits
+                    .iter()
+                    .flat_map(|s| s.y.iter().copied())
+                    .collect::<Vec<i64>>(),
+                [k * n],
+            ),
             &ad,
-        )
-    });
+        );
+        let t = (outputs_w > 0).then(|| {
+            Tensor::<2>::from_data(
+                TensorData::new(cat(&|s| &s.targets), [k * n, outputs_w]),
+                &ad,
+            )
+        });
+        (x, y, t)
+    };
+    let (mut x_all, mut y_all, mut t_all) =
+        stack(&members.iter().map(|m| &m.data.train).collect::<Vec<_>>());
     // Evaluation runs each member alone, through the single-run code.
     let evaluators: Vec<Trainer> = members
         .iter()
@@ -424,8 +423,28 @@ pub fn fit<S: Stacked>(
     let mut step_ms = Vec::with_capacity(total);
     let batch = first.batch.rows(n);
     let (mut epoch, mut step) = (0, 0);
-    let full_x = (first.batch == BatchSize::Full).then(|| x_all.clone().reshape([k, n, features]));
+    let full = first.batch == BatchSize::Full;
+    let mut full_x = full.then(|| x_all.clone().reshape([k, n, features]));
     'epochs: while epoch < epochs && step < total {
+        // Online data: each member's own fresh samples for this epoch, as alone.
+        if epoch > 0 && d0.online.is_some() {
+            let mut fresh = vec![];
+            for m in &members {
+                let Some(online) = &m.data.online else {
+                    bail!("a batch mixes online and fixed training data");
+                };
+                let split = (online.0)(epoch);
+                if split.n != n {
+                    bail!(
+                        "online data gave {} samples for epoch {epoch}, expected {n}",
+                        split.n
+                    );
+                }
+                fresh.push(split);
+            }
+            (x_all, y_all, t_all) = stack(&fresh.iter().collect::<Vec<_>>());
+            full_x = full.then(|| x_all.clone().reshape([k, n, features]));
+        }
         // Each member's order depends only on its seed and the epoch, as in a single run.
         let orders: Vec<Vec<i64>> = members
             .iter()
