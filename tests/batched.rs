@@ -144,6 +144,21 @@ fn two_layer_cnns_with_different_snrs_batch_and_match() {
         // `auto` stacks only the MLP (where it measured faster): ask for batches of 4.
         "4",
     );
+    // `hydra/launcher=batched`: one worker, every model with a batched form, all four.
+    ezflt(tmp.path())
+        .args([
+            "-m",
+            "hydra/launcher=batched",
+            "hydra.sweep.dir=l",
+            "experiment=benign_overfitting",
+            "data.n_test=200",
+            "epochs=40",
+            "data.snr=0.3,0.8",
+            "seed=0,1",
+        ])
+        .assert()
+        .success();
+    assert_eq!(batched(&tmp.path().join("l/3")), Some(vec![0, 1, 2, 3]));
     assert_eq!(batched(&tmp.path().join("b/2")), Some(vec![0, 1, 2, 3]));
     for j in 0..4 {
         same_run(tmp.path(), j);

@@ -353,7 +353,7 @@ impl Launcher {
     pub fn from_config(cfg: &Node, fail_fast_flag: bool, no_wait_flag: bool) -> Result<Launcher> {
         let Some(l) = cfg.get_path("hydra.launcher") else {
             bail!(
-                "the config has no hydra.launcher; pick one with hydra/launcher=basic|local|slurm"
+                "the config has no hydra.launcher; pick one with hydra/launcher=basic|local|batched|slurm"
             );
         };
         let target = l
@@ -406,7 +406,7 @@ impl Launcher {
                     batch: c.batch,
                 })
             }
-            other => bail!("hydra.launcher._target_ '{other}': this ezflt has the launchers basic, local and slurm (hydra/launcher=basic|local|slurm)"),
+            other => bail!("hydra.launcher._target_ '{other}': this ezflt has the launchers basic, local (also as batched) and slurm (hydra/launcher=basic|local|batched|slurm)"),
         })
     }
 }
