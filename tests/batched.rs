@@ -171,22 +171,31 @@ fn two_layer_cnns_with_different_snrs_batch_and_match() {
 fn every_optimizer_trains_batched_matches_each_job_alone_and_resumes_alone() {
     // Momentum and Adam keep state per member; float64 checks the per-member decay rounds
     // as burn's does.
+    // Momentum, betas and eps may differ per member too.
     for opt in [
+        // Momentum per member, 0 (plain SGD) among them; dampening too.
         &[
-            "optimizer.momentum=0.9",
-            "optimizer.nesterov=true",
-            "optimizer.weight_decay=0.001,0.01",
+            "optimizer.momentum=0.9,0",
+            "optimizer.dampening=0.1",
+            "optimizer.weight_decay=0.001",
             // Each member's own gradients, sliced from the stacked ones.
             "tracker.track_gradients=true",
         ][..],
         &[
+            "optimizer.momentum=0.5,0.9",
+            "optimizer.nesterov=true",
+            "optimizer.weight_decay=0.01",
+        ],
+        &[
             "optimizer=adam",
-            "lr=0.001,0.01",
+            "lr=0.01",
+            "optimizer.betas=[0.9,0.999],[0.5,0.99]",
             "optimizer.weight_decay=0.01",
         ],
         &[
             "optimizer=adamw",
-            "lr=0.001,0.01",
+            "lr=0.01",
+            "optimizer.eps=1e-8,1e-4",
             "optimizer.weight_decay=0.05",
             "dtype=f64",
         ],

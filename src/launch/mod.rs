@@ -159,14 +159,23 @@ fn batch_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Batch, D::Err
 }
 
 /// Whether the config key at `path` never sets a shape or the loop's course, so jobs that
-/// differ in it may train as one batch: the seeds, learning rates and weight decay, and the
-/// numbers of `data`, `model` and `schedule` that some job of the sweep writes as a float
+/// differ in it may train as one batch: the seeds, the optimizer's numbers (learning rate,
+/// weight decay, momentum, dampening, betas, eps), and the numbers of `data`, `model`,
+/// `schedule` and `adv` that some job of the sweep writes as a float
 /// (`floats`: noise levels, SNR, init scales, gammas; `model.scale=0.1,1,10` too, where 1 and
 /// 10 read as integers). Integers alone there (widths, sizes, counts) set shapes.
 fn value_only(path: &str, floats: &std::collections::HashSet<String>) -> bool {
     matches!(
         path,
-        "seed" | "data.seed" | "lr" | "optimizer.lr" | "optimizer.weight_decay"
+        "seed"
+            | "data.seed"
+            | "lr"
+            | "optimizer.lr"
+            | "optimizer.weight_decay"
+            | "optimizer.momentum"
+            | "optimizer.dampening"
+            | "optimizer.betas"
+            | "optimizer.eps"
     ) || floats.contains(path)
 }
 

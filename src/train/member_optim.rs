@@ -14,46 +14,57 @@ use burn::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The update rule, shared by all members (the launcher groups only jobs that agree on it).
-/// Scalars keep burn's types so each operation rounds as burn's does.
+/// The update rule, shared by all members; its numbers (`Hyper`) may differ per member.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Rule {
-    Sgd {
-        /// momentum (burn keeps it as f32), dampening, Nesterov.
-        momentum: Option<(f32, f64, bool)>,
-    },
-    Adam {
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-    },
-    AdamW {
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-    },
+    Sgd { nesterov: bool },
+    Adam,
+    AdamW,
+}
+
+/// One member's hyperparameters, in burn's types so each operation rounds as burn's does
+/// (burn keeps SGD's momentum and Adam's betas and eps as f32).
+#[derive(Clone, Copy, Debug)]
+struct Hyper {
+    momentum: f32,
+    dampening: f64,
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
 }
 
 impl Rule {
-    fn of(kind: &OptimKind) -> Rule {
+    fn of(kind: &OptimKind) -> (Rule, Hyper) {
         match *kind {
             OptimKind::Sgd {
                 momentum,
                 dampening,
                 nesterov,
-            } => Rule::Sgd {
-                momentum: (momentum > 0.0).then_some((momentum as f32, dampening, nesterov)),
-            },
-            OptimKind::Adam { betas, eps } => Rule::Adam {
-                beta_1: betas.0 as f32,
-                beta_2: betas.1 as f32,
-                epsilon: eps as f32,
-            },
-            OptimKind::AdamW { betas, eps } => Rule::AdamW {
-                beta_1: betas.0 as f32,
-                beta_2: betas.1 as f32,
-                epsilon: eps as f32,
-            },
+            } => (
+                Rule::Sgd { nesterov },
+                Hyper {
+                    momentum: momentum as f32,
+                    // Without momentum burn's SGD has no dampening either.
+                    dampening: if momentum > 0.0 { dampening } else { 0.0 },
+                    beta_1: 0.0,
+                    beta_2: 0.0,
+                    epsilon: 0.0,
+                },
+            ),
+            OptimKind::Adam { betas, eps } | OptimKind::AdamW { betas, eps } => (
+                if matches!(kind, OptimKind::Adam { .. }) {
+                    Rule::Adam
+                } else {
+                    Rule::AdamW
+                },
+                Hyper {
+                    momentum: 0.0,
+                    dampening: 0.0,
+                    beta_1: betas.0 as f32,
+                    beta_2: betas.1 as f32,
+                    epsilon: eps as f32,
+                },
+            ),
         }
     }
 }
@@ -68,30 +79,41 @@ struct Slot {
 /// The members' optimizer state, keyed by the stacked parameters' ids.
 pub struct MemberOptim {
     rule: Rule,
+    hyper: Vec<Hyper>,
     /// Each member's weight decay, rounded to f32 as burn stores it.
     wd: Vec<f64>,
     slots: HashMap<ParamId, Slot>,
 }
 
-/// Why these members' optimizers cannot step as one, or None when they can.
+/// Why these members' optimizers cannot step as one, or None when they can: they must be
+/// of one kind (and agree on Nesterov); momentum, dampening, betas and eps may differ.
 pub fn unsupported(specs: &[&OptimSpec]) -> Option<String> {
-    let first = specs.first()?;
+    let first = Rule::of(&specs.first()?.kind).0;
     specs
         .iter()
-        .any(|s| Rule::of(&s.kind) != Rule::of(&first.kind))
-        .then(|| {
-            "the jobs differ in optimizer kind, momentum, dampening, nesterov, betas or eps".into()
-        })
+        .any(|s| Rule::of(&s.kind).0 != first)
+        .then(|| "the jobs differ in optimizer kind or nesterov".into())
 }
 
 impl MemberOptim {
     /// The optimizer of members with these settings (`unsupported` says None for them).
     pub fn new(specs: &[&OptimSpec]) -> MemberOptim {
         MemberOptim {
-            rule: Rule::of(&specs[0].kind),
+            rule: Rule::of(&specs[0].kind).0,
+            hyper: specs.iter().map(|s| Rule::of(&s.kind).1).collect(),
             wd: specs.iter().map(|s| s.weight_decay as f32 as f64).collect(),
             slots: HashMap::new(),
         }
+    }
+
+    /// Whether any member keeps SGD's velocity.
+    fn momentum(&self) -> bool {
+        self.hyper.iter().any(|h| h.momentum > 0.0)
+    }
+
+    /// One number per member, as f64 for `per_member`.
+    fn each(&self, f: impl Fn(&Hyper) -> f64) -> Vec<f64> {
+        self.hyper.iter().map(f).collect()
     }
 
     /// One step of every member, member k at learning rate `lr[k]`.
@@ -128,12 +150,13 @@ impl MemberOptim {
             };
             let (firsts, missing) = state(false);
             let mut seconds = Collect::default();
-            if matches!(self.rule, Rule::Adam { .. } | Rule::AdamW { .. }) {
+            if matches!(self.rule, Rule::Adam | Rule::AdamW) {
                 state(true).0.visit(&mut seconds);
             }
             let time = self.slots.values().map(|s| s.time).max().unwrap_or(0);
             let mut flatten = Flatten {
                 rule: self.rule,
+                velocity: self.hyper[k].momentum > 0.0,
                 time,
                 ids: &ids.0,
                 seconds: seconds.0,
@@ -219,23 +242,26 @@ impl Step<'_> {
         let lr = per_member(self.lr, &p);
         let slot = self.optim.slots.remove(&id);
         let decays = self.optim.wd.iter().any(|w| *w != 0.0);
-        let (next, slot) = match self.optim.rule {
-            Rule::Sgd { momentum } => {
+        let o = &*self.optim;
+        let (next, slot) = match o.rule {
+            Rule::Sgd { nesterov } => {
                 let mut grad = grad;
                 if decays {
-                    grad = p.clone() * per_member(&self.optim.wd, &p) + grad;
+                    grad = p.clone() * per_member(&o.wd, &p) + grad;
                 }
                 let mut slot = slot;
-                if let Some((momentum, dampening, nesterov)) = momentum {
+                if o.momentum() {
+                    // A member without momentum: velocity = g 1 + v 0 = g, plain SGD exactly.
+                    let momentum = per_member(&o.each(|h| h.momentum as f64), &p);
                     let velocity = match slot.take() {
                         Some(s) => grad
                             .clone()
-                            .mul_scalar(1.0 - dampening)
-                            .add(s.first.reshape(dims).mul_scalar(momentum)),
+                            .mul(per_member(&o.each(|h| 1.0 - h.dampening), &p))
+                            .add(s.first.reshape(dims).mul(momentum.clone())),
                         None => grad.clone(),
                     };
                     grad = if nesterov {
-                        velocity.clone().mul_scalar(momentum).add(grad)
+                        velocity.clone().mul(momentum).add(grad)
                     } else {
                         velocity.clone()
                     };
@@ -252,24 +278,35 @@ impl Step<'_> {
                 });
                 (p - grad * lr, slot)
             }
-            Rule::Adam {
-                beta_1,
-                beta_2,
-                epsilon,
-            } => {
+            Rule::Adam => {
                 let mut grad = grad;
                 if decays {
-                    grad = p.clone() * per_member(&self.optim.wd, &p) + grad;
+                    grad = p.clone() * per_member(&o.wd, &p) + grad;
                 }
-                let (m1, m2, time) = moments(grad, slot, dims, beta_1, beta_2);
-                let time_i = time as i32;
-                let bias_correction2_sqrt = (1.0 - beta_2.powi(time_i)).sqrt();
-                let combined_factor = bias_correction2_sqrt / (1.0 - beta_1.powi(time_i));
-                let update = m1.clone().mul_scalar(combined_factor).div(
-                    m2.clone()
-                        .sqrt()
-                        .add_scalar(epsilon * bias_correction2_sqrt),
-                );
+                let (m1, m2, time) = moments(grad, slot, dims, &o.hyper);
+                let t = time as i32;
+                // burn's f32 scalars, per member.
+                let bc2: Vec<f32> = o
+                    .hyper
+                    .iter()
+                    .map(|h| (1.0 - h.beta_2.powi(t)).sqrt())
+                    .collect();
+                let combined: Vec<f64> = o
+                    .hyper
+                    .iter()
+                    .zip(&bc2)
+                    .map(|(h, b)| (b / (1.0 - h.beta_1.powi(t))) as f64)
+                    .collect();
+                let eps: Vec<f64> = o
+                    .hyper
+                    .iter()
+                    .zip(&bc2)
+                    .map(|(h, b)| (h.epsilon * b) as f64)
+                    .collect();
+                let update = m1
+                    .clone()
+                    .mul(per_member(&combined, &p))
+                    .div(m2.clone().sqrt().add(per_member(&eps, &p)));
                 let slot = Slot {
                     time,
                     first: flat(m1),
@@ -277,21 +314,23 @@ impl Step<'_> {
                 };
                 (p - update * lr, slot)
             }
-            Rule::AdamW {
-                beta_1,
-                beta_2,
-                epsilon,
-            } => {
-                let (m1, m2, time) = moments(grad, slot, dims, beta_1, beta_2);
-                let time_i = time as i32;
-                let m1_corrected = m1.clone().div_scalar(1f32 - beta_1.powi(time_i));
-                let m2_corrected = m2.clone().div_scalar(1f32 - beta_2.powi(time_i));
-                let update = m1_corrected.div(m2_corrected.sqrt().add_scalar(epsilon));
+            Rule::AdamW => {
+                let (m1, m2, time) = moments(grad, slot, dims, &o.hyper);
+                let t = time as i32;
+                let c1 = o.each(|h| (1f32 - h.beta_1.powi(t)) as f64);
+                let c2 = o.each(|h| (1f32 - h.beta_2.powi(t)) as f64);
+                let m1_corrected = m1.clone().div(per_member(&c1, &p));
+                let m2_corrected = m2.clone().div(per_member(&c2, &p));
+                let update = m1_corrected.div(
+                    m2_corrected
+                        .sqrt()
+                        .add(per_member(&o.each(|h| h.epsilon as f64), &p)),
+                );
                 let decayed = if decays {
                     let keep: Vec<f64> = self
                         .lr
                         .iter()
-                        .zip(&self.optim.wd)
+                        .zip(&o.wd)
                         .map(|(lr, wd)| 1.0 - lr * wd)
                         .collect();
                     p.clone() * per_member(&keep, &p)
@@ -311,16 +350,23 @@ impl Step<'_> {
     }
 }
 
-/// Adam's and AdamW's moment update (the two agree on it), and the step count after it.
+/// Adam's and AdamW's moment update (the two agree on it), each member with its own betas,
+/// and the step count after it.
 fn moments<const D: usize>(
     grad: Tensor<D>,
     slot: Option<Slot>,
     dims: [usize; D],
-    beta_1: f32,
-    beta_2: f32,
+    hyper: &[Hyper],
 ) -> (Tensor<D>, Tensor<D>, usize) {
-    let factor_1 = 1.0 - beta_1;
-    let factor_2 = 1.0 - beta_2;
+    let f = |v: &dyn Fn(&Hyper) -> f32| -> Tensor<D> {
+        per_member(
+            &hyper.iter().map(|h| v(h) as f64).collect::<Vec<_>>(),
+            &grad,
+        )
+    };
+    let (beta_1, beta_2) = (f(&|h| h.beta_1), f(&|h| h.beta_2));
+    let factor_1 = f(&|h| 1.0 - h.beta_1);
+    let factor_2 = f(&|h| 1.0 - h.beta_2);
     match slot {
         Some(Slot {
             time,
@@ -329,19 +375,15 @@ fn moments<const D: usize>(
         }) => (
             first
                 .reshape(dims)
-                .mul_scalar(beta_1)
-                .add(grad.clone().mul_scalar(factor_1)),
+                .mul(beta_1)
+                .add(grad.clone().mul(factor_1)),
             second
                 .reshape(dims)
-                .mul_scalar(beta_2)
-                .add(grad.square().mul_scalar(factor_2)),
+                .mul(beta_2)
+                .add(grad.square().mul(factor_2)),
             time + 1,
         ),
-        _ => (
-            grad.clone().mul_scalar(factor_1),
-            grad.square().mul_scalar(factor_2),
-            1,
-        ),
+        _ => (grad.clone().mul(factor_1), grad.square().mul(factor_2), 1),
     }
 }
 
@@ -421,6 +463,8 @@ impl ModuleVisitor for Collect {
 /// burn's own `RecordState`, so the field names are burn's.
 struct Flatten<'a> {
     rule: Rule,
+    /// This member keeps SGD's velocity (momentum > 0).
+    velocity: bool,
     time: usize,
     ids: &'a [ParamId],
     seconds: Vec<TensorData>,
@@ -445,18 +489,18 @@ impl ModuleVisitor for Flatten<'_> {
                 .cast(first.dtype())
         };
         match self.rule {
-            Rule::Sgd { momentum: None } => {
+            Rule::Sgd { .. } if !self.velocity => {
                 SgdState::<D>::new(None).state_flatten(&prefix, &mut self.sink)
             }
-            Rule::Sgd { momentum: Some(_) } => SgdState::new(Some(MomentumState::new(first)))
+            Rule::Sgd { .. } => SgdState::new(Some(MomentumState::new(first)))
                 .state_flatten(&prefix, &mut self.sink),
-            Rule::Adam { .. } => AdamState::new(AdaptiveMomentumState::new(
+            Rule::Adam => AdamState::new(AdaptiveMomentumState::new(
                 self.time,
                 first.clone(),
                 second(),
             ))
             .state_flatten(&prefix, &mut self.sink),
-            Rule::AdamW { .. } => AdamWState {
+            Rule::AdamW => AdamWState {
                 momentum: AdaptiveMomentumState::new(self.time, first.clone(), second()),
             }
             .state_flatten(&prefix, &mut self.sink),
