@@ -840,32 +840,7 @@ fn run(
             Layer::Op(op) => match &op.kind {
                 OpKind::Act(a) => a.apply(h),
                 OpKind::Same => h,
-                OpKind::Pool {
-                    dims,
-                    max,
-                    kernel,
-                    stride,
-                } => {
-                    if *dims == 1 {
-                        let x: Tensor<3> = h.reshape([b, s[0], s[1]]);
-                        let y = if *max {
-                            max_pool1d(x, MaxPoolOptions::new([*kernel]).with_stride([*stride]))
-                        } else {
-                            avg_pool1d(x, AvgPoolOptions::new([*kernel]).with_stride([*stride]))
-                        };
-                        y.flatten(1, 2)
-                    } else {
-                        let x: Tensor<4> = h.reshape([b, s[0], s[1], s[2]]);
-                        let k = [*kernel; 2];
-                        let st = [*stride; 2];
-                        let y = if *max {
-                            max_pool2d(x, MaxPoolOptions::new(k).with_stride(st))
-                        } else {
-                            avg_pool2d(x, AvgPoolOptions::new(k).with_stride(st))
-                        };
-                        y.flatten(1, 3)
-                    }
-                }
+                OpKind::Pool { .. } => pool(&op.kind, h, s),
             },
         };
         if let Some(s) = seen.as_deref_mut() {
@@ -873,6 +848,39 @@ fn run(
         }
     }
     h
+}
+
+/// A pooling layer on rows of flat samples of shape `s` (`[channels, length]` or
+/// `[channels, height, width]`): `[rows, prod(s)]` in, `[rows, prod(pooled)]` out.
+pub(super) fn pool(kind: &OpKind, h: Tensor<2>, s: &[usize]) -> Tensor<2> {
+    let OpKind::Pool {
+        dims,
+        max,
+        kernel,
+        stride,
+    } = *kind
+    else {
+        return h;
+    };
+    let rows = h.dims()[0];
+    if dims == 1 {
+        let x: Tensor<3> = h.reshape([rows, s[0], s[1]]);
+        let y = if max {
+            max_pool1d(x, MaxPoolOptions::new([kernel]).with_stride([stride]))
+        } else {
+            avg_pool1d(x, AvgPoolOptions::new([kernel]).with_stride([stride]))
+        };
+        y.flatten(1, 2)
+    } else {
+        let x: Tensor<4> = h.reshape([rows, s[0], s[1], s[2]]);
+        let (k, st) = ([kernel; 2], [stride; 2]);
+        let y = if max {
+            max_pool2d(x, MaxPoolOptions::new(k).with_stride(st))
+        } else {
+            avg_pool2d(x, AvgPoolOptions::new(k).with_stride(st))
+        };
+        y.flatten(1, 3)
+    }
 }
 
 impl Net for Sequential {

@@ -2,13 +2,13 @@
 //! model on `[K, batch, ...]`; convolutions run as one grouped convolution.
 
 use super::mlp::Dense;
-use super::sequential::{Block, Conv, Embed, Layer, LayerSpec, Norm, Op, OpKind, Sequential};
+use super::sequential::{pool, Block, Conv, Embed, Layer, LayerSpec, Norm, Op, OpKind, Sequential};
 use super::stacked::{member_param, stack_param, Stacked, StackedDense};
 use anyhow::{bail, Result};
 use burn::module::{Module, Param};
 use burn::prelude::*;
-use burn::tensor::module::{avg_pool1d, avg_pool2d, conv2d, embedding, max_pool1d, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use burn::tensor::module::{conv2d, embedding};
+use burn::tensor::ops::ConvOptions;
 
 /// Why layers like these cannot be stacked, or None: dropout's masks and batch norm's
 /// running statistics would not follow each member's single run.
@@ -263,32 +263,9 @@ fn run(layers: &[StackedLayer], shapes: &[Vec<usize>], x: Tensor<3>) -> Tensor<3
             StackedLayer::Op(op) => match &op.kind {
                 OpKind::Act(a) => a.apply(h),
                 OpKind::Same => h,
-                OpKind::Pool {
-                    dims,
-                    max,
-                    kernel,
-                    stride,
-                } => {
+                OpKind::Pool { .. } => {
                     // Pooling is per sample and channel: members stay apart as extra samples.
-                    let y: Tensor<2> = if *dims == 1 {
-                        let x: Tensor<3> = h.reshape([k * b, s[0], s[1]]);
-                        let y = if *max {
-                            max_pool1d(x, MaxPoolOptions::new([*kernel]).with_stride([*stride]))
-                        } else {
-                            avg_pool1d(x, AvgPoolOptions::new([*kernel]).with_stride([*stride]))
-                        };
-                        y.flatten(1, 2)
-                    } else {
-                        let x: Tensor<4> = h.reshape([k * b, s[0], s[1], s[2]]);
-                        let kk = [*kernel; 2];
-                        let st = [*stride; 2];
-                        let y = if *max {
-                            max_pool2d(x, MaxPoolOptions::new(kk).with_stride(st))
-                        } else {
-                            avg_pool2d(x, AvgPoolOptions::new(kk).with_stride(st))
-                        };
-                        y.flatten(1, 3)
-                    };
+                    let y = pool(&op.kind, h.reshape([k * b, s.iter().product::<usize>()]), s);
                     let f = y.dims()[1];
                     y.reshape([k, b, f])
                 }

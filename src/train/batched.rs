@@ -171,15 +171,6 @@ fn member_grads<S: Stacked>(
             Param::from_mapped_value(id, value, mapper)
         }
     }
-    #[derive(Default)]
-    struct Ids(Vec<ParamId>);
-    impl ModuleVisitor for Ids {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if param.is_require_grad() {
-                self.0.push(param.id);
-            }
-        }
-    }
     struct Register {
         ids: Vec<ParamId>,
         at: usize,
@@ -196,10 +187,8 @@ fn member_grads<S: Stacked>(
             self.at += 1;
         }
     }
-    let mut ids = Ids::default();
-    one.visit(&mut ids);
     let mut reg = Register {
-        ids: ids.0,
+        ids: member_optim::trainable_ids(one),
         at: 0,
         out: GradientsParams::new(),
     };

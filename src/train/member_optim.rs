@@ -135,8 +135,7 @@ impl MemberOptim {
         k: usize,
         path: &Path,
     ) -> Result<()> {
-        let mut ids = Ids::default();
-        one.visit(&mut ids);
+        let ids = trainable_ids(one);
         let mut writer = Record::default();
         if !self.slots.is_empty() {
             let state = |second: bool| {
@@ -158,19 +157,19 @@ impl MemberOptim {
                 rule: self.rule,
                 velocity: self.hyper[k].momentum > 0.0,
                 time,
-                ids: &ids.0,
+                ids: &ids,
                 seconds: seconds.0,
                 at: 0,
                 sink: StateSink::default(),
                 ranks: vec![],
             };
             firsts.visit(&mut flatten);
-            if missing > 0 || flatten.at != ids.0.len() {
+            if missing > 0 || flatten.at != ids.len() {
                 bail!(
                     "member {k}'s optimizer state does not match its parameters ({} of {} \
                      trainable parameters have state)",
                     flatten.at,
-                    ids.0.len()
+                    ids.len()
                 );
             }
             writer = Record {
@@ -435,16 +434,21 @@ impl ModuleMapper for Fill<'_> {
     }
 }
 
-/// The trainable parameters' ids, in visiting order.
-#[derive(Default)]
-struct Ids(Vec<ParamId>);
-
-impl ModuleVisitor for Ids {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if param.is_require_grad() {
-            self.0.push(param.id);
+/// The trainable parameters' ids of `module`, in visiting order: the order in which a
+/// member copy and a stacked-and-sliced twin of it meet the same parameters.
+pub(super) fn trainable_ids<M: Module>(module: &M) -> Vec<ParamId> {
+    #[derive(Default)]
+    struct Ids(Vec<ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.is_require_grad() {
+                self.0.push(param.id);
+            }
         }
     }
+    let mut ids = Ids::default();
+    module.visit(&mut ids);
+    ids.0
 }
 
 /// The trainable parameters' values, in visiting order.
