@@ -393,6 +393,12 @@ fn sequential_models_batch_layer_by_layer_and_match() {
             vec!["data=digits"],
         ),
         (
+            // Batch norm: each member's statistics its own (running ones in the checkpoint).
+            "[{reshape: [4, 16]}, batch_norm, flatten, {linear: 16}, batch_norm, relu, \
+             {linear: out}]",
+            vec!["data=digits", "tracker.layers=[1.*,3.*]"],
+        ),
+        (
             "[{embedding: {num: 7, dim: 8}}, flatten, {linear: 32}, relu, {linear: out}]",
             vec!["data=numpy", "data.x_key=x", "data.y_key=y", &tokens],
         ),

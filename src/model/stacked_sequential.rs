@@ -5,20 +5,18 @@ use super::mlp::Dense;
 use super::sequential::{pool, Block, Conv, Embed, Layer, LayerSpec, Norm, Op, OpKind, Sequential};
 use super::stacked::{member_param, stack_param, Stacked, StackedDense};
 use anyhow::{bail, Result};
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, RunningState};
+use burn::nn::BatchNorm;
 use burn::prelude::*;
-use burn::tensor::module::{conv2d, embedding};
+use burn::tensor::module::{batch_norm_train, conv2d, embedding};
 use burn::tensor::ops::ConvOptions;
 
-/// Why layers like these cannot be stacked, or None: dropout's masks and batch norm's
-/// running statistics would not follow each member's single run.
+/// Why layers like these cannot be stacked, or None: dropout's masks would not follow each
+/// member's single run.
 pub fn unsupported(layers: &[LayerSpec]) -> Option<String> {
     layers.iter().find_map(|l| match l {
         LayerSpec::Dropout(_) => {
             Some("model=sequential with dropout has no batched form yet".into())
-        }
-        LayerSpec::BatchNorm { .. } => {
-            Some("model=sequential with batch_norm has no batched form yet".into())
         }
         LayerSpec::Residual(inner) => unsupported(inner),
         _ => None,
@@ -46,6 +44,23 @@ pub struct StackedNorm {
     pub eps: f64,
 }
 
+/// Batch norm's `[K, C]` scales, shifts and running statistics, each member normalised by
+/// its own batch's statistics.
+#[derive(Module, Debug)]
+pub struct StackedBatchNorm {
+    pub gamma: Param<Tensor<2>>,
+    pub beta: Param<Tensor<2>>,
+    pub running_mean: RunningState<Tensor<2>>,
+    pub running_var: RunningState<Tensor<2>>,
+    /// The statistics before the last update: burn's `RunningState` reads them until it
+    /// syncs (a tracker's snapshot does), and a member's copy must read what its run would.
+    pub previous_mean: RunningState<Tensor<2>>,
+    pub previous_var: RunningState<Tensor<2>>,
+    /// Member 0's layer: momentum, epsilon and the training flag for every member.
+    #[module(skip)]
+    pub like: BatchNorm,
+}
+
 #[derive(Module, Debug)]
 pub struct StackedBlock {
     pub layers: Vec<StackedLayer>,
@@ -53,6 +68,9 @@ pub struct StackedBlock {
     pub shapes: Vec<Vec<usize>>,
 }
 
+// A handful of layers built once per batch: their sizes do not matter (burn's Module derive
+// takes no Box, so the big variant stays inline, as in `sequential::Layer`).
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum StackedLayer {
     /// `[K, num, dim]`.
@@ -61,6 +79,7 @@ pub enum StackedLayer {
     Conv1d(StackedConv<4>),
     Conv2d(StackedConv<5>),
     Norm(StackedNorm),
+    BatchNorm(StackedBatchNorm),
     Residual(StackedBlock),
     Op(Op),
 }
@@ -157,8 +176,26 @@ fn stack_layers(members: &[&[Layer]]) -> Result<Vec<StackedLayer>> {
                 })
             }
             Layer::Op(op) => StackedLayer::Op(op.clone()),
-            Layer::BatchNorm(_) | Layer::Dropout(_) => {
-                bail!("model=sequential with dropout or batch_norm has no batched form yet")
+            Layer::BatchNorm(like) => {
+                let ns: Vec<&BatchNorm> = each(members, i, |l| match l {
+                    Layer::BatchNorm(n) => Some(n),
+                    _ => None,
+                })?;
+                let running = |f: &dyn Fn(&BatchNorm) -> Tensor<1>| {
+                    RunningState::new(Tensor::stack(ns.iter().map(|n| f(n)).collect(), 0))
+                };
+                StackedLayer::BatchNorm(StackedBatchNorm {
+                    gamma: stack_param(ns.iter().map(|n| &n.gamma).collect()),
+                    beta: stack_param(ns.iter().map(|n| &n.beta).collect()),
+                    running_mean: running(&|n| n.running_mean.value_sync()),
+                    running_var: running(&|n| n.running_var.value_sync()),
+                    previous_mean: running(&|n| n.running_mean.value_sync()),
+                    previous_var: running(&|n| n.running_var.value_sync()),
+                    like: like.clone(),
+                })
+            }
+            Layer::Dropout(_) => {
+                bail!("model=sequential with dropout has no batched form yet")
             }
         });
     }
@@ -256,6 +293,45 @@ fn run(layers: &[StackedLayer], shapes: &[Vec<usize>], x: Tensor<3>) -> Tensor<3
                     y * n.weight.val().unsqueeze_dim::<3>(1) + n.bias.val().unsqueeze_dim::<3>(1);
                 y.reshape([k, b, rows / b * d])
             }
+            StackedLayer::BatchNorm(n) => {
+                // burn's BatchNorm in training, member by member on [batch, C, positions]:
+                // each member's sums in its single run's order, bit for bit.
+                let c = s[0];
+                let rest = s.iter().product::<usize>() / c;
+                let (mut outs, mut means, mut vars) = (vec![], vec![], vec![]);
+                for j in 0..k {
+                    let x: Tensor<3> = h.clone().narrow(0, j, 1).reshape([b, c, rest]);
+                    let r = batch_norm_train(
+                        x,
+                        n.gamma.val().narrow(0, j, 1).reshape([c]),
+                        n.beta.val().narrow(0, j, 1).reshape([c]),
+                        n.like.epsilon,
+                    );
+                    outs.push(r.output.reshape([b, c * rest]));
+                    means.push(r.mean.detach());
+                    vars.push(r.variance.detach());
+                }
+                let m = n.like.momentum;
+                let (old_mean, old_var) = (n.running_mean.value_sync(), n.running_var.value_sync());
+                let mean = old_mean
+                    .clone()
+                    .mul_scalar(1.0 - m)
+                    .add(Tensor::stack::<2>(means, 0).mul_scalar(m));
+                let var = old_var
+                    .clone()
+                    .mul_scalar(1.0 - m)
+                    .add(Tensor::stack::<2>(vars, 0).mul_scalar(m));
+                for (state, value) in [
+                    (&n.previous_mean, old_mean),
+                    (&n.previous_var, old_var),
+                    (&n.running_mean, mean),
+                    (&n.running_var, var),
+                ] {
+                    state.update(value.detach());
+                    let _ = state.value_sync();
+                }
+                Tensor::stack(outs, 0)
+            }
             StackedLayer::Residual(block) => {
                 let y = run(&block.layers, &block.shapes, h.clone());
                 h + y
@@ -303,6 +379,26 @@ fn member_layers(layers: &[StackedLayer], k: usize) -> Vec<Layer> {
                 bias: member_param(&n.bias, k),
                 eps: n.eps,
             }),
+            StackedLayer::BatchNorm(n) => {
+                // As the single run holds them: the previous statistics, and the last
+                // update waiting for a sync.
+                let slice = |t: Tensor<2>| {
+                    let c = t.dims()[1];
+                    t.narrow(0, k, 1).reshape([c]).detach()
+                };
+                let state = |previous: &RunningState<Tensor<2>>, now: &RunningState<Tensor<2>>| {
+                    let s = RunningState::new(slice(previous.value()));
+                    s.update(slice(now.value()));
+                    s
+                };
+                Layer::BatchNorm(BatchNorm {
+                    gamma: member_param(&n.gamma, k),
+                    beta: member_param(&n.beta, k),
+                    running_mean: state(&n.previous_mean, &n.running_mean),
+                    running_var: state(&n.previous_var, &n.running_var),
+                    ..n.like.clone()
+                })
+            }
             StackedLayer::Residual(b) => Layer::Residual(Block {
                 layers: member_layers(&b.layers, k),
                 shapes: b.shapes.clone(),
