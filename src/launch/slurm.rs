@@ -162,8 +162,6 @@ pub fn launch(
         list += &format!("{}\n", dirs.join("\t"));
     }
     crate::plan::rundir::write_atomic(&dir.join("jobs.txt"), &list)?;
-    // Each job's array task.
-    let task_of = |num: usize| tasks.iter().position(|u| u.iter().any(|j| j.num == num));
     let exe = std::env::current_exe().context("locating the ezflt binary for the array tasks")?;
     let sh = dir.join("array.sh");
     crate::plan::rundir::write_atomic(&sh, &script(&root_abs, spec, tasks.len(), &exe))?;
@@ -209,35 +207,36 @@ pub fn launch(
             })
             .collect();
         let pending_range = active.contains(&usize::MAX);
-        for j in jobs {
-            if done.iter().any(|d| d.0 == j.num) {
-                continue;
-            }
-            let i = task_of(j.num).unwrap_or(usize::MAX - 1);
-            let still =
-                active.contains(&i) || (pending_range && job_status(&j.dir) == RunStatus::Pending);
-            if still {
-                if job_status(&j.dir) == RunStatus::Running {
-                    rec.set_running(j.num);
+        // Array task i runs the jobs of `tasks[i]`.
+        for (i, unit) in tasks.iter().enumerate() {
+            for j in unit {
+                if done.iter().any(|d| d.0 == j.num) {
+                    continue;
                 }
-                continue;
-            }
-            let st = job_status(&j.dir);
-            if st == RunStatus::Pending && pending_range {
-                continue;
-            }
-            let code = st.exit_code();
-            rec.finish(j.num, code, 0.0);
-            if code != 0 && task_state(&id, i).as_deref() == Some("TIMEOUT") {
-                rec.set_status(j.num, RunStatus::Timeout);
-            }
-            statusln!("#{} {}", j.num, rec.status(j.num));
-            done.push((j.num, code));
-            // A batch's last job done: say once why it trained one by one, if it did.
-            let unit = &tasks[i.min(tasks.len() - 1)];
-            if unit.len() > 1 && unit.iter().all(|u| done.iter().any(|d| d.0 == u.num)) {
-                if let (_, Some(why)) = unit_results(unit, code) {
-                    statusln!("{} trained one by one: {why}", unit_name(unit));
+                let still = active.contains(&i)
+                    || (pending_range && job_status(&j.dir) == RunStatus::Pending);
+                if still {
+                    if job_status(&j.dir) == RunStatus::Running {
+                        rec.set_running(j.num);
+                    }
+                    continue;
+                }
+                let st = job_status(&j.dir);
+                if st == RunStatus::Pending && pending_range {
+                    continue;
+                }
+                let code = st.exit_code();
+                rec.finish(j.num, code, 0.0);
+                if code != 0 && task_state(&id, i).as_deref() == Some("TIMEOUT") {
+                    rec.set_status(j.num, RunStatus::Timeout);
+                }
+                statusln!("#{} {}", j.num, rec.status(j.num));
+                done.push((j.num, code));
+                // A batch's last job done: say once why it trained one by one, if it did.
+                if unit.len() > 1 && unit.iter().all(|u| done.iter().any(|d| d.0 == u.num)) {
+                    if let (_, Some(why)) = unit_results(unit, code) {
+                        statusln!("{} trained one by one: {why}", unit_name(unit));
+                    }
                 }
             }
         }
