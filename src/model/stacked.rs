@@ -117,6 +117,13 @@ pub(super) fn stack_param<const D: usize, const E: usize>(
     Param::from_tensor(t.detach()).set_require_grad(train)
 }
 
+/// The members' biases as one `[K, out]` parameter, or None when the layer has none.
+pub(super) fn stack_bias(bs: Vec<Option<&Param<Tensor<1>>>>) -> Option<Param<Tensor<2>>> {
+    bs.iter()
+        .all(Option::is_some)
+        .then(|| stack_param(bs.into_iter().flatten().collect()))
+}
+
 /// Member `k` of a stacked parameter, as a fresh leaf with the single model's shape.
 pub(super) fn member_param<const E: usize, const D: usize>(
     p: &Param<Tensor<E>>,
@@ -150,14 +157,7 @@ impl StackedMlp {
         let layers = (0..members[0].layers.len())
             .map(|i| StackedDense {
                 weight: stack_param(members.iter().map(|m| &m.layers[i].weight).collect()),
-                bias: members[0].layers[i].bias.as_ref().map(|_| {
-                    stack_param(
-                        members
-                            .iter()
-                            .filter_map(|m| m.layers[i].bias.as_ref())
-                            .collect(),
-                    )
-                }),
+                bias: stack_bias(members.iter().map(|m| m.layers[i].bias.as_ref()).collect()),
             })
             .collect();
         StackedMlp {
@@ -307,10 +307,7 @@ impl<const D: usize> StackedWeights<D> {
     ) -> Self {
         StackedWeights {
             weight: stack_param(ws),
-            bias: bs
-                .iter()
-                .all(Option::is_some)
-                .then(|| stack_param(bs.into_iter().flatten().collect())),
+            bias: stack_bias(bs),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::mlp::Dense;
 use super::sequential::{pool, Block, Conv, Embed, Layer, LayerSpec, Norm, Op, OpKind, Sequential};
-use super::stacked::{member_param, stack_param, Stacked, StackedDense};
+use super::stacked::{member_param, stack_bias, stack_param, Stacked, StackedDense};
 use anyhow::{bail, Result};
 use burn::module::{Module, Param, RunningState};
 use burn::nn::BatchNorm;
@@ -136,7 +136,7 @@ fn stack_layers(members: &[&[Layer]]) -> Result<Vec<StackedLayer>> {
                 })?;
                 StackedLayer::Linear(StackedDense {
                     weight: stack_param(d.iter().map(|d| &d.weight).collect()),
-                    bias: stacked_bias(d.iter().map(|d| d.bias.as_ref()).collect()),
+                    bias: stack_bias(d.iter().map(|d| d.bias.as_ref()).collect()),
                 })
             }
             Layer::Conv1d(c) => {
@@ -202,12 +202,6 @@ fn stack_layers(members: &[&[Layer]]) -> Result<Vec<StackedLayer>> {
     Ok(out)
 }
 
-fn stacked_bias(bs: Vec<Option<&Param<Tensor<1>>>>) -> Option<Param<Tensor<2>>> {
-    bs.iter()
-        .all(Option::is_some)
-        .then(|| stack_param(bs.into_iter().flatten().collect()))
-}
-
 fn stack_conv<const D: usize, const E: usize>(
     cs: &[&Conv<D>],
     stride: usize,
@@ -215,7 +209,7 @@ fn stack_conv<const D: usize, const E: usize>(
 ) -> StackedConv<E> {
     StackedConv {
         weight: stack_param(cs.iter().map(|c| &c.weight).collect()),
-        bias: stacked_bias(cs.iter().map(|c| c.bias.as_ref()).collect()),
+        bias: stack_bias(cs.iter().map(|c| c.bias.as_ref()).collect()),
         stride,
         padding,
     }
@@ -257,30 +251,17 @@ fn run(layers: &[StackedLayer], shapes: &[Vec<usize>], x: Tensor<3>) -> Tensor<3
                 // weight gradient wrong for stride > 1 (docs/upstream/burn-grouped-conv1d-
                 // weight-grad.md); its grouped conv2d crops it right.
                 let [_, out, cin, kw] = c.weight.dims();
-                let x: Tensor<4> = h.swap_dims(0, 1).reshape([b, k * s[0], 1, s[1]]);
-                let opts = ConvOptions::new([1, c.stride], [0, c.padding], [1, 1], k);
-                let y = conv2d(
-                    x,
-                    c.weight.val().reshape([k * out, cin, 1, kw]),
-                    c.bias.as_ref().map(|p| p.val().reshape([k * out])),
-                    opts,
-                );
-                let l = y.dims()[3];
-                y.reshape([b, k, out * l]).swap_dims(0, 1)
+                let w = c.weight.val().reshape([k, out, cin, 1, kw]);
+                grouped_conv(h, [s[0], 1, s[1]], w, c, [1, c.stride], [0, c.padding])
             }
-            StackedLayer::Conv2d(c) => {
-                let [_, out, cin, kh, kw] = c.weight.dims();
-                let x: Tensor<4> = h.swap_dims(0, 1).reshape([b, k * s[0], s[1], s[2]]);
-                let opts = ConvOptions::new([c.stride; 2], [c.padding; 2], [1; 2], k);
-                let y = conv2d(
-                    x,
-                    c.weight.val().reshape([k * out, cin, kh, kw]),
-                    c.bias.as_ref().map(|p| p.val().reshape([k * out])),
-                    opts,
-                );
-                let [_, _, oh, ow] = y.dims();
-                y.reshape([b, k, out * oh * ow]).swap_dims(0, 1)
-            }
+            StackedLayer::Conv2d(c) => grouped_conv(
+                h,
+                [s[0], s[1], s[2]],
+                c.weight.val(),
+                c,
+                [c.stride; 2],
+                [c.padding; 2],
+            ),
             StackedLayer::Norm(n) => {
                 let d = *s.last().expect("checked");
                 let rows = b * s.iter().product::<usize>() / d;
@@ -349,6 +330,30 @@ fn run(layers: &[StackedLayer], shapes: &[Vec<usize>], x: Tensor<3>) -> Tensor<3
         };
     }
     h
+}
+
+/// Every member's convolution as one grouped conv2d (group j = member j's channels):
+/// `h` `[K, batch, prod(shape)]` with samples of `shape` `[C, H, W]`, kernels `w`
+/// `[K, out, C, kh, kw]`; out `[K, batch, out * H' * W']`.
+fn grouped_conv<const E: usize>(
+    h: Tensor<3>,
+    [c, hh, ww]: [usize; 3],
+    w: Tensor<5>,
+    layer: &StackedConv<E>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<3> {
+    let [k, b, _] = h.dims();
+    let [_, out, cin, kh, kw] = w.dims();
+    let x: Tensor<4> = h.swap_dims(0, 1).reshape([b, k * c, hh, ww]);
+    let y = conv2d(
+        x,
+        w.reshape([k * out, cin, kh, kw]),
+        layer.bias.as_ref().map(|p| p.val().reshape([k * out])),
+        ConvOptions::new(stride, padding, [1, 1], k),
+    );
+    let [_, _, oh, ow] = y.dims();
+    y.reshape([b, k, out * oh * ow]).swap_dims(0, 1)
 }
 
 fn member_layers(layers: &[StackedLayer], k: usize) -> Vec<Layer> {

@@ -20,6 +20,21 @@ pub struct WeightsSpec {
     pub freeze: Vec<String>,
 }
 
+impl WeightsSpec {
+    /// How many of these `(name, shape)` parameters' values `freeze` keeps from training.
+    pub fn frozen(&self, params: &[(String, Vec<usize>)]) -> usize {
+        params
+            .iter()
+            .filter(|(n, _)| {
+                self.freeze
+                    .iter()
+                    .any(|g| crate::plan::sweep::glob_match(g, n))
+            })
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+}
+
 /// A state dict read to the host: name -> (shape, values as f32).
 pub type StateDict = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 

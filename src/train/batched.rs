@@ -380,17 +380,7 @@ pub fn fit<S: Stacked>(
                 .map(|(_, s)| s.iter().product::<usize>())
                 .sum(),
             model: &view,
-            frozen: params
-                .iter()
-                .filter(|(n, _)| {
-                    m.spec
-                        .weights
-                        .freeze
-                        .iter()
-                        .any(|g| crate::plan::sweep::glob_match(g, n))
-                })
-                .map(|(_, s)| s.iter().product::<usize>())
-                .sum(),
+            frozen: m.spec.weights.frozen(&params),
             init_from: m.spec.weights.init_from.as_deref(),
             params: params.clone(),
         };

@@ -242,12 +242,15 @@ impl Step<'_> {
         let slot = self.optim.slots.remove(&id);
         let decays = self.optim.wd.iter().any(|w| *w != 0.0);
         let o = &*self.optim;
+        // SGD's and Adam's L2 penalty joins the gradient (AdamW decays the weights instead).
+        let grad = if decays && o.rule != Rule::AdamW {
+            p.clone() * per_member(&o.wd, &p) + grad
+        } else {
+            grad
+        };
         let (next, slot) = match o.rule {
             Rule::Sgd { nesterov } => {
                 let mut grad = grad;
-                if decays {
-                    grad = p.clone() * per_member(&o.wd, &p) + grad;
-                }
                 let mut slot = slot;
                 if o.momentum() {
                     // A member without momentum: velocity = g 1 + v 0 = g, plain SGD exactly.
@@ -278,10 +281,6 @@ impl Step<'_> {
                 (p - grad * lr, slot)
             }
             Rule::Adam => {
-                let mut grad = grad;
-                if decays {
-                    grad = p.clone() * per_member(&o.wd, &p) + grad;
-                }
                 let (m1, m2, time) = moments(grad, slot, dims, &o.hyper);
                 let t = time as i32;
                 // burn's f32 scalars, per member.

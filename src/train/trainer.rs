@@ -665,16 +665,7 @@ impl<'a> Trainer<'a> {
                 .collect(),
             num_params: model.num_params(),
             model: &NetView(&model),
-            frozen: params
-                .iter()
-                .filter(|(n, _)| {
-                    spec.weights
-                        .freeze
-                        .iter()
-                        .any(|g| crate::plan::sweep::glob_match(g, n))
-                })
-                .map(|(_, s)| s.iter().product::<usize>())
-                .sum(),
+            frozen: spec.weights.frozen(&params),
             init_from: spec.weights.init_from.as_deref().filter(|_| step == 0),
             params,
         };
