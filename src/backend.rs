@@ -37,11 +37,6 @@ fn cuda_index(device: &str) -> Result<Option<usize>> {
 /// was slower on two, 1.0e8 (512 x 256, 2048 x 64) faster.
 const FLEX_PARALLEL_WORK: u64 = 50_000_000;
 
-/// From this much work per step, with two or more threads, LibTorch's CPU path beats Flex
-/// (README, "Threads": from 512 x 256 and 2048 x 64 up); `backend=auto` then picks it when
-/// the binary has it.
-const TCH_CPU_WORK: u64 = 100_000_000;
-
 /// Threads Flex uses when `threads` is not set: one for small steps, where splitting the
 /// work across rayon threads costs more than it saves, else every core.
 pub fn flex_auto_threads(work: u64) -> usize {
@@ -140,9 +135,8 @@ pub fn check(backend: &str, device: &str) -> Result<()> {
 }
 
 /// `backend`: flex | tch | auto; `device`: cpu | cuda | cuda:N | auto.
-/// auto = LibTorch on CUDA when built with tch and a GPU is visible; on the CPU, LibTorch
-/// for big steps on two or more threads when built with tch (`TCH_CPU_WORK`), else Flex
-/// (faster on one thread at every size in the README's table, and for small steps).
+/// auto = LibTorch on CUDA when built with tch and a GPU is visible, else Flex: on the CPU
+/// Flex beats LibTorch at every size of the README's table, on one thread and on two.
 /// `threads`: None = automatic (Flex: by `work`, batch size x parameters; LibTorch: all cores).
 pub fn choose(backend: &str, device: &str, threads: Option<usize>, work: u64) -> Result<Chosen> {
     check(backend, device)?;
@@ -161,10 +155,6 @@ pub fn choose(backend: &str, device: &str, threads: Option<usize>, work: u64) ->
             }
             if device == "auto" && cuda_visible() {
                 return libtorch(Some(0), threads);
-            }
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if cfg!(feature = "tch") && work >= TCH_CPU_WORK && threads.unwrap_or(cores) >= 2 {
-                return libtorch(None, threads);
             }
             Ok(flex(threads, work))
         }
