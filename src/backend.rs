@@ -136,7 +136,8 @@ pub fn check(backend: &str, device: &str) -> Result<()> {
 
 /// `backend`: flex | tch | auto; `device`: cpu | cuda | cuda:N | auto.
 /// auto = LibTorch on CUDA when built with tch and a GPU is visible, else Flex: on the CPU
-/// Flex beats LibTorch at every size of the README's table, on one thread and on two.
+/// Flex is ahead of LibTorch, or within 2%, at every size of the README's table, on one
+/// thread and on two.
 /// `threads`: None = automatic (Flex: by `work`, batch size x parameters; LibTorch: all cores).
 pub fn choose(backend: &str, device: &str, threads: Option<usize>, work: u64) -> Result<Chosen> {
     check(backend, device)?;

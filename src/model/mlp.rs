@@ -17,12 +17,15 @@ impl Dense {
         // Which matmul form is faster depends on the batch. Flex (MLP 784-W-10, ms a step):
         // below 256 rows `(W xᵀ)ᵀ`, whose weight gradient comes out of the matmul contiguous
         // (2048 x 64: 4.2 against 5.2); from 256 rows `x Wᵀ` with the gradient made
-        // contiguous (2048 x 256: 7.9 against 10.1). LibTorch: `(W xᵀ)ᵀ` below 512 rows.
+        // contiguous (2048 x 256: 7.9 against 10.1). LibTorch: `(W xᵀ)ᵀ` below 512 rows,
+        // `x Wᵀ` with the plain transpose above.
         let flex = on_flex(&x);
         let y = if x.dims()[0] < if flex { 256 } else { 512 } {
             self.weight.val().matmul(x.transpose()).transpose()
-        } else {
+        } else if flex {
             x.matmul(transposed(self.weight.val()))
+        } else {
+            x.matmul(self.weight.val().transpose())
         };
         match &self.bias {
             Some(b) => y + b.val().unsqueeze::<2>(),

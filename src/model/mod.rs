@@ -391,7 +391,7 @@ pub fn build<W: WithNet>(spec: &ModelSpec, io: &ModelIo, device: &Device, w: W) 
 }
 
 /// Whether `t` lives on Flex, whose element-wise ops walk a strided operand index by index:
-/// a few layers pick their matmul form by it (LibTorch handles strides natively).
+/// the MLP's layers pick their matmul form by it (LibTorch handles strides natively).
 #[cfg(feature = "flex")]
 pub fn on_flex<const D: usize>(t: &Tensor<D>) -> bool {
     t.device() == Device::flex()
@@ -403,14 +403,12 @@ pub fn on_flex<const D: usize>(_t: &Tensor<D>) -> bool {
     false
 }
 
-/// `w` with its last two dims swapped, for `x·wᵀ` with weights stored `[out, in]`.
+/// `w` with its last two dims swapped, for `x·wᵀ` on Flex with weights stored `[out, in]`.
 /// Its gradient passes back through a flatten, which Flex copies with a tiled transpose, so
 /// the optimizer gets a contiguous gradient: a transposed one makes every element-wise op of
-/// the step walk it index by index (12% of a 2048-wide MLP step).
+/// the step walk it index by index (12% of a 2048-wide MLP step). Other backends need only
+/// the swap.
 pub fn transposed<const D: usize>(w: Tensor<D>) -> Tensor<D> {
-    if !on_flex(&w) {
-        return w.swap_dims(D - 2, D - 1);
-    }
     let dims = w.dims();
     let n: usize = dims.iter().product();
     w.reshape([n]).reshape(dims).swap_dims(D - 2, D - 1)
