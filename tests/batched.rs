@@ -382,9 +382,10 @@ fn sequential_models_batch_layer_by_layer_and_match() {
     let tokens = format!("data.path={}", t.join("tokens.npz").display());
     for (i, (layers, data)) in [
         (
+            // Dropout: each member's masks from its own stream, as its run draws them.
             "[{reshape: [1, 8, 8]}, {conv2d: {out: 4, kernel: 3, padding: 1}}, relu, \
-             {maxpool2d: 2}, flatten, {residual: [{linear: 64}, gelu]}, layer_norm, \
-             {linear: out}]",
+             {dropout: 0.2}, {maxpool2d: 2}, flatten, \
+             {residual: [{linear: 64}, gelu, {dropout: 0.1}]}, layer_norm, {linear: out}]",
             vec!["data=digits"],
         ),
         (
@@ -399,7 +400,8 @@ fn sequential_models_batch_layer_by_layer_and_match() {
             vec!["data=digits", "tracker.layers=[1.*,3.*]"],
         ),
         (
-            "[{embedding: {num: 7, dim: 8}}, flatten, {linear: 32}, relu, {linear: out}]",
+            "[{embedding: {num: 7, dim: 8}}, flatten, {linear: 32}, relu, {dropout: 0.5}, \
+             {linear: out}]",
             vec!["data=numpy", "data.x_key=x", "data.y_key=y", &tokens],
         ),
     ]
@@ -556,8 +558,10 @@ fn jobs_that_cannot_batch_train_alone_and_the_sweep_says_why() {
         "-m",
         "hydra.launcher.n_jobs=1",
         "model=sequential",
-        "model.layers=[{linear: 16}, {dropout: 0.1}, {linear: out}]",
-        "seed=0,1",
+        "model.layers=[flatten, {linear: 16}, relu, {linear: out}]",
+        "data=digits",
+        // A float, so the jobs share a batch key; but their test splits differ in size.
+        "data.test_fraction=0.2,0.3",
         "epochs=2",
         "plot=none",
     ];
@@ -567,7 +571,8 @@ fn jobs_that_cannot_batch_train_alone_and_the_sweep_says_why() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "#0-#1 trained one by one: model=sequential with dropout has no batched form yet",
+            "#0-#1 trained one by one: the jobs' data differ in shape (sample shape, task, \
+             split sizes)",
         ));
     ezflt(tmp.path())
         .args(args)

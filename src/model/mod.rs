@@ -370,11 +370,12 @@ pub fn build<W: WithNet>(spec: &ModelSpec, io: &ModelIo, device: &Device, w: W) 
         }
         ModelSpec::Sequential { layers, init } => {
             let shapes = sequential_shapes(layers, io)?;
-            let m = sequential::Sequential {
+            let m = touch(sequential::Sequential {
                 layers: sequential::build_layers(layers, &shapes, outputs, *init, device),
                 shapes,
-            };
-            w.run(touch(m))
+            });
+            m.seed_masks(device);
+            w.run(m)
         }
         ModelSpec::MeanField {
             width,
@@ -700,5 +701,54 @@ mod tests {
         };
         let e = check(&odd, &io).unwrap_err().to_string();
         assert!(e.contains("model.width") && e.contains("even"), "{e}");
+    }
+    /// Dropout draws its masks from a stream the seed fixes (not the backend's): the same
+    /// seed gives the same masks, another seed others; it drops about `p` of the units,
+    /// scales the rest by `1 / (1 - p)`, and does nothing off the autodiff device.
+    #[test]
+    fn sequential_dropout_masks_follow_the_seed() {
+        struct Masks;
+        impl WithNet for Masks {
+            type Out = (Vec<f32>, Vec<f32>, Vec<f32>);
+            fn run<M: Net>(self, model: M) -> Self::Out {
+                let read =
+                    |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+                let ad = Device::flex().autodiff();
+                let ones = || Tensor::<2>::ones([50, 40], &ad);
+                let first = read(model.forward(ones()));
+                let second = read(model.forward(ones()));
+                let eval = read(
+                    model
+                        .valid()
+                        .forward(Tensor::ones([50, 40], &Device::flex())),
+                );
+                (first, second, eval)
+            }
+        }
+        let io = ModelIo {
+            sample_shape: vec![40],
+            task: Task::Reconstruct,
+        };
+        let spec = ModelSpec::Sequential {
+            layers: vec![sequential::LayerSpec::Dropout(0.25)],
+            init: None,
+        };
+        let with = |seed| {
+            let ad = Device::flex().autodiff();
+            ad.seed(seed);
+            build(&spec, &io, &ad, Masks).unwrap()
+        };
+        let (a, a2, eval) = with(3);
+        let (b, _, _) = with(3);
+        let (c, _, _) = with(4);
+        assert_eq!(a, b, "the same seed, the same masks");
+        assert_ne!(a, c, "another seed, other masks");
+        assert_ne!(a, a2, "each step draws a fresh mask");
+        assert!(eval.iter().all(|v| *v == 1.0), "no dropout at evaluation");
+        let kept = a.iter().filter(|v| **v != 0.0).count() as f64 / a.len() as f64;
+        assert!((kept - 0.75).abs() < 0.05, "{kept}");
+        assert!(a
+            .iter()
+            .all(|v| *v == 0.0 || (*v - 1.0 / 0.75).abs() < 1e-6));
     }
 }

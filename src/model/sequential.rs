@@ -3,14 +3,17 @@
 
 use super::mlp::Dense;
 use super::{normal_param, uniform_param, Activation, Net};
-use burn::module::{Module, Param};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig};
+use burn::module::{Flag, Module, Param};
+use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 use burn::tensor::module::{
     avg_pool1d, avg_pool2d, conv1d, conv2d, embedding, max_pool1d, max_pool2d,
 };
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde_json::Value;
+use std::sync::{Arc, Mutex};
 
 /// A layer's output width: a number, or `out`, the width the task needs (classes, 1 for a
 /// binary label, the input size for a reconstruction).
@@ -644,6 +647,116 @@ pub struct Sequential {
     pub shapes: Vec<Vec<usize>>,
 }
 
+impl Sequential {
+    /// Seeds every dropout layer's mask stream (in layer order, blocks included) from one
+    /// draw of the device's stream, taken after the weights: a seed fixes the masks, and
+    /// the weights are those drawn without dropout's draw. No draw without dropout.
+    pub fn seed_masks(&self, device: &Device) {
+        fn all<'a>(layers: &'a [Layer], out: &mut Vec<&'a Masks>) {
+            for l in layers {
+                match l {
+                    Layer::Dropout(d) => out.push(&d.masks),
+                    Layer::Residual(b) => all(&b.layers, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut masks = vec![];
+        all(&self.layers, &mut masks);
+        if masks.is_empty() {
+            return;
+        }
+        let draw = Tensor::<1>::random(
+            [2],
+            burn::tensor::Distribution::Default,
+            (device, burn::tensor::DType::F32),
+        );
+        let bits: Vec<u64> = draw
+            .into_data()
+            .iter::<f32>()
+            .map(|v| u64::from(v.to_bits()))
+            .collect();
+        let base = bits.first().copied().unwrap_or(0) << 32 | bits.get(1).copied().unwrap_or(0);
+        for (i, m) in masks.into_iter().enumerate() {
+            m.reseed(base.wrapping_add(i as u64));
+        }
+    }
+}
+
+/// Dropout (PyTorch's and burn's: zero with probability `prob`, scale the rest by
+/// `1 / (1 - prob)`, only in training) drawing its masks from its own stream rather than
+/// the backend's: a member of a batched sweep then draws, in one process with its
+/// neighbours, the masks its job draws alone.
+#[derive(Module, Debug)]
+pub struct Dropout {
+    pub prob: f64,
+    /// burn's `Dropout::training`: cleared by burn's `freeze`, it turns the layer off.
+    pub training: Param<Flag>,
+    #[module(skip)]
+    pub masks: Masks,
+}
+
+impl Dropout {
+    fn new(prob: f64) -> Dropout {
+        Dropout {
+            prob,
+            training: Param::from_bool(true),
+            masks: Masks::default(),
+        }
+    }
+
+    /// Whether a forward pass on `x` drops anything (training on an autodiff device).
+    pub fn active<const D: usize>(&self, x: &Tensor<D>) -> bool {
+        self.training.is_enabled() && x.device().is_autodiff() && self.prob > 0.0
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        if !self.active(&x) {
+            return x;
+        }
+        let [b, f] = x.dims();
+        let mask = self.masks.draw(b * f, self.prob);
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, f]), &x.device());
+        let dtype = x.dtype();
+        x * mask.cast(dtype)
+    }
+}
+
+/// A dropout layer's mask stream. Shared by the copies of a model (the optimizer hands
+/// back a new model each step); not saved with the weights, so a resumed run starts it
+/// again from its seed.
+#[derive(Clone, Debug)]
+pub struct Masks(Arc<Mutex<StdRng>>);
+
+impl Default for Masks {
+    fn default() -> Masks {
+        Masks(Arc::new(Mutex::new(StdRng::seed_from_u64(0))))
+    }
+}
+
+impl Masks {
+    pub fn reseed(&self, seed: u64) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = StdRng::seed_from_u64(seed);
+    }
+
+    /// `n` mask values: `0` with probability `prob`, else `1 / (1 - prob)`; one 32-bit draw
+    /// each (filled in bulk: drawing them one by one cost more than the layer's matmul),
+    /// kept when below `(1 - prob) 2^32`.
+    pub fn draw(&self, n: usize, prob: f64) -> Vec<f32> {
+        let keep = 1.0 - prob;
+        let cut = (keep * 4_294_967_296.0) as u64;
+        let scale = (1.0 / keep) as f32;
+        let mut bits = vec![0u32; n];
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fill(&mut bits[..]);
+        bits.into_iter()
+            .map(|r| if u64::from(r) < cut { scale } else { 0.0 })
+            .collect()
+    }
+}
+
 /// Weights drawn as PyTorch's default (`U(±1/√fan_in)`, biases too) or from `N(0, s²)`
 /// with biases 0, in layer order, so a seed fixes them (and `mlp` and its `sequential`
 /// twin draw the same numbers).
@@ -754,7 +867,7 @@ pub fn build_layers(
                         .with_momentum(*momentum)
                         .init(device),
                 ),
-                LayerSpec::Dropout(p) => Layer::Dropout(DropoutConfig::new(*p).init()),
+                LayerSpec::Dropout(p) => Layer::Dropout(Dropout::new(*p)),
                 LayerSpec::Act(a) => Layer::Op(Op {
                     kind: OpKind::Act(*a),
                 }),

@@ -33,18 +33,6 @@ pub trait WithStacked {
     fn run<S: Stacked>(self, model: S) -> Self::Out;
 }
 
-/// Why `spec` cannot be stacked, or None when it can.
-pub fn unsupported(spec: &ModelSpec) -> Option<String> {
-    match spec {
-        ModelSpec::Mlp { .. }
-        | ModelSpec::TwoLayerCnn { .. }
-        | ModelSpec::MeanField { .. }
-        | ModelSpec::Cnn { .. }
-        | ModelSpec::ConvAutoencoder { .. } => None,
-        ModelSpec::Sequential { layers, .. } => super::stacked_sequential::unsupported(layers),
-    }
-}
-
 /// Builds each member as a single run would (the device seeded with the member's seed, the
 /// model built on its autodiff twin, `init_from`'s tensors loaded and `freeze`'s parameters
 /// fixed, as the trainer does; the members share `weights`) and stacks them.

@@ -2,26 +2,16 @@
 //! model on `[K, batch, ...]`; convolutions run as one grouped convolution.
 
 use super::mlp::Dense;
-use super::sequential::{pool, Block, Conv, Embed, Layer, LayerSpec, Norm, Op, OpKind, Sequential};
+use super::sequential::{
+    pool, Block, Conv, Dropout, Embed, Layer, Masks, Norm, Op, OpKind, Sequential,
+};
 use super::stacked::{member_param, stack_bias, stack_param, Stacked, StackedDense};
-use anyhow::{bail, Result};
-use burn::module::{Module, Param, RunningState};
+use anyhow::Result;
+use burn::module::{Flag, Module, Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::prelude::*;
 use burn::tensor::module::{batch_norm_train, conv2d, embedding};
 use burn::tensor::ops::ConvOptions;
-
-/// Why layers like these cannot be stacked, or None: dropout's masks would not follow each
-/// member's single run.
-pub fn unsupported(layers: &[LayerSpec]) -> Option<String> {
-    layers.iter().find_map(|l| match l {
-        LayerSpec::Dropout(_) => {
-            Some("model=sequential with dropout has no batched form yet".into())
-        }
-        LayerSpec::Residual(inner) => unsupported(inner),
-        _ => None,
-    })
-}
 
 /// A convolution's kernels `[K, out, in, k..]` (`E` = the single kernel's rank + 1) and
 /// biases `[K, out]`.
@@ -61,6 +51,18 @@ pub struct StackedBatchNorm {
     pub like: BatchNorm,
 }
 
+/// Every member's dropout, each member drawing from its own layer's stream, so its masks
+/// are those of its run alone.
+#[derive(Module, Debug)]
+pub struct StackedDropout {
+    /// Member 0's training flag (burn's `freeze` clears it): every member's.
+    pub training: Param<Flag>,
+    #[module(skip)]
+    pub probs: Vec<f64>,
+    #[module(skip)]
+    pub masks: Vec<Masks>,
+}
+
 #[derive(Module, Debug)]
 pub struct StackedBlock {
     pub layers: Vec<StackedLayer>,
@@ -80,6 +82,7 @@ pub enum StackedLayer {
     Conv2d(StackedConv<5>),
     Norm(StackedNorm),
     BatchNorm(StackedBatchNorm),
+    Dropout(StackedDropout),
     Residual(StackedBlock),
     Op(Op),
 }
@@ -194,8 +197,16 @@ fn stack_layers(members: &[&[Layer]]) -> Result<Vec<StackedLayer>> {
                     like: like.clone(),
                 })
             }
-            Layer::Dropout(_) => {
-                bail!("model=sequential with dropout has no batched form yet")
+            Layer::Dropout(d) => {
+                let ds: Vec<&Dropout> = each(members, i, |l| match l {
+                    Layer::Dropout(d) => Some(d),
+                    _ => None,
+                })?;
+                StackedLayer::Dropout(StackedDropout {
+                    training: d.training.clone(),
+                    probs: ds.iter().map(|d| d.prob).collect(),
+                    masks: ds.iter().map(|d| d.masks.clone()).collect(),
+                })
             }
         });
     }
@@ -313,6 +324,30 @@ fn run(layers: &[StackedLayer], shapes: &[Vec<usize>], x: Tensor<3>) -> Tensor<3
                 }
                 Tensor::stack(outs, 0)
             }
+            StackedLayer::Dropout(d) => {
+                let one = |j: usize| Dropout {
+                    prob: d.probs[j],
+                    training: d.training.clone(),
+                    masks: d.masks[j].clone(),
+                };
+                if !(0..k).any(|j| one(j).active(&h)) {
+                    h
+                } else {
+                    // Member by member in member order, as each run draws alone.
+                    let f = h.dims()[2];
+                    let mut mask = Vec::with_capacity(k * b * f);
+                    for j in 0..k {
+                        match one(j).active(&h) {
+                            true => mask.extend(d.masks[j].draw(b * f, d.probs[j])),
+                            false => mask.extend(std::iter::repeat_n(1.0, b * f)),
+                        }
+                    }
+                    let mask =
+                        Tensor::<3>::from_data(TensorData::new(mask, [k, b, f]), &h.device());
+                    let dtype = h.dtype();
+                    h * mask.cast(dtype)
+                }
+            }
             StackedLayer::Residual(block) => {
                 let y = run(&block.layers, &block.shapes, h.clone());
                 h + y
@@ -404,6 +439,11 @@ fn member_layers(layers: &[StackedLayer], k: usize) -> Vec<Layer> {
                     ..n.like.clone()
                 })
             }
+            StackedLayer::Dropout(d) => Layer::Dropout(Dropout {
+                prob: d.probs[k],
+                training: d.training.clone(),
+                masks: d.masks[k].clone(),
+            }),
             StackedLayer::Residual(b) => Layer::Residual(Block {
                 layers: member_layers(&b.layers, k),
                 shapes: b.shapes.clone(),

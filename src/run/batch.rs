@@ -24,14 +24,11 @@ fn unbatchable(checked: &[preflight::Checked]) -> Option<String> {
     let first = checked.first()?;
     let name = first.spec.model.name().to_string();
     for c in checked {
-        let Some(m) = c.spec.model.builtin() else {
+        if c.spec.model.builtin().is_none() {
             return Some(format!(
                 "model={} is registered by the program, and only built-in models batch",
                 c.spec.model.name()
             ));
-        };
-        if let Some(why) = stacked::unsupported(m) {
-            return Some(why);
         }
         if c.spec.model.name() != name {
             return Some("the jobs use different models".into());
