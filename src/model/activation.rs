@@ -68,11 +68,56 @@ impl Activation {
             Activation::Identity => x,
             Activation::Quad => x.clone() * x,
             Activation::ReluPow(1.0) => activation::relu(x),
+            // Whole powers as products, as PyTorch computes `relu(x) ** 3` (and 9% faster
+            // here than `powf`, which burn-flex calls per element from 3 up).
+            Activation::ReluPow(q) if q.fract() == 0.0 && (2.0..=4.0).contains(&q) => {
+                let a = activation::relu(x);
+                let mut y = a.clone();
+                for _ in 1..q as usize {
+                    y = y * a.clone();
+                }
+                y
+            }
             Activation::ReluPow(q) => activation::relu(x).powf_scalar(q),
             Activation::SmoothRelu { q, rho } => {
                 let a = activation::relu(x);
                 let low = a.clone().clamp_max(rho);
                 low.clone().powf_scalar(q) / (q * rho.powf(q - 1.0)) + (a - low)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+
+    /// `relu^q` for whole `q` (products) and other `q` (`powf`): value `max(0, z)^q` and
+    /// gradient `q max(0, z)^(q-1)`, against the same computed on the host in f64.
+    #[test]
+    fn relu_powers_have_the_right_values_and_gradients() {
+        for q in [2.0f32, 3.0, 4.0, 2.5] {
+            let ad = Device::flex().autodiff();
+            let x = Tensor::<1>::random([200], Distribution::Normal(0.0, 2.0), &ad).require_grad();
+            let y = Activation::ReluPow(q).apply(x.clone());
+            let grads = y.clone().sum().backward();
+            let read = |t: Tensor<1>| t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
+            let (xs, ys) = (read(x.clone().detach()), read(y.detach()));
+            let gs = read(x.grad(&grads).unwrap());
+            let q = q as f64;
+            for ((x, y), g) in xs.iter().zip(&ys).zip(&gs) {
+                let r = x.max(0.0);
+                let (want_y, want_g) = (r.powf(q), q * r.powf(q - 1.0));
+                assert!(
+                    (y - want_y).abs() <= 1e-5 * want_y.abs().max(1.0),
+                    "q={q} x={x}: {y}"
+                );
+                assert!(
+                    (g - want_g).abs() <= 1e-5 * want_g.abs().max(1.0),
+                    "q={q} x={x}: {g}"
+                );
             }
         }
     }
