@@ -744,3 +744,48 @@ fn mean_field_members_in_float64_log_their_own_weight_metrics_and_stop_early_alo
         assert_eq!(b["stopped_early"], o["stopped_early"], "job {j}");
     }
 }
+
+/// A batched member's checkpoint keeps how far its dropout streams have drawn: members
+/// batched for 2 epochs, each resumed alone to 4, end where a batched 4-epoch sweep's do.
+#[test]
+fn batched_dropout_members_resume_alone_with_their_own_streams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let sweep = |dir: &str, epochs: &str| {
+        ezflt(t)
+            .args([
+                "-m",
+                "hydra.launcher.n_jobs=1",
+                "model=sequential",
+                "model.layers=[flatten, {linear: 32}, relu, {dropout: 0.3}, {linear: out}]",
+                "data=digits",
+                "seed=0,1,2",
+                "plot=none",
+                "tracker=none",
+            ])
+            .args([format!("epochs={epochs}"), format!("hydra.sweep.dir={dir}")])
+            .assert()
+            .success();
+    };
+    sweep("whole", "4");
+    sweep("cut", "2");
+    for j in 0..3 {
+        let run = t.join(format!("cut/{j}"));
+        assert_eq!(batched(&run), Some(vec![0, 1, 2]));
+        ezflt(t)
+            .args([
+                "-q",
+                "train",
+                &format!("resume={}", run.display()),
+                "epochs=4",
+            ])
+            .assert()
+            .success();
+        let w = summary(&t.join(format!("whole/{j}")));
+        let c = summary(&run);
+        for (k, v) in w["final"].as_object().unwrap() {
+            let got = c["final"][k].as_f64().unwrap_or(f64::NAN);
+            assert!(close(v.as_f64().unwrap(), got), "job {j} {k}: {got} vs {v}");
+        }
+    }
+}

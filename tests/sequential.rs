@@ -306,3 +306,54 @@ assert 0.7 < z["0.weight"][0].std() < 1.3, z["0.weight"][0].std()
     ));
     assert!(!t.join("bad").exists(), "nothing ran");
 }
+
+/// Dropout's masks follow the seed, and a checkpoint keeps how far each layer's stream
+/// has drawn: stopped after 2 epochs and resumed to 4, a run ends where 4 unbroken epochs do.
+#[test]
+fn dropout_masks_follow_the_seed_and_continue_across_a_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let run = |dir: &str, args: &[&str]| {
+        ezflt(t)
+            .args([
+                "-q",
+                "train",
+                "model=sequential",
+                "data=digits",
+                "threads=1",
+            ])
+            .args([
+                "model.layers=[flatten, {linear: 32}, relu, {dropout: 0.3}, \
+                 {residual: [{linear: 32}, {dropout: 0.2}]}, {linear: out}]",
+                "plot=none",
+                "tracker=none",
+            ])
+            .arg(format!("hydra.run.dir={dir}"))
+            .args(args)
+            .assert()
+            .success();
+    };
+    run("whole", &["epochs=4"]);
+    run("again", &["epochs=4"]);
+    run("other", &["epochs=4", "seed=1"]);
+    run("cut", &["epochs=2"]);
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(t.join("cut/checkpoint/state.json")).unwrap(),
+    )
+    .unwrap();
+    let steps = summary(&t.join("cut"))["steps"].as_u64().unwrap();
+    // One mask a training step for each of the two dropout layers.
+    assert_eq!(
+        state["streams"],
+        serde_json::json!([steps, steps]),
+        "{state}"
+    );
+    ezflt(t)
+        .args(["-q", "train", "resume=cut", "epochs=4"])
+        .assert()
+        .success();
+    let final_ = |d: &str| summary(&t.join(d))["final"].clone();
+    assert_eq!(losses(&t.join("whole")), losses(&t.join("again")));
+    assert_ne!(losses(&t.join("whole")), losses(&t.join("other")));
+    assert_eq!(final_("whole"), final_("cut"));
+}

@@ -32,6 +32,18 @@ pub trait Net: Module + Clone + Send + core::fmt::Debug + 'static {
         let _ = x;
         vec![]
     }
+
+    /// Positions of the model's own random streams (how many masks each dropout layer has
+    /// drawn): a checkpoint saves them and a resumed run continues from them, so it draws
+    /// what an unbroken run would. None unless a model says.
+    fn streams(&self) -> Vec<u64> {
+        vec![]
+    }
+
+    /// Continues the streams from positions `streams` gave.
+    fn set_streams(&self, positions: &[u64]) {
+        let _ = positions;
+    }
 }
 
 /// The model the user asked for, as plain values.

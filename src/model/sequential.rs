@@ -648,10 +648,8 @@ pub struct Sequential {
 }
 
 impl Sequential {
-    /// Seeds every dropout layer's mask stream (in layer order, blocks included) from one
-    /// draw of the device's stream, taken after the weights: a seed fixes the masks, and
-    /// the weights are those drawn without dropout's draw. No draw without dropout.
-    pub fn seed_masks(&self, device: &Device) {
+    /// Every dropout layer's stream, in layer order (blocks included).
+    fn masks(&self) -> Vec<&Masks> {
         fn all<'a>(layers: &'a [Layer], out: &mut Vec<&'a Masks>) {
             for l in layers {
                 match l {
@@ -663,6 +661,14 @@ impl Sequential {
         }
         let mut masks = vec![];
         all(&self.layers, &mut masks);
+        masks
+    }
+
+    /// Seeds every dropout layer's mask stream (in layer order, blocks included) from one
+    /// draw of the device's stream, taken after the weights: a seed fixes the masks, and
+    /// the weights are those drawn without dropout's draw. No draw without dropout.
+    pub fn seed_masks(&self, device: &Device) {
+        let masks = self.masks();
         if masks.is_empty() {
             return;
         }
@@ -722,21 +728,29 @@ impl Dropout {
     }
 }
 
-/// A dropout layer's mask stream. Shared by the copies of a model (the optimizer hands
-/// back a new model each step); not saved with the weights, so a resumed run starts it
-/// again from its seed.
-#[derive(Clone, Debug)]
-pub struct Masks(Arc<Mutex<StdRng>>);
-
-impl Default for Masks {
-    fn default() -> Masks {
-        Masks(Arc::new(Mutex::new(StdRng::seed_from_u64(0))))
-    }
-}
+/// A dropout layer's mask stream: a seed and the number of masks drawn, each mask from a
+/// generator seeded by both, so a checkpoint's count resumes the stream exactly. Shared by
+/// the copies of a model (the optimizer hands back a new model each step).
+#[derive(Clone, Debug, Default)]
+pub struct Masks(Arc<Mutex<(u64, u64)>>);
 
 impl Masks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn reseed(&self, seed: u64) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = StdRng::seed_from_u64(seed);
+        *self.lock() = (seed, 0);
+    }
+
+    /// How many masks the layer has drawn.
+    pub fn drawn(&self) -> u64 {
+        self.lock().1
+    }
+
+    /// Continues the stream after `n` masks (a resumed run's).
+    pub fn set_drawn(&self, n: u64) {
+        self.lock().1 = n;
     }
 
     /// `n` mask values: `0` with probability `prob`, else `1 / (1 - prob)`; one 32-bit draw
@@ -746,11 +760,18 @@ impl Masks {
         let keep = 1.0 - prob;
         let cut = (keep * 4_294_967_296.0) as u64;
         let scale = (1.0 / keep) as f32;
+        let mut rng = {
+            let mut s = self.lock();
+            let (seed, drawn) = *s;
+            s.1 += 1;
+            // SplitMix64's finaliser spreads (seed, count) over the generator's seed.
+            let mut z = seed ^ drawn.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            StdRng::seed_from_u64(z ^ (z >> 31))
+        };
         let mut bits = vec![0u32; n];
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .fill(&mut bits[..]);
+        rng.fill(&mut bits[..]);
         bits.into_iter()
             .map(|r| if u64::from(r) < cut { scale } else { 0.0 })
             .collect()
@@ -1009,6 +1030,17 @@ impl Net for Sequential {
         let last = seen.len().saturating_sub(1);
         seen.truncate(last);
         seen
+    }
+
+    /// Masks each dropout layer has drawn.
+    fn streams(&self) -> Vec<u64> {
+        self.masks().iter().map(|m| m.drawn()).collect()
+    }
+
+    fn set_streams(&self, counts: &[u64]) {
+        for (m, n) in self.masks().iter().zip(counts) {
+            m.set_drawn(*n);
+        }
     }
 }
 

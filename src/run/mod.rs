@@ -227,6 +227,11 @@ pub fn resume_point(dir: &Path) -> Result<ResumePoint> {
         // Older checkpoints were only ever taken at epoch ends.
         batch: get("batch").unwrap_or(0),
         step: get("step")?,
+        streams: v
+            .get("streams")
+            .and_then(|s| s.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+            .unwrap_or_default(),
     })
 }
 

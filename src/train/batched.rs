@@ -148,6 +148,9 @@ impl<S: Stacked> ModelView for MemberView<'_, S> {
     fn hidden(&self, x: &[f32], rows: usize) -> Vec<(String, usize, Vec<f32>)> {
         self.one().hidden(x, rows)
     }
+    fn streams(&self) -> Vec<u64> {
+        self.one().streams()
+    }
 }
 
 /// Member `k`'s gradients from the stacked model's, keyed by the parameters of `one` (its

@@ -60,6 +60,10 @@ pub trait ModelView {
         let _ = (x, rows);
         vec![]
     }
+    /// The model's random-stream positions (`Net::streams`), which a checkpoint keeps.
+    fn streams(&self) -> Vec<u64> {
+        vec![]
+    }
 }
 
 /// A [`Net`] seen by callbacks: its parameters, and its intermediate outputs too.
@@ -68,6 +72,9 @@ pub struct NetView<'a, M: Net>(pub &'a M);
 impl<M: Net> ModelView for NetView<'_, M> {
     fn save(&self, path: &Path) -> Result<()> {
         self.0.save(path)
+    }
+    fn streams(&self) -> Vec<u64> {
+        self.0.streams()
     }
     fn read(&self, names: &[String]) -> Vec<HostTensor> {
         self.0.read(names)
@@ -344,6 +351,8 @@ pub struct ResumePoint {
     /// Batches of epoch `epoch` already trained (a run stopped mid-epoch): skipped.
     pub batch: usize,
     pub step: usize,
+    /// The model's random-stream positions at the stop (`Net::streams`).
+    pub streams: Vec<u64>,
 }
 
 impl ResumePoint {
@@ -640,6 +649,7 @@ impl<'a> Trainer<'a> {
         };
         if let Some(r) = resume {
             (model, opt) = r.load(model, opt)?;
+            model.set_streams(&r.streams);
             (epoch, step, skip) = (r.epoch, r.step, r.batch);
         }
         // After a resume's load too: frozen parameters get no gradient, so no optimizer state.

@@ -94,7 +94,11 @@ impl Checkpointer {
         let path = |i: usize| self.dir.join(SET[i].0);
         model.save(&path(0))?;
         optim.save(&path(1))?;
-        let state = serde_json::json!({ "epoch": epoch, "batch": batch, "step": step });
+        let mut state = serde_json::json!({ "epoch": epoch, "batch": batch, "step": step });
+        let streams = model.streams();
+        if !streams.is_empty() {
+            state["streams"] = serde_json::json!(streams);
+        }
         std::fs::write(path(2), format!("{state}\n"))
             .with_context(|| format!("writing {}", path(2).display()))?;
         for i in 0..SET.len() {
