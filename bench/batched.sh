@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Batched sweeps (issue 18): the same sweeps batched and not (batch=off), interleaved in one
 # run on the local launcher (one worker per core). The MLP sweep runs with the default
-# batch=auto (so do the sequential MLP and the purification sweep: Adam and PGD per member);
+# batch=auto (so do the sequential MLP, with and without dropout, and the purification sweep:
+# Adam and PGD per member);
 # the CNN, two-layer CNN and mean-field sweeps, which auto leaves unbatched, with batches
 # forced (batch=4 / 8 / 14), to show what stacking them costs. The 75-run
 # benign-overfitting phase diagram is also timed against a sequential PyTorch 2.9 script
@@ -31,6 +32,7 @@ seeds16=seed=$(seq -s, 0 15)
 cases=(
   "16 seeds, default MLP|auto|$seeds16"
   "16 seeds, the default MLP as model=sequential|auto|model=sequential $seeds16"
+  "16 seeds, the same with dropout 0.2|auto|model=sequential model.layers=[{linear:64},relu,{dropout:0.2},{linear:out}] $seeds16"
   "8 seeds, feature purification (MLP, Adam, l2 PGD; 4 epochs)|auto|experiment=purification epochs=4 seed=0,1,2,3,4,5,6,7"
   "8 seeds, image CNN on digits (momentum SGD)|4|model=cnn data=digits optimizer.momentum=0.9 seed=0,1,2,3,4,5,6,7"
   "16 seeds, benign-overfitting cell (n=40, SNR 0.3)|8|experiment=benign_overfitting data.n_train=40 data.snr=0.3 $seeds16"

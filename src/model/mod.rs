@@ -714,6 +714,7 @@ mod tests {
         let e = check(&odd, &io).unwrap_err().to_string();
         assert!(e.contains("model.width") && e.contains("even"), "{e}");
     }
+
     /// Dropout draws its masks from a stream the seed fixes (not the backend's): the same
     /// seed gives the same masks, another seed others; it drops about `p` of the units,
     /// scales the rest by `1 / (1 - p)`, and does nothing off the autodiff device.
