@@ -206,9 +206,10 @@ fn leaves(dir: &Path) -> Option<Vec<(String, crate::config::Value)>> {
 
 /// The models `batch: auto` stacks: those whose batched step measured faster than their
 /// steps alone (`bench/batched.sh`). The two-layer CNN's and the mean-field net's steps are
-/// compute-bound, and stacked they measured 0.99x and 0.72x as fast; the image CNN and the
-/// CAE no faster either: they batch only when asked (`batch: N`). A `sequential` of linear
-/// layers steps as the MLP does (16 seeds: 0.32 s batched, 0.48 s not).
+/// compute-bound, and stacked they measured 0.98x and 0.77x as fast; the image CNN and the
+/// CAE little faster (1.09x): they batch only when asked (`batch: N`). A `sequential` of
+/// linear layers steps as the MLP does (16 seeds: 0.39 s batched, 0.52 s not; 0.54 s not
+/// with dropout).
 const AUTO_MODELS: [&str; 2] = ["mlp", "sequential"];
 
 /// Each job's batch key: its config without the value-only keys; jobs with equal keys may

@@ -284,23 +284,9 @@ impl Step<'_> {
                 let (m1, m2, time) = moments(grad, slot, dims, &o.hyper);
                 let t = time as i32;
                 // burn's f32 scalars, per member.
-                let bc2: Vec<f32> = o
-                    .hyper
-                    .iter()
-                    .map(|h| (1.0 - h.beta_2.powi(t)).sqrt())
-                    .collect();
-                let combined: Vec<f64> = o
-                    .hyper
-                    .iter()
-                    .zip(&bc2)
-                    .map(|(h, b)| (b / (1.0 - h.beta_1.powi(t))) as f64)
-                    .collect();
-                let eps: Vec<f64> = o
-                    .hyper
-                    .iter()
-                    .zip(&bc2)
-                    .map(|(h, b)| (h.epsilon * b) as f64)
-                    .collect();
+                let bc2 = |h: &Hyper| (1.0 - h.beta_2.powi(t)).sqrt();
+                let combined = o.each(|h| (bc2(h) / (1.0 - h.beta_1.powi(t))) as f64);
+                let eps = o.each(|h| (h.epsilon * bc2(h)) as f64);
                 let update = m1
                     .clone()
                     .mul(per_member(&combined, &p))
