@@ -357,3 +357,45 @@ fn dropout_masks_follow_the_seed_and_continue_across_a_resume() {
     assert_ne!(losses(&t.join("whole")), losses(&t.join("other")));
     assert_eq!(final_("whole"), final_("cut"));
 }
+
+/// Robust evaluation attacks the model in eval mode, as PyTorch's after `model.eval()`: no
+/// dropout masks drawn, batch norm on its running statistics (the test split's adversarial
+/// batches never move them). So a run that only evaluates under attack trains exactly as
+/// one without the attack.
+#[test]
+fn robust_evaluation_attacks_in_eval_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let run = |dir: &str, adv: &[&str]| {
+        ezflt(t)
+            .args([
+                "-q",
+                "train",
+                "model=sequential",
+                "data=digits",
+                "threads=1",
+            ])
+            .args([
+                "model.layers=[{reshape: [4, 16]}, batch_norm, flatten, {linear: 32}, relu, \
+                 {dropout: 0.3}, {linear: out}]",
+                "epochs=3",
+                "plot=none",
+                "tracker=none",
+            ])
+            .arg(format!("hydra.run.dir={dir}"))
+            .args(adv)
+            .assert()
+            .success();
+    };
+    run("clean", &[]);
+    run(
+        "attacked",
+        &["adv=pgd", "adv.train=false", "adv.eval_steps=3"],
+    );
+    let (c, a) = (summary(&t.join("clean")), summary(&t.join("attacked")));
+    assert!(a["final"]["robust_acc"].is_number(), "{a}");
+    for k in ["train_loss", "train_acc", "test_loss", "test_acc"] {
+        assert_eq!(c["final"][k], a["final"][k], "{k}");
+    }
+    assert_eq!(losses(&t.join("clean")), losses(&t.join("attacked")));
+}

@@ -536,14 +536,24 @@ impl<'a> Trainer<'a> {
             return (0.0, 0.0);
         };
         let attack = adv.eval_attack();
+        // The attack sees the model in eval mode, as PyTorch's robust evaluation after
+        // `model.eval()`: dropout draws no mask and batch norm reads its running statistics,
+        // which the test split's adversarial batches must not move.
+        let eval_mode = model.clone().freeze();
         let valid = model.valid();
         let (mut correct, mut loss_sum, chunk, mut start) = (0.0, 0.0, 1024, 0);
         while start < d.n {
             let len = chunk.min(d.n - start);
             let x = d.x.clone().narrow(0, start, len).autodiff();
             let y = d.y.clone().narrow(0, start, len);
-            let xa =
-                adversarial::perturb(model, x, y.clone(), &attack, self.spec.loss, self.data.task);
+            let xa = adversarial::perturb(
+                &eval_mode,
+                x,
+                y.clone(),
+                &attack,
+                self.spec.loss,
+                self.data.task,
+            );
             let xa = xa.without_autodiff();
             let out = valid.forward(xa.clone());
             let l = loss::loss(self.spec.loss, self.data.task, out.clone(), y.clone(), xa);
