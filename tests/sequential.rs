@@ -307,32 +307,33 @@ assert 0.7 < z["0.weight"][0].std() < 1.3, z["0.weight"][0].std()
     assert!(!t.join("bad").exists(), "nothing ran");
 }
 
+/// `ezflt train` of `layers` on the digits, one thread, no figures or tracking, into `dir`.
+fn train_digits(t: &Path, layers: &str, dir: &str, args: &[&str]) {
+    ezflt(t)
+        .args([
+            "-q",
+            "train",
+            "model=sequential",
+            "data=digits",
+            "threads=1",
+        ])
+        .args(["plot=none", "tracker=none"])
+        .arg(format!("model.layers={layers}"))
+        .arg(format!("hydra.run.dir={dir}"))
+        .args(args)
+        .assert()
+        .success();
+}
+
 /// Dropout's masks follow the seed, and a checkpoint keeps how far each layer's stream
 /// has drawn: stopped after 2 epochs and resumed to 4, a run ends where 4 unbroken epochs do.
 #[test]
 fn dropout_masks_follow_the_seed_and_continue_across_a_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let run = |dir: &str, args: &[&str]| {
-        ezflt(t)
-            .args([
-                "-q",
-                "train",
-                "model=sequential",
-                "data=digits",
-                "threads=1",
-            ])
-            .args([
-                "model.layers=[flatten, {linear: 32}, relu, {dropout: 0.3}, \
-                 {residual: [{linear: 32}, {dropout: 0.2}]}, {linear: out}]",
-                "plot=none",
-                "tracker=none",
-            ])
-            .arg(format!("hydra.run.dir={dir}"))
-            .args(args)
-            .assert()
-            .success();
-    };
+    let layers = "[flatten, {linear: 32}, relu, {dropout: 0.3}, \
+                  {residual: [{linear: 32}, {dropout: 0.2}]}, {linear: out}]";
+    let run = |dir: &str, args: &[&str]| train_digits(t, layers, dir, args);
     run("whole", &["epochs=4"]);
     run("again", &["epochs=4"]);
     run("other", &["epochs=4", "seed=1"]);
@@ -366,26 +367,10 @@ fn dropout_masks_follow_the_seed_and_continue_across_a_resume() {
 fn robust_evaluation_attacks_in_eval_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
+    let layers = "[{reshape: [4, 16]}, batch_norm, flatten, {linear: 32}, relu, \
+                  {dropout: 0.3}, {linear: out}]";
     let run = |dir: &str, adv: &[&str]| {
-        ezflt(t)
-            .args([
-                "-q",
-                "train",
-                "model=sequential",
-                "data=digits",
-                "threads=1",
-            ])
-            .args([
-                "model.layers=[{reshape: [4, 16]}, batch_norm, flatten, {linear: 32}, relu, \
-                 {dropout: 0.3}, {linear: out}]",
-                "epochs=3",
-                "plot=none",
-                "tracker=none",
-            ])
-            .arg(format!("hydra.run.dir={dir}"))
-            .args(adv)
-            .assert()
-            .success();
+        train_digits(t, layers, dir, &[&["epochs=3"], adv].concat());
     };
     run("clean", &[]);
     run(
