@@ -63,6 +63,17 @@ pub struct StackedDropout {
     pub masks: Vec<Masks>,
 }
 
+impl StackedDropout {
+    /// Member `j`'s layer, drawing from its own stream.
+    fn member(&self, j: usize) -> Dropout {
+        Dropout {
+            prob: self.probs[j],
+            training: self.training.clone(),
+            masks: self.masks[j].clone(),
+        }
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct StackedBlock {
     pub layers: Vec<StackedLayer>,
@@ -325,19 +336,14 @@ fn run(layers: &[StackedLayer], shapes: &[Vec<usize>], x: Tensor<3>) -> Tensor<3
                 Tensor::stack(outs, 0)
             }
             StackedLayer::Dropout(d) => {
-                let one = |j: usize| Dropout {
-                    prob: d.probs[j],
-                    training: d.training.clone(),
-                    masks: d.masks[j].clone(),
-                };
-                if !(0..k).any(|j| one(j).active(&h)) {
+                if !(0..k).any(|j| d.member(j).active(&h)) {
                     h
                 } else {
                     // Member by member in member order, as each run draws alone.
                     let f = h.dims()[2];
                     let mut mask = Vec::with_capacity(k * b * f);
                     for j in 0..k {
-                        match one(j).active(&h) {
+                        match d.member(j).active(&h) {
                             true => mask.extend(d.masks[j].draw(b * f, d.probs[j])),
                             false => mask.extend(std::iter::repeat_n(1.0, b * f)),
                         }
@@ -439,11 +445,7 @@ fn member_layers(layers: &[StackedLayer], k: usize) -> Vec<Layer> {
                     ..n.like.clone()
                 })
             }
-            StackedLayer::Dropout(d) => Layer::Dropout(Dropout {
-                prob: d.probs[k],
-                training: d.training.clone(),
-                masks: d.masks[k].clone(),
-            }),
+            StackedLayer::Dropout(d) => Layer::Dropout(d.member(k)),
             StackedLayer::Residual(b) => Layer::Residual(Block {
                 layers: member_layers(&b.layers, k),
                 shapes: b.shapes.clone(),
