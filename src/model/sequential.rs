@@ -721,11 +721,15 @@ impl Dropout {
             return x;
         }
         let [b, f] = x.dims();
-        let mask = self.masks.draw(b * f, self.prob);
-        let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, f]), &x.device());
-        let dtype = x.dtype();
-        x * mask.cast(dtype)
+        masked(x, self.masks.draw(b * f, self.prob))
     }
+}
+
+/// `x` times a mask drawn on the host (its values in `x`'s layout), in `x`'s dtype.
+pub fn masked<const D: usize>(x: Tensor<D>, mask: Vec<f32>) -> Tensor<D> {
+    let (dims, device, dtype) = (x.dims(), x.device(), x.dtype());
+    let mask = Tensor::<D>::from_data(TensorData::new(mask, dims), &device);
+    x * mask.cast(dtype)
 }
 
 /// A dropout layer's mask stream: a seed and the number of masks drawn, each mask from a

@@ -3,7 +3,7 @@
 
 use super::mlp::Dense;
 use super::sequential::{
-    pool, Block, Conv, Dropout, Embed, Layer, Masks, Norm, Op, OpKind, Sequential,
+    masked, pool, Block, Conv, Dropout, Embed, Layer, Masks, Norm, Op, OpKind, Sequential,
 };
 use super::stacked::{member_param, stack_bias, stack_param, Stacked, StackedDense};
 use anyhow::Result;
@@ -336,22 +336,20 @@ fn run(layers: &[StackedLayer], shapes: &[Vec<usize>], x: Tensor<3>) -> Tensor<3
                 Tensor::stack(outs, 0)
             }
             StackedLayer::Dropout(d) => {
-                if !(0..k).any(|j| d.member(j).active(&h)) {
+                let active: Vec<bool> = (0..k).map(|j| d.member(j).active(&h)).collect();
+                if !active.contains(&true) {
                     h
                 } else {
                     // Member by member in member order, as each run draws alone.
                     let f = h.dims()[2];
                     let mut mask = Vec::with_capacity(k * b * f);
-                    for j in 0..k {
-                        match d.member(j).active(&h) {
+                    for (j, on) in active.into_iter().enumerate() {
+                        match on {
                             true => mask.extend(d.masks[j].draw(b * f, d.probs[j])),
                             false => mask.extend(std::iter::repeat_n(1.0, b * f)),
                         }
                     }
-                    let mask =
-                        Tensor::<3>::from_data(TensorData::new(mask, [k, b, f]), &h.device());
-                    let dtype = h.dtype();
-                    h * mask.cast(dtype)
+                    masked(h, mask)
                 }
             }
             StackedLayer::Residual(block) => {
