@@ -730,6 +730,16 @@ mod tests {
                 let ones = || Tensor::<2>::ones([50, 40], &ad);
                 let first = read(model.forward(ones()));
                 let second = read(model.forward(ones()));
+                // The stream's position (what a checkpoint keeps): set back by one mask, the
+                // layer draws the second mask again.
+                assert_eq!(model.streams(), vec![2]);
+                model.set_streams(&[1]);
+                assert_eq!(
+                    read(model.forward(ones())),
+                    second,
+                    "resumed after one mask"
+                );
+                assert_eq!(model.streams(), vec![2]);
                 let eval = read(
                     model
                         .valid()
